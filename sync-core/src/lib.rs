@@ -1,0 +1,30 @@
+//! fieldsync-core: everything a device and the server share, with no IO but
+//! the device replica.
+//!
+//! - [`document`]: one report = one Automerge document; the typed view
+//!   ([`model::Report`]) and typed edits ([`model::Edit`]).
+//! - [`identity`] and [`signed_change`]: Ed25519 device keys; every change is
+//!   signed by its author and the signature travels beside it.
+//! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
+//!   functions over data for both sides.
+//! - [`replica`]: the device-side SQLite store.
+//!
+//! This crate must never open a socket, speak HTTP, or hold a case key or an
+//! attachment's plaintext outside the device. Everything here is what a phone
+//! app would embed.
+
+pub mod document;
+pub mod identity;
+pub mod ids;
+pub mod model;
+pub mod protocol;
+pub mod replica;
+pub mod signed_change;
+pub mod sync;
+mod wire;
+
+pub use document::{NewReport, ReportDocument};
+pub use identity::{DeviceKey, PublicKey};
+pub use ids::{CaseId, DeviceId, ReportId};
+pub use model::{Edit, Report};
+pub use signed_change::SignedChange;

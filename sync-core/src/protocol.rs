@@ -1,0 +1,157 @@
+//! The sync protocol's messages. JSON, with change bytes and signatures in
+//! base64 and change hashes in hex; see ARCHITECTURE.md for the encoding and
+//! its cost.
+
+use automerge::ChangeHash;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ReportId;
+use crate::signed_change::SignedChange;
+use crate::wire::{hash, hashes};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Default bound on a sync request body.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Default bound on the feed part of a sync response.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A device's half of a round trip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub version: u32,
+    /// The last feed sequence number the device has received everything up to.
+    pub cursor: u64,
+    pub docs: Vec<DocOffer>,
+}
+
+/// What a device offers for one document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocOffer {
+    pub id: ReportId,
+    /// The server heads the device last had acknowledged for this document
+    /// (empty for a document the server has never acknowledged). The device
+    /// holds every change these heads depend on.
+    #[serde(with = "hashes")]
+    pub base_heads: Vec<ChangeHash>,
+    /// Changes since `base_heads`, in causal order. May be a prefix of what
+    /// the device has, when the request's byte bound cut it.
+    pub changes: Vec<SignedChange>,
+}
+
+/// The server's half of a round trip. Sent only after everything the
+/// request brought is durably committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub version: u32,
+    pub docs: Vec<DocUpdate>,
+    /// The device's new feed cursor.
+    pub cursor: u64,
+    /// The feed holds more for this device than fit: sync again.
+    pub more: bool,
+}
+
+/// What the server sends for one document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocUpdate {
+    pub id: ReportId,
+    /// Changes the device lacks, in causal order.
+    pub changes: Vec<SignedChange>,
+    /// The server's heads after this round. Set only when `changes` brings
+    /// the device everything the server has of this document, so the device
+    /// may record them as acknowledged.
+    #[serde(with = "hashes", default)]
+    pub heads: Vec<ChangeHash>,
+    #[serde(default)]
+    pub complete: bool,
+    /// Changes the device offered that the server refused, with reasons.
+    #[serde(default)]
+    pub refused: Vec<RefusedChange>,
+}
+
+/// A change the server would not take. The device keeps it and tells its
+/// user; it is never silently dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedChange {
+    #[serde(with = "hash")]
+    pub hash: ChangeHash,
+    pub reason: Refusal,
+    pub message: String,
+}
+
+/// Why a change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The bytes are not an Automerge change, or the signature is wrong.
+    BadSignature,
+    /// The actor is not an enrolled device of this case.
+    UnknownAuthor,
+    /// The author's device was revoked before the server first saw this change.
+    RevokedAuthor,
+    /// A reporter may change only reports it created.
+    NotYourReport,
+    /// Review fields are written by coordinators only.
+    ReviewIsForCoordinators,
+    /// id, case, created_by and created_at are written once.
+    ImmutableField,
+    /// The report's first change does not describe a report of this case by its author.
+    BadCreation,
+    /// The change depends on a change the server does not have or refused.
+    MissingDependency,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the message is not valid sync JSON: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("protocol version {got} is not supported (this side speaks {PROTOCOL_VERSION}); update fieldsync")]
+    Version { got: u32 },
+    #[error("report {0} appears twice in one request")]
+    DuplicateDocument(ReportId),
+}
+
+impl SyncRequest {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("sync messages always serialize")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let request: Self = serde_json::from_slice(bytes)?;
+        if request.version != PROTOCOL_VERSION {
+            return Err(ProtocolError::Version {
+                got: request.version,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for doc in &request.docs {
+            if !seen.insert(&doc.id) {
+                return Err(ProtocolError::DuplicateDocument(doc.id.clone()));
+            }
+        }
+        Ok(request)
+    }
+}
+
+impl SyncResponse {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("sync messages always serialize")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let response: Self = serde_json::from_slice(bytes)?;
+        if response.version != PROTOCOL_VERSION {
+            return Err(ProtocolError::Version {
+                got: response.version,
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// Bytes a document offer adds to a request besides its changes.
+pub(crate) const OFFER_OVERHEAD: usize = 64 + 32 /* id */;
+/// Bytes of a request besides its offers.
+pub(crate) const REQUEST_OVERHEAD: usize = 64;
+/// Bytes per head hash in JSON.
+pub(crate) const HASH_WIRE_LEN: usize = 64 + 3;

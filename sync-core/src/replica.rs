@@ -1,0 +1,741 @@
+//! The device-side replica: a SQLite database under the device's home
+//! directory holding the device identity, every report document it has
+//! (compact snapshot plus appended changes), each change's signature, the
+//! server heads last acknowledged per document, refused changes and the
+//! case feed cursor.
+//!
+//! Every write is one SQLite transaction (WAL, `synchronous=FULL`), taken
+//! with `BEGIN IMMEDIATE` so two processes on one home never fork the same
+//! actor's change sequence. A write that returned is on disk: killing the
+//! process at any instant loses nothing that was reported saved.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use automerge::{AutoCommit, ChangeHash};
+use chrono::{DateTime, FixedOffset, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::document::{EditError, NewReport, ReportDocument, ViewError};
+use crate::identity::{DeviceKey, IdentityError};
+use crate::ids::{DeviceId, ReportId};
+use crate::model::{Edit, Report};
+use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
+use crate::signed_change::SignedChange;
+use crate::sync::device::{
+    absorb, pending_changes, AbsorbError, PendingDoc, RequestBuilder, RequestPlan,
+};
+
+/// The replica's file name inside the device home.
+pub const REPLICA_FILE: &str = "replica.sqlite3";
+/// Schema version of the replica database this build writes.
+pub const REPLICA_SCHEMA: i64 = 1;
+/// Appended changes per document before the snapshot is rewritten.
+const COMPACT_AFTER: i64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("cannot create the device home {path}: {source}")]
+    Home {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the device store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the device store was written by a newer fieldsync (schema {found}, this build knows {REPLICA_SCHEMA}); update fieldsync")]
+    NewerSchema { found: i64 },
+    #[error("this device has no identity yet; run `fieldsync device init` first")]
+    NoIdentity,
+    #[error("this device already has an identity ({0}); it is never replaced, because its reports are signed with it")]
+    IdentityExists(DeviceId),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("there is no report {0} on this device")]
+    UnknownReport(ReportId),
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error(transparent)]
+    View(#[from] ViewError),
+    #[error(transparent)]
+    Absorb(Box<AbsorbError>),
+    #[error("the device store is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl From<AbsorbError> for ReplicaError {
+    fn from(e: AbsorbError) -> Self {
+        ReplicaError::Absorb(Box::new(e))
+    }
+}
+
+/// The device's SQLite replica.
+pub struct Replica {
+    conn: Connection,
+}
+
+/// What one sync round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Changes this device sent.
+    pub sent: usize,
+    /// Changes received that the device did not have.
+    pub received: usize,
+    /// Reports this device had never seen before.
+    pub new_reports: usize,
+    /// Changes the server refused in this round, with reasons.
+    pub refused: Vec<(ReportId, RefusedChange)>,
+    /// Another round is needed.
+    pub more: bool,
+}
+
+/// What a whole sync (all rounds) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncSummary {
+    pub rounds: usize,
+    pub sent: usize,
+    pub received: usize,
+    pub new_reports: usize,
+    pub refused: Vec<RefusedReport>,
+}
+
+/// A refused change, for the user.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedReport {
+    pub report: ReportId,
+    pub change: String,
+    pub reason: crate::protocol::Refusal,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFailure<E: std::error::Error + 'static> {
+    #[error("{0}")]
+    Transport(#[source] E),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    #[error(
+        "the server answered without taking or sending anything; nothing was lost, try again later"
+    )]
+    NoProgress,
+}
+
+impl Replica {
+    /// Opens (creating if needed) the replica in the device home `home`.
+    pub fn open(home: &Path) -> Result<Self, ReplicaError> {
+        std::fs::create_dir_all(home).map_err(|source| ReplicaError::Home {
+            path: home.to_owned(),
+            source,
+        })?;
+        let conn = Connection::open(home.join(REPLICA_FILE))?;
+        Self::init(conn)
+    }
+
+    /// A replica that lives in memory, for tests.
+    pub fn open_in_memory() -> Result<Self, ReplicaError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, ReplicaError> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk before it returns, so "saved" is true
+        // even if the power goes the next instant.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut replica = Self { conn };
+        replica.migrate()?;
+        Ok(replica)
+    }
+
+    fn migrate(&mut self) -> Result<(), ReplicaError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > REPLICA_SCHEMA {
+            return Err(ReplicaError::NewerSchema { found: version });
+        }
+        if version < 1 {
+            tx.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE identity (
+                     only INTEGER PRIMARY KEY CHECK (only = 1),
+                     pkcs8 BLOB NOT NULL,
+                     device_id TEXT NOT NULL,
+                     created_at TEXT NOT NULL);
+                 CREATE TABLE documents (
+                     id TEXT PRIMARY KEY,
+                     snapshot BLOB NOT NULL,
+                     log_len INTEGER NOT NULL DEFAULT 0,
+                     acked_heads TEXT NOT NULL DEFAULT '',
+                     dirty INTEGER NOT NULL,
+                     updated_at TEXT NOT NULL);
+                 CREATE INDEX documents_dirty ON documents(dirty, updated_at);
+                 CREATE TABLE change_log (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     doc_id TEXT NOT NULL REFERENCES documents(id),
+                     bytes BLOB NOT NULL);
+                 CREATE INDEX change_log_doc ON change_log(doc_id, seq);
+                 CREATE TABLE signatures (
+                     doc_id TEXT NOT NULL,
+                     hash TEXT NOT NULL,
+                     signature BLOB NOT NULL,
+                     PRIMARY KEY (doc_id, hash)) WITHOUT ROWID;
+                 CREATE TABLE refused (
+                     doc_id TEXT NOT NULL,
+                     hash TEXT NOT NULL,
+                     reason TEXT NOT NULL,
+                     message TEXT NOT NULL,
+                     refused_at TEXT NOT NULL,
+                     PRIMARY KEY (doc_id, hash)) WITHOUT ROWID;
+                 PRAGMA user_version = 1;",
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes the device's key pair. Refuses to replace an existing one.
+    pub fn init_identity(&mut self) -> Result<DeviceId, ReplicaError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(existing) = load_key(&tx)? {
+            return Err(ReplicaError::IdentityExists(existing.device_id()));
+        }
+        let key = DeviceKey::generate()?;
+        tx.execute(
+            "INSERT INTO identity (only, pkcs8, device_id, created_at) VALUES (1, ?1, ?2, ?3)",
+            params![key.pkcs8(), key.device_id().as_str(), now().to_rfc3339()],
+        )?;
+        tx.commit()?;
+        Ok(key.device_id())
+    }
+
+    /// The device's key, if it has one.
+    pub fn device_key(&self) -> Result<Option<DeviceKey>, ReplicaError> {
+        load_key(&self.conn)
+    }
+
+    fn require_key(&self) -> Result<DeviceKey, ReplicaError> {
+        self.device_key()?.ok_or(ReplicaError::NoIdentity)
+    }
+
+    /// A free-form setting kept with the replica (enrollment details).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, ReplicaError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), ReplicaError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The case feed cursor: everything up to it has been received.
+    pub fn cursor(&self) -> Result<u64, ReplicaError> {
+        Ok(self
+            .meta("cursor")?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ReplicaError::Corrupt(format!("cursor {v:?}")))
+            })
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// Records a new report. Needs no network; returns once it is on disk.
+    pub fn create_report(&mut self, new: &NewReport) -> Result<ReportId, ReplicaError> {
+        let key = self.require_key()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (doc, change) = ReportDocument::create(&key, new, now())?;
+        let mut am = doc.into_automerge();
+        insert_document(&tx, &new.id, &mut am)?;
+        store_signature(&tx, &new.id, &change)?;
+        tx.commit()?;
+        Ok(new.id.clone())
+    }
+
+    /// Applies `edits` to a report as one signed change. Returns the change
+    /// hash, or `None` if the edits changed nothing.
+    pub fn edit_report(
+        &mut self,
+        id: &ReportId,
+        edits: &[Edit],
+    ) -> Result<Option<ChangeHash>, ReplicaError> {
+        let key = self.require_key()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored =
+            load_document(&tx, id)?.ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?;
+        let mut doc = ReportDocument::from_automerge(stored.doc);
+        let Some(change) = doc.edit(&key, edits, now())? else {
+            return Ok(None);
+        };
+        let verified = change
+            .verify()
+            .map_err(|e| ReplicaError::Corrupt(format!("own change does not verify: {e}")))?;
+        let mut am = doc.into_automerge();
+        append_changes(
+            &tx,
+            id,
+            &mut am,
+            stored.log_len,
+            std::slice::from_ref(&change.bytes),
+            &stored.acked,
+        )?;
+        store_signature(&tx, id, &change)?;
+        tx.commit()?;
+        Ok(Some(verified.hash()))
+    }
+
+    /// The typed view of a report.
+    pub fn report(&self, id: &ReportId) -> Result<Report, ReplicaError> {
+        let stored = load_document(&self.conn, id)?
+            .ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?;
+        Ok(ReportDocument::from_automerge(stored.doc).view()?)
+    }
+
+    /// The Automerge document of a report, for callers that need history.
+    pub fn document(&self, id: &ReportId) -> Result<AutoCommit, ReplicaError> {
+        Ok(load_document(&self.conn, id)?
+            .ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?
+            .doc)
+    }
+
+    /// Ids of every report on this device.
+    pub fn report_ids(&self) -> Result<Vec<ReportId>, ReplicaError> {
+        let mut stmt = self.conn.prepare("SELECT id FROM documents ORDER BY id")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.into_iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|e| ReplicaError::Corrupt(format!("{e}")))
+            })
+            .collect()
+    }
+
+    /// The stored signature of a change, if any.
+    pub fn signature(
+        &self,
+        id: &ReportId,
+        hash: &ChangeHash,
+    ) -> Result<Option<Vec<u8>>, ReplicaError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT signature FROM signatures WHERE doc_id = ?1 AND hash = ?2",
+                params![id.as_str(), hash.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Number of changes not yet acknowledged by the server (refused ones excluded).
+    pub fn pending_change_count(&self) -> Result<usize, ReplicaError> {
+        let mut count = 0;
+        for pending in self.pending_docs()? {
+            count += pending.changes.len();
+        }
+        Ok(count)
+    }
+
+    /// Changes the server refused, newest last.
+    pub fn refused(&self) -> Result<Vec<RefusedReport>, ReplicaError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT doc_id, hash, reason, message FROM refused ORDER BY refused_at, doc_id, hash",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(doc, hash, reason, message)| {
+                Ok(RefusedReport {
+                    report: doc
+                        .parse()
+                        .map_err(|e| ReplicaError::Corrupt(format!("{e}")))?,
+                    change: hash,
+                    reason: serde_json::from_value(serde_json::Value::String(reason.clone()))
+                        .map_err(|_| ReplicaError::Corrupt(format!("refusal reason {reason:?}")))?,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    fn pending_docs(&self) -> Result<Vec<PendingDoc>, ReplicaError> {
+        let mut out = Vec::new();
+        for id in self.dirty_ids()? {
+            if let Some(pending) = self.pending_doc(&id)? {
+                out.push(pending);
+            }
+        }
+        Ok(out)
+    }
+
+    fn dirty_ids(&self) -> Result<Vec<ReportId>, ReplicaError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM documents WHERE dirty = 1 ORDER BY updated_at, id")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.into_iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|e| ReplicaError::Corrupt(format!("{e}")))
+            })
+            .collect()
+    }
+
+    fn pending_doc(&self, id: &ReportId) -> Result<Option<PendingDoc>, ReplicaError> {
+        let Some(mut stored) = load_document(&self.conn, id)? else {
+            return Ok(None);
+        };
+        let refused = refused_hashes(&self.conn, id)?;
+        let changes = pending_changes(&mut stored.doc, &stored.acked, &refused);
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let mut signed = Vec::with_capacity(changes.len());
+        for change in changes {
+            let signature = self.signature(id, &change.hash())?.ok_or_else(|| {
+                ReplicaError::Corrupt(format!(
+                    "no signature stored for change {} of report {id}",
+                    change.hash()
+                ))
+            })?;
+            signed.push(SignedChange {
+                bytes: change.raw_bytes().to_vec(),
+                signature,
+            });
+        }
+        Ok(Some(PendingDoc {
+            id: id.clone(),
+            base_heads: stored.acked,
+            changes: signed,
+        }))
+    }
+
+    /// Builds the next sync request, at most `max_bytes` long.
+    pub fn prepare_sync(&self, max_bytes: usize) -> Result<RequestPlan, ReplicaError> {
+        let mut builder = RequestBuilder::new(self.cursor()?, max_bytes);
+        // Load documents one at a time and stop once the request is full:
+        // a device with thousands of pending reports sends a few per round.
+        for id in self.dirty_ids()? {
+            if let Some(pending) = self.pending_doc(&id)? {
+                if !builder.offer(pending) {
+                    break;
+                }
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    /// Absorbs the server's answer to `request`, in one transaction.
+    pub fn complete_sync(
+        &mut self,
+        request: &SyncRequest,
+        response: &SyncResponse,
+    ) -> Result<RoundReport, ReplicaError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut report = RoundReport {
+            sent: request.docs.iter().map(|d| d.changes.len()).sum(),
+            more: response.more,
+            ..RoundReport::default()
+        };
+        for update in &response.docs {
+            absorb_update(&tx, update, &mut report)?;
+        }
+        let cursor: u64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'cursor'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('cursor', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [cursor.max(response.cursor).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Syncs until nothing is pending and the feed is drained, one bounded
+    /// request per round. `send` carries a request to the server and back.
+    /// Whatever happens, nothing recorded is lost: each round commits on its
+    /// own, and an error leaves the replica as the last good round left it.
+    pub fn sync<E, F>(
+        &mut self,
+        max_request_bytes: usize,
+        mut send: F,
+        mut on_round: impl FnMut(&RoundReport),
+    ) -> Result<SyncSummary, SyncFailure<E>>
+    where
+        E: std::error::Error + 'static,
+        F: FnMut(&SyncRequest) -> Result<SyncResponse, E>,
+    {
+        let mut summary = SyncSummary::default();
+        loop {
+            let plan = self.prepare_sync(max_request_bytes)?;
+            let cursor_before = plan.request.cursor;
+            let response = send(&plan.request).map_err(SyncFailure::Transport)?;
+            let round = self.complete_sync(&plan.request, &response)?;
+            on_round(&round);
+            summary.rounds += 1;
+            summary.sent += round.sent;
+            summary.received += round.received;
+            summary.new_reports += round.new_reports;
+            summary
+                .refused
+                .extend(round.refused.iter().map(|(report, r)| RefusedReport {
+                    report: report.clone(),
+                    change: r.hash.to_string(),
+                    reason: r.reason,
+                    message: r.message.clone(),
+                }));
+            let more = round.more || !plan.complete;
+            if !more {
+                return Ok(summary);
+            }
+            let progressed =
+                round.sent > 0 || round.received > 0 || response.cursor > cursor_before;
+            if !progressed {
+                return Err(SyncFailure::NoProgress);
+            }
+        }
+    }
+}
+
+fn now() -> DateTime<FixedOffset> {
+    Utc::now().fixed_offset()
+}
+
+fn load_key(conn: &Connection) -> Result<Option<DeviceKey>, ReplicaError> {
+    let pkcs8: Option<Vec<u8>> = conn
+        .query_row("SELECT pkcs8 FROM identity WHERE only = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(pkcs8.map(|k| DeviceKey::from_pkcs8(&k)).transpose()?)
+}
+
+struct StoredDoc {
+    doc: AutoCommit,
+    log_len: i64,
+    acked: Vec<ChangeHash>,
+}
+
+fn load_document(conn: &Connection, id: &ReportId) -> Result<Option<StoredDoc>, ReplicaError> {
+    let row: Option<(Vec<u8>, i64, String)> = conn
+        .query_row(
+            "SELECT snapshot, log_len, acked_heads FROM documents WHERE id = ?1",
+            [id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((snapshot, log_len, acked)) = row else {
+        return Ok(None);
+    };
+    // One load of snapshot and log together: automerge reads concatenated
+    // chunks, and one call is far cheaper than a `load_incremental` each.
+    let mut bytes = snapshot;
+    let mut stmt =
+        conn.prepare_cached("SELECT bytes FROM change_log WHERE doc_id = ?1 ORDER BY seq")?;
+    let mut rows = stmt.query([id.as_str()])?;
+    while let Some(row) = rows.next()? {
+        let chunk: Vec<u8> = row.get(0)?;
+        bytes.extend_from_slice(&chunk);
+    }
+    let doc =
+        AutoCommit::load(&bytes).map_err(|e| ReplicaError::Corrupt(format!("report {id}: {e}")))?;
+    Ok(Some(StoredDoc {
+        doc,
+        log_len,
+        acked: parse_heads(&acked)?,
+    }))
+}
+
+fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, ReplicaError> {
+    text.split_whitespace()
+        .map(|h| {
+            h.parse()
+                .map_err(|_| ReplicaError::Corrupt(format!("stored head {h:?}")))
+        })
+        .collect()
+}
+
+fn format_heads(heads: &[ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_dirty(doc: &mut AutoCommit, acked: &[ChangeHash]) -> bool {
+    let mut heads = doc.get_heads();
+    let mut acked = acked.to_vec();
+    heads.sort();
+    acked.sort();
+    heads != acked
+}
+
+fn insert_document(
+    tx: &Transaction<'_>,
+    id: &ReportId,
+    doc: &mut AutoCommit,
+) -> Result<(), ReplicaError> {
+    tx.execute(
+        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at)
+         VALUES (?1, ?2, 0, '', 1, ?3)",
+        params![id.as_str(), doc.save(), now().to_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// Records changes already applied to `doc`: appended to the log, or folded
+/// into a new snapshot once the log is long.
+fn append_changes(
+    tx: &Transaction<'_>,
+    id: &ReportId,
+    doc: &mut AutoCommit,
+    log_len: i64,
+    new_changes: &[Vec<u8>],
+    acked: &[ChangeHash],
+) -> Result<(), ReplicaError> {
+    let dirty = is_dirty(doc, acked);
+    let updated_at = now().to_rfc3339();
+    if log_len + new_changes.len() as i64 > COMPACT_AFTER {
+        tx.execute("DELETE FROM change_log WHERE doc_id = ?1", [id.as_str()])?;
+        tx.execute(
+            "UPDATE documents SET snapshot = ?2, log_len = 0, acked_heads = ?3, dirty = ?4, updated_at = ?5 WHERE id = ?1",
+            params![id.as_str(), doc.save(), format_heads(acked), dirty, updated_at],
+        )?;
+    } else {
+        let mut insert =
+            tx.prepare_cached("INSERT INTO change_log (doc_id, bytes) VALUES (?1, ?2)")?;
+        for bytes in new_changes {
+            insert.execute(params![id.as_str(), bytes])?;
+        }
+        tx.execute(
+            "UPDATE documents SET log_len = log_len + ?2, acked_heads = ?3, dirty = ?4, updated_at = ?5 WHERE id = ?1",
+            params![id.as_str(), new_changes.len() as i64, format_heads(acked), dirty, updated_at],
+        )?;
+    }
+    Ok(())
+}
+
+fn store_signature(
+    tx: &Transaction<'_>,
+    id: &ReportId,
+    change: &SignedChange,
+) -> Result<(), ReplicaError> {
+    let hash = automerge::Change::try_from(change.bytes.as_slice())
+        .map_err(|e| ReplicaError::Corrupt(format!("change of report {id}: {e}")))?
+        .hash();
+    tx.execute(
+        "INSERT OR IGNORE INTO signatures (doc_id, hash, signature) VALUES (?1, ?2, ?3)",
+        params![id.as_str(), hash.to_string(), change.signature],
+    )?;
+    Ok(())
+}
+
+fn refused_hashes(conn: &Connection, id: &ReportId) -> Result<HashSet<ChangeHash>, ReplicaError> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM refused WHERE doc_id = ?1")?;
+    let hashes = stmt
+        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    hashes
+        .iter()
+        .map(|h| {
+            h.parse()
+                .map_err(|_| ReplicaError::Corrupt(format!("refused hash {h:?}")))
+        })
+        .collect()
+}
+
+fn absorb_update(
+    tx: &Transaction<'_>,
+    update: &DocUpdate,
+    report: &mut RoundReport,
+) -> Result<(), ReplicaError> {
+    let existing = load_document(tx, &update.id)?;
+    let is_new = existing.is_none();
+    let (mut doc, log_len, acked) = match existing {
+        Some(s) => (s.doc, s.log_len, s.acked),
+        None if update.changes.is_empty() => return record_refusals(tx, update, report),
+        None => (AutoCommit::new(), 0, Vec::new()),
+    };
+    let absorbed = absorb(&mut doc, update)?;
+    let acked = absorbed.acked.unwrap_or(acked);
+    if is_new {
+        report.new_reports += 1;
+        tx.execute(
+            "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+            params![
+                update.id.as_str(),
+                doc.save(),
+                format_heads(&acked),
+                is_dirty(&mut doc, &acked),
+                now().to_rfc3339()
+            ],
+        )?;
+    } else {
+        let bytes: Vec<Vec<u8>> = absorbed
+            .applied
+            .iter()
+            .map(|v| v.signed.bytes.clone())
+            .collect();
+        append_changes(tx, &update.id, &mut doc, log_len, &bytes, &acked)?;
+    }
+    for v in &absorbed.applied {
+        store_signature(tx, &update.id, &v.signed)?;
+    }
+    report.received += absorbed.applied.len();
+    record_refusals(tx, update, report)
+}
+
+fn record_refusals(
+    tx: &Transaction<'_>,
+    update: &DocUpdate,
+    report: &mut RoundReport,
+) -> Result<(), ReplicaError> {
+    for refused in &update.refused {
+        let reason = serde_json::to_value(refused.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        tx.execute(
+            "INSERT OR IGNORE INTO refused (doc_id, hash, reason, message, refused_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![update.id.as_str(), refused.hash.to_string(), reason, refused.message, now().to_rfc3339()],
+        )?;
+        report.refused.push((update.id.clone(), refused.clone()));
+    }
+    Ok(())
+}

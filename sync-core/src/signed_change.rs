@@ -1,0 +1,151 @@
+//! An Automerge change with its author's signature beside it.
+//!
+//! Automerge changes cannot carry a signature inside them, so the signature
+//! travels next to the change bytes: in the replica, on the wire and in the
+//! server's store. Whoever relays a change relays its signature unchanged, so
+//! authorship survives any number of hops.
+
+use automerge::{Change, ChangeHash};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{DeviceKey, Domain, IdentityError, PublicKey, Signature};
+use crate::wire::b64;
+
+/// Change bytes and the author's signature over the change hash, as stored
+/// and sent. Not yet checked: call [`SignedChange::verify`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    #[serde(with = "b64")]
+    pub bytes: Vec<u8>,
+    #[serde(with = "b64", rename = "sig")]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeError {
+    #[error("change bytes are not a valid Automerge change: {0}")]
+    Malformed(String),
+    #[error("change {hash} has an actor id that is not a fieldsync device key ({len} bytes instead of 32)")]
+    ForeignActor { hash: ChangeHash, len: usize },
+    #[error("change {hash}: {source}")]
+    Signature {
+        hash: ChangeHash,
+        source: IdentityError,
+    },
+}
+
+impl SignedChange {
+    /// Signs a change the device just made. The device's key must be the
+    /// change's actor; [`crate::document::ReportDocument`] guarantees it.
+    pub fn sign(change: &Change, key: &DeviceKey) -> Self {
+        let signature = key.sign(Domain::Change, &change.hash().0);
+        Self {
+            bytes: change.raw_bytes().to_vec(),
+            signature: signature.as_bytes().to_vec(),
+        }
+    }
+
+    /// Parses the change, checks that its actor is an Ed25519 public key and
+    /// that the signature over the change hash verifies under that key.
+    pub fn verify(&self) -> Result<VerifiedChange, ChangeError> {
+        let change = Change::try_from(self.bytes.as_slice())
+            .map_err(|e| ChangeError::Malformed(e.to_string()))?;
+        let hash = change.hash();
+        let actor = change.actor_id().to_bytes();
+        let author = PublicKey::from_bytes(actor).map_err(|_| ChangeError::ForeignActor {
+            hash,
+            len: actor.len(),
+        })?;
+        let signature = Signature::from_bytes(&self.signature)
+            .map_err(|source| ChangeError::Signature { hash, source })?;
+        author
+            .verify(Domain::Change, &hash.0, &signature)
+            .map_err(|source| ChangeError::Signature { hash, source })?;
+        Ok(VerifiedChange {
+            change,
+            signed: self.clone(),
+            author,
+        })
+    }
+
+    /// Size of this change in the JSON encoding, for bounding requests.
+    pub fn wire_len(&self) -> usize {
+        // {"bytes":"…","sig":"…"}, plus a separating comma
+        b64::encoded_len(self.bytes.len()) + b64::encoded_len(self.signature.len()) + 22
+    }
+}
+
+/// A change whose signature has been checked against its actor.
+#[derive(Clone, Debug)]
+pub struct VerifiedChange {
+    pub change: Change,
+    pub signed: SignedChange,
+    pub author: PublicKey,
+}
+
+impl VerifiedChange {
+    pub fn hash(&self) -> ChangeHash {
+        self.change.hash()
+    }
+}
+
+/// Orders changes so that every change comes after the ones it depends on
+/// (among those given), keeping the given order where it is free. Automerge
+/// queues a change whose dependencies are missing instead of applying it, and
+/// a queued change is not saved, so order matters wherever we apply.
+pub fn causal_order(changes: Vec<VerifiedChange>) -> Vec<VerifiedChange> {
+    use std::collections::{HashMap, HashSet};
+    let in_set: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+    let mut placed: HashSet<ChangeHash> = HashSet::with_capacity(changes.len());
+    let mut waiting: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
+    let mut missing: Vec<usize> = Vec::with_capacity(changes.len());
+    for (i, c) in changes.iter().enumerate() {
+        missing.push(
+            c.change
+                .deps()
+                .iter()
+                .filter(|d| in_set.contains(d) && **d != c.hash())
+                .count(),
+        );
+        for d in c.change.deps() {
+            if in_set.contains(d) {
+                waiting.entry(*d).or_default().push(i);
+            }
+        }
+    }
+    let mut slots: Vec<Option<VerifiedChange>> = changes.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..slots.len()).filter(|&i| missing[i] == 0).collect();
+    while let Some(i) = ready.pop_front() {
+        let Some(c) = slots[i].take() else { continue };
+        let hash = c.hash();
+        if !placed.insert(hash) {
+            continue; // a duplicate of a change already placed
+        }
+        if let Some(children) = waiting.remove(&hash) {
+            for child in children {
+                missing[child] = missing[child].saturating_sub(1);
+                if missing[child] == 0 {
+                    ready.push_back(child);
+                }
+            }
+        }
+        out.push(c);
+    }
+    // Whatever is left is in a cycle or waits on a duplicate: keep it at the
+    // end, and let the caller's missing-dependency check refuse it.
+    out.extend(
+        slots
+            .into_iter()
+            .flatten()
+            .filter(|c| !placed.contains(&c.hash())),
+    );
+    out
+}
+
+/// Whether `doc` holds the change `hash`. Cheap, unlike
+/// `get_change_by_hash`, which rebuilds the whole change from the op set.
+pub fn has_change(doc: &impl automerge::ReadDoc, hash: &ChangeHash) -> bool {
+    doc.get_missing_deps(std::slice::from_ref(hash)).is_empty()
+}

@@ -1,0 +1,16 @@
+//! The sync algorithm, for both sides, as plain functions over data.
+//!
+//! - [`server`]: given a request and a [`server::ServerStore`], apply what the
+//!   device brought and answer with what it lacks.
+//! - [`device`]: build a bounded request from pending changes; absorb a
+//!   response into a document.
+//! - [`policy`]: who may read and write what.
+//! - [`memory`]: an in-memory server store, the reference for tests.
+
+pub mod device;
+pub mod memory;
+pub mod policy;
+pub mod server;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,4 @@
+//! fieldsync's scenarios across crates, one module per concern. One test
+//! binary, so the workspace links once.
+
+mod replica_crash;
