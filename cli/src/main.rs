@@ -1,12 +1,13 @@
 //! The `fieldsync` command: argument parsing and printing only. Every
 //! command calls `fieldsync-core` or `fieldsync-server`.
 
+mod client;
+mod commands;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use fieldsync_core::replica::Replica;
 
 #[derive(Parser)]
 #[command(
@@ -14,7 +15,7 @@ use fieldsync_core::replica::Replica;
     version,
     about = "Record events offline and sync them to a fieldsync server"
 )]
-struct Cli {
+pub struct Cli {
     /// The device home (replica and identity). Defaults to $FIELDSYNC_HOME,
     /// else the platform data directory.
     #[arg(long, global = true, env = "FIELDSYNC_HOME")]
@@ -24,46 +25,102 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {
-    /// This device's identity.
+pub enum Command {
+    /// Runs the server.
+    Serve {
+        /// Data directory (SQLite database and blobs); created if missing.
+        #[arg(long, default_value = "./fieldsync-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Largest sync request body accepted.
+        #[arg(long, default_value_t = fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES)]
+        max_request_bytes: usize,
+    },
+    /// Operator commands on a server's data directory (work while it runs).
+    Admin {
+        #[arg(long, default_value = "./fieldsync-data")]
+        data: PathBuf,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// This device's identity and enrollment.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Records a new report on this device; needs no network. Prints its id.
+    Record(commands::RecordArgs),
+    /// Changes a report on this device; needs no network.
+    Edit(commands::EditArgs),
+    /// Sends what this device recorded and receives what it lacks.
+    Sync {
+        #[arg(long)]
+        json: bool,
+        /// Bound on each request; a device with more makes several rounds.
+        #[arg(long, default_value_t = fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES)]
+        max_request_bytes: usize,
+    },
+    /// The reports on this device, in the order they happened.
+    Timeline(commands::TimelineArgs),
+    /// One report, every field and its signed change history.
+    Show {
+        report_id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
-enum DeviceCommand {
+pub enum AdminCommand {
+    /// Cases.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Issues a one-time enrollment token for a case and a role.
+    Invite {
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        role: String,
+        /// How long the token is valid: 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+    },
+    /// Lists enrolled devices.
+    Devices {
+        #[arg(long)]
+        case: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a device (a seized phone): refused from its next request on.
+    Revoke { device_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum CaseCommand {
+    /// Creates a case and prints its id.
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
     /// Makes this device's key pair and prints its device id.
     Init,
+    /// Enrolls this device with a server using a one-time token.
+    Enroll {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        token: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match commands::run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn run(cli: Cli) -> Result<()> {
-    let home = device_home(cli.home)?;
-    match cli.command {
-        Command::Device(DeviceCommand::Init) => {
-            let mut replica = Replica::open(&home)?;
-            let id = replica.init_identity()?;
-            println!("{id}");
-        }
-    }
-    Ok(())
-}
-
-fn device_home(flag: Option<PathBuf>) -> Result<PathBuf> {
-    match flag {
-        Some(home) => Ok(home),
-        None => Ok(dirs::data_dir()
-            .context("no --home given, FIELDSYNC_HOME is not set and this platform has no data directory; pass --home DIR")?
-            .join("fieldsync")),
     }
 }

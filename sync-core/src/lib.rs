@@ -19,6 +19,7 @@ pub mod ids;
 pub mod model;
 pub mod protocol;
 pub mod replica;
+pub mod request_auth;
 pub mod signed_change;
 pub mod sync;
 mod wire;

@@ -155,3 +155,32 @@ pub(crate) const OFFER_OVERHEAD: usize = 64 + 32 /* id */;
 pub(crate) const REQUEST_OVERHEAD: usize = 64;
 /// Bytes per head hash in JSON.
 pub(crate) const HASH_WIRE_LEN: usize = 64 + 3;
+
+/// A device asks to join a case with a one-time token. Signed (with
+/// [`crate::request_auth::RequestAuth`]) by the key it enrolls, which proves
+/// it holds the private key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// The device's Ed25519 public key, hex.
+    pub public_key: String,
+}
+
+/// What a device learns when it enrolls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub device_id: String,
+    pub case_id: String,
+    pub case_name: String,
+    pub role: crate::sync::policy::DeviceRole,
+}
+
+/// The body of every error the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The server's clock, Unix seconds, so a device with a wrong clock can
+    /// tell by how much.
+    #[serde(default)]
+    pub server_time: Option<i64>,
+}

@@ -32,3 +32,153 @@ impl Rng {
         lo + self.next_u64() % (hi - lo).max(1)
     }
 }
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The `fieldsync` binary of this workspace, built if it is missing (when
+/// only this package's tests were asked for).
+pub fn fieldsync_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/scenarios-HASH -> target/debug/fieldsync
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("fieldsync");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "fieldsync"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p fieldsync failed");
+    }
+    bin
+}
+
+/// A `fieldsync serve` process on a loopback port.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+    pub addr: String,
+    pub data: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts a server on `listen` (use `127.0.0.1:0` for any free port)
+    /// and waits until it says where it listens.
+    pub fn start(data: &Path, listen: &str) -> Self {
+        let mut child = Command::new(fieldsync_bin())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fieldsync serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read server banner");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
+            .to_owned();
+        let addr = url.trim_start_matches("http://").to_owned();
+        Self {
+            child,
+            url,
+            addr,
+            data: data.to_owned(),
+        }
+    }
+
+    /// Kills the server with SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same address and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let again = Self::start(&self.data.clone(), &self.addr.clone());
+        *self = again;
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `fieldsync` with `args`; returns its output whatever the exit code.
+pub fn fieldsync(args: &[&str]) -> Output {
+    Command::new(fieldsync_bin())
+        .args(args)
+        .env_remove("FIELDSYNC_HOME")
+        .output()
+        .expect("run fieldsync")
+}
+
+/// Runs `fieldsync` and returns its stdout, failing the test on a non-zero exit.
+pub fn fieldsync_ok(args: &[&str]) -> String {
+    let out = fieldsync(args);
+    assert!(
+        out.status.success(),
+        "fieldsync {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// A device home with an enrolled identity.
+pub struct DeviceHome {
+    pub dir: tempfile::TempDir,
+    pub id: String,
+}
+
+impl DeviceHome {
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 temp path")
+    }
+
+    /// Runs a device command: `fieldsync --home H ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--home", self.path()];
+        all.extend_from_slice(args);
+        fieldsync(&all)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["--home", self.path()];
+        all.extend_from_slice(args);
+        fieldsync_ok(&all)
+    }
+}
+
+/// Makes a device, invites it into `case` with `role` and enrolls it.
+pub fn enrolled_device(server: &ServerProcess, case: &str, role: &str) -> DeviceHome {
+    let data = server.data.to_str().expect("utf-8 data path");
+    let token = fieldsync_ok(&[
+        "admin", "--data", data, "invite", "--case", case, "--role", role,
+    ]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut home = DeviceHome {
+        dir,
+        id: String::new(),
+    };
+    home.id = home.ok(&["device", "init"]).trim().to_owned();
+    home.ok(&[
+        "device",
+        "enroll",
+        "--server",
+        &server.url,
+        "--token",
+        token.trim(),
+    ]);
+    home
+}

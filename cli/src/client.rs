@@ -1,0 +1,89 @@
+//! The device's HTTP client: signed requests to a fieldsync server.
+
+use std::time::Duration;
+
+use fieldsync_core::identity::DeviceKey;
+use fieldsync_core::protocol::{
+    EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
+};
+use fieldsync_core::request_auth::RequestAuth;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not reach the server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the server refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the server's answer could not be read: {0}")]
+    BadResponse(String),
+}
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(15))
+                .timeout_read(Duration::from_secs(120))
+                .timeout_write(Duration::from_secs(120))
+                .build(),
+        }
+    }
+
+    fn post(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let auth = RequestAuth::sign(key, "POST", path, body, chrono::Utc::now().timestamp())
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let mut request = self
+            .agent
+            .post(&format!("{}{}", self.base, path))
+            .set("content-type", "application/json");
+        for (name, value) in auth.headers() {
+            request = request.set(name, &value);
+        }
+        match request.send_bytes(body) {
+            Ok(response) => read_all(response),
+            Err(ureq::Error::Status(status, response)) => {
+                let body = read_all(response).unwrap_or_default();
+                let message = serde_json::from_slice::<ErrorBody>(&body)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect());
+                Err(ClientError::Refused { status, message })
+            }
+            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: t.to_string(),
+            }),
+        }
+    }
+
+    pub fn enroll(&self, key: &DeviceKey, token: &str) -> Result<EnrollResponse, ClientError> {
+        let body = serde_json::to_vec(&EnrollRequest {
+            token: token.to_owned(),
+            public_key: hex::encode(key.public_key().as_bytes()),
+        })
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let answer = self.post(key, "/v1/enroll", &body)?;
+        serde_json::from_slice(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    pub fn sync(
+        &self,
+        key: &DeviceKey,
+        request: &SyncRequest,
+    ) -> Result<SyncResponse, ClientError> {
+        let answer = self.post(key, "/v1/sync", &request.to_json())?;
+        SyncResponse::from_json(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+}
+
+fn read_all(response: ureq::Response) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    Ok(body)
+}

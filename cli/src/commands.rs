@@ -1,0 +1,607 @@
+//! One function per command: parse what the user typed into library types,
+//! call the library, print the result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, FixedOffset, Utc};
+use clap::Args;
+use fieldsync_core::document::rfc3339;
+use fieldsync_core::model::{Edit, Person, Place, Report, ReviewStatus, Role, TimelineEntry};
+use fieldsync_core::replica::{Replica, SyncFailure};
+use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::{CaseId, DeviceId, NewReport, ReportId, SignedChange};
+use fieldsync_server::store::Store;
+
+use crate::client::Client;
+use crate::{AdminCommand, CaseCommand, Cli, Command, DeviceCommand};
+
+#[derive(Args)]
+pub struct RecordArgs {
+    #[arg(long)]
+    case: String,
+    #[arg(long)]
+    title: String,
+    /// When it happened, RFC 3339 with offset: 2016-05-21T10:40:00+06:00.
+    #[arg(long)]
+    at: String,
+    /// The time is an estimate ("around 10:40").
+    #[arg(long)]
+    approximate: bool,
+    #[arg(long)]
+    place: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    lat: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    lon: Option<f64>,
+    /// The description.
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    tag: Vec<String>,
+    /// NAME:ROLE[:NOTE], role one of officer, detainee, witness, victim, other.
+    #[arg(long)]
+    person: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    report_id: String,
+    #[arg(long)]
+    title: Option<String>,
+    /// Replaces the description (merged with concurrent edits elsewhere in it).
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    append_text: Option<String>,
+    #[arg(long)]
+    add_tag: Vec<String>,
+    #[arg(long)]
+    remove_tag: Vec<String>,
+    /// NAME:ROLE[:NOTE]
+    #[arg(long)]
+    person: Vec<String>,
+    /// "RFC3339 TEXT": a sub-event inside the report.
+    #[arg(long)]
+    timeline: Vec<String>,
+    /// Review status (coordinators only): unverified, verified, disputed.
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long, requires = "status")]
+    note: Option<String>,
+}
+
+#[derive(Args)]
+pub struct TimelineArgs {
+    #[arg(long)]
+    case: String,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            max_request_bytes,
+        } => serve(data, &listen, max_request_bytes),
+        Command::Admin { data, command } => admin(&data, command),
+        Command::Device(command) => device(&home(cli.home)?, command),
+        Command::Record(args) => record(&home(cli.home)?, args),
+        Command::Edit(args) => edit(&home(cli.home)?, args),
+        Command::Sync {
+            json,
+            max_request_bytes,
+        } => sync(&home(cli.home)?, json, max_request_bytes),
+        Command::Timeline(args) => timeline(&home(cli.home)?, args),
+        Command::Show { report_id, json } => show(&home(cli.home)?, &report_id, json),
+    }
+}
+
+fn home(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(home) => Ok(home),
+        None => Ok(dirs::data_dir()
+            .context("no --home given, FIELDSYNC_HOME is not set and this platform has no data directory; pass --home DIR")?
+            .join("fieldsync")),
+    }
+}
+
+fn serve(data: PathBuf, listen: &str, max_request_bytes: usize) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = std::net::TcpListener::bind(listen).with_context(|| {
+        format!("cannot listen on {listen}; is another server using that port?")
+    })?;
+    let addr = listener.local_addr()?;
+    let mut config = fieldsync_server::Config::new(data.clone());
+    config.max_request_bytes = max_request_bytes;
+    actix_web::rt::System::new().block_on(async move {
+        let server = fieldsync_server::run(listener, config)
+            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+        println!(
+            "fieldsync listening on http://{addr} (data in {})",
+            data.display()
+        );
+        std::io::stdout().flush().ok();
+        server.await.context("the server stopped with an error")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
+    let store = Store::open(data)
+        .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+    match command {
+        AdminCommand::Case(CaseCommand::Create { name }) => {
+            let case = store.create_case(&name)?;
+            println!("{}", case.id);
+        }
+        AdminCommand::Invite {
+            case,
+            role,
+            expires,
+        } => {
+            let role: DeviceRole = role.parse().map_err(|e: String| anyhow!(e))?;
+            let ttl = parse_duration(&expires)?;
+            println!("{}", store.create_invite(&case, role, ttl)?);
+        }
+        AdminCommand::Devices { case, json } => {
+            let devices = store.devices(case.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                println!(
+                    "{:<32}  {:<11}  {:<20}  {:<25}  revoked",
+                    "device", "role", "case", "enrolled"
+                );
+                for d in devices {
+                    println!(
+                        "{:<32}  {:<11}  {:<20}  {:<25}  {}",
+                        d.device_id,
+                        d.role.as_str(),
+                        d.case_name,
+                        d.enrolled_at,
+                        d.revoked_at.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        AdminCommand::Revoke { device_id } => {
+            let id: DeviceId = device_id.parse()?;
+            let device = store.revoke(&id)?;
+            println!(
+                "revoked {} ({} of case {}) at {}",
+                device.device_id,
+                device.role.as_str(),
+                device.case_name,
+                device.revoked_at.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses 90s, 30m, 24h, 7d.
+fn parse_duration(text: &str) -> Result<Duration> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| {
+        anyhow!("--expires {text:?}: expected a number and a unit, like 30m, 24h or 7d")
+    })?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("--expires {text:?}: the unit must be s, m, h or d"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn open(home: &Path) -> Result<Replica> {
+    Replica::open(home).with_context(|| format!("cannot open the device home {}", home.display()))
+}
+
+fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
+    let mut replica = open(home)?;
+    match command {
+        DeviceCommand::Init => println!("{}", replica.init_identity()?),
+        DeviceCommand::Enroll { server, token } => {
+            let key = replica
+                .device_key()?
+                .context("this device has no identity yet; run `fieldsync device init` first")?;
+            if let Some(case) = replica.meta("case_name")? {
+                bail!("this device is already enrolled in case {case}; a device belongs to one case, use another --home for another");
+            }
+            let enrolled = Client::new(&server).enroll(&key, token.trim())?;
+            replica.set_meta("server", &server)?;
+            replica.set_meta("case_id", &enrolled.case_id)?;
+            replica.set_meta("case_name", &enrolled.case_name)?;
+            replica.set_meta("role", enrolled.role.as_str())?;
+            println!(
+                "enrolled device {} as {} of case {}",
+                enrolled.device_id,
+                enrolled.role.as_str(),
+                enrolled.case_name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Enrollment {
+    server: String,
+    case_id: CaseId,
+    case_name: String,
+    role: DeviceRole,
+}
+
+fn enrollment(replica: &Replica) -> Result<Enrollment> {
+    let get = |k: &str| -> Result<String> {
+        replica.meta(k)?.context(
+            "this device is not enrolled in a case; run `fieldsync device enroll --server URL --token TOKEN` with a token from your coordinator",
+        )
+    };
+    Ok(Enrollment {
+        server: get("server")?,
+        case_id: get("case_id")?.parse()?,
+        case_name: get("case_name")?,
+        role: get("role")?.parse().map_err(|e: String| anyhow!(e))?,
+    })
+}
+
+fn check_case(enrollment: &Enrollment, name: &str) -> Result<()> {
+    if enrollment.case_name != name {
+        bail!(
+            "this device is enrolled in case {:?}, not {name:?}",
+            enrollment.case_name
+        );
+    }
+    Ok(())
+}
+
+fn parse_time(flag: &str, text: &str) -> Result<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text).map_err(|e| {
+        anyhow!("{flag} {text:?} is not an RFC 3339 time with offset ({e}); write it like 2016-05-21T10:40:00+06:00")
+    })
+}
+
+fn parse_person(text: &str) -> Result<Person> {
+    let mut parts = text.splitn(3, ':');
+    let name = parts.next().unwrap_or_default().trim();
+    let role = parts
+        .next()
+        .ok_or_else(|| anyhow!("--person {text:?}: write NAME:ROLE[:NOTE]"))?;
+    let role: Role = role
+        .trim()
+        .parse()
+        .map_err(|e: String| anyhow!("--person {text:?}: {e}"))?;
+    Ok(Person {
+        name: name.to_owned(),
+        role,
+        note: parts.next().unwrap_or_default().trim().to_owned(),
+    })
+}
+
+fn record(home: &Path, args: RecordArgs) -> Result<ExitCode> {
+    let mut replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    check_case(&enrollment, &args.case)?;
+    let new = NewReport {
+        id: ReportId::random()?,
+        case: enrollment.case_id,
+        title: args.title,
+        occurred_at: parse_time("--at", &args.at)?,
+        approximate: args.approximate,
+        place: Place {
+            name: args.place.unwrap_or_default(),
+            lat: args.lat,
+            lon: args.lon,
+        },
+        description: args.text.unwrap_or_default(),
+        people: args
+            .person
+            .iter()
+            .map(|p| parse_person(p))
+            .collect::<Result<_>>()?,
+        tags: args.tag,
+        timeline: vec![],
+    };
+    println!("{}", replica.create_report(&new)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn edit(home: &Path, args: EditArgs) -> Result<ExitCode> {
+    let mut replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    let id: ReportId = args.report_id.parse()?;
+    let mut edits = Vec::new();
+    if let Some(title) = args.title {
+        edits.push(Edit::SetTitle(title));
+    }
+    if let Some(text) = args.text {
+        edits.push(Edit::SetDescription(text));
+    }
+    if let Some(text) = args.append_text {
+        edits.push(Edit::AppendDescription(text));
+    }
+    edits.extend(args.add_tag.into_iter().map(Edit::AddTag));
+    edits.extend(args.remove_tag.into_iter().map(Edit::RemoveTag));
+    for p in &args.person {
+        edits.push(Edit::AddPerson(parse_person(p)?));
+    }
+    for entry in &args.timeline {
+        let (at, text) = entry
+            .split_once(' ')
+            .ok_or_else(|| anyhow!("--timeline {entry:?}: write \"RFC3339 TEXT\""))?;
+        edits.push(Edit::AddTimelineEntry(TimelineEntry {
+            at: parse_time("--timeline", at)?,
+            text: text.trim().to_owned(),
+            approximate: false,
+        }));
+    }
+    if let Some(status) = args.status {
+        if enrollment.role != DeviceRole::Coordinator {
+            bail!("review status is set by coordinators; this device is a reporter");
+        }
+        let status: ReviewStatus = status.parse().map_err(|e: String| anyhow!(e))?;
+        let key = replica
+            .device_key()?
+            .context("this device has no identity")?;
+        edits.push(Edit::SetReview {
+            status,
+            note: args.note.unwrap_or_default(),
+            reviewer: key.device_id().to_string(),
+            at: Utc::now().fixed_offset(),
+        });
+    }
+    if edits.is_empty() {
+        bail!("nothing to change; give at least one of --title, --text, --append-text, --add-tag, --remove-tag, --person, --timeline, --status");
+    }
+    match replica.edit_report(&id, &edits)? {
+        Some(hash) => println!("{hash}"),
+        None => println!("no change"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
+    let mut replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    let key = replica
+        .device_key()?
+        .context("this device has no identity")?;
+    let client = Client::new(&enrollment.server);
+    let pending = replica.pending_change_count()?;
+    let result = replica.sync(
+        max_request_bytes,
+        |request| client.sync(&key, request),
+        |round| {
+            if !json {
+                eprintln!(
+                    "  round: sent {}, received {}, new reports {}",
+                    round.sent, round.received, round.new_reports
+                );
+            }
+        },
+    );
+    match result {
+        Ok(summary) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "synced with {}: sent {} changes, received {} ({} new reports) in {} rounds",
+                    enrollment.server,
+                    summary.sent,
+                    summary.received,
+                    summary.new_reports,
+                    summary.rounds
+                );
+                for r in &summary.refused {
+                    println!(
+                        "refused change {} of report {}: {}",
+                        r.change, r.report, r.message
+                    );
+                }
+            }
+            Ok(if summary.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Err(e) => {
+            let left = replica.pending_change_count().unwrap_or(pending);
+            let why = match e {
+                SyncFailure::Transport(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            bail!("sync failed: {why}\nnothing was lost: {left} changes stay on this device and go out on the next `fieldsync sync`")
+        }
+    }
+}
+
+fn reports_of_case(replica: &Replica, case: &CaseId) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for id in replica.report_ids()? {
+        let report = replica.report(&id)?;
+        if report.case == case.as_str() {
+            reports.push(report);
+        }
+    }
+    reports.sort_by(|a, b| {
+        let key = |r: &Report| r.occurred_at.map(|t| t.with_timezone(&Utc));
+        match (key(a), key(b)) {
+            (Some(x), Some(y)) => x.cmp(&y).then(a.id.cmp(&b.id)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.id.cmp(&b.id),
+        }
+    });
+    Ok(reports)
+}
+
+fn timeline(home: &Path, args: TimelineArgs) -> Result<ExitCode> {
+    let replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    check_case(&enrollment, &args.case)?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|t| parse_time("--from", t))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| parse_time("--to", t))
+        .transpose()?;
+    let status: Option<ReviewStatus> = args
+        .status
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow!(e))?;
+    let reports: Vec<Report> = reports_of_case(&replica, &enrollment.case_id)?
+        .into_iter()
+        .filter(|r| from.is_none_or(|f| r.occurred_at.is_some_and(|t| t >= f)))
+        .filter(|r| to.is_none_or(|f| r.occurred_at.is_some_and(|t| t <= f)))
+        .filter(|r| args.tag.as_ref().is_none_or(|tag| r.tags.contains(tag)))
+        .filter(|r| status.is_none_or(|s| r.review.status == s))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &reports {
+        let when = r
+            .occurred_at
+            .as_ref()
+            .map(rfc3339)
+            .unwrap_or_else(|| "(no time)".into());
+        println!(
+            "{}{}  {}  {}  [{}]  {}",
+            if r.approximate { "~" } else { " " },
+            when,
+            r.id,
+            r.title,
+            r.review.status,
+            r.place.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct HistoryEntry {
+    hash: String,
+    author: String,
+    time: Option<String>,
+    signature_verified: bool,
+}
+
+#[derive(serde::Serialize)]
+struct ShowOutput {
+    report: Report,
+    history: Vec<HistoryEntry>,
+}
+
+fn show(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
+    let replica = open(home)?;
+    let id: ReportId = report_id.parse()?;
+    let report = replica.report(&id)?;
+    let mut doc = replica.document(&id)?;
+    let mut history = Vec::new();
+    for change in doc.get_changes(&[]) {
+        let signature = replica.signature(&id, &change.hash())?.unwrap_or_default();
+        let signed = SignedChange {
+            bytes: change.raw_bytes().to_vec(),
+            signature,
+        };
+        let verified = signed.verify();
+        history.push(HistoryEntry {
+            hash: change.hash().to_string(),
+            author: match fieldsync_core::PublicKey::from_bytes(change.actor_id().to_bytes()) {
+                Ok(key) => key.device_id().to_string(),
+                Err(_) => format!("unknown actor {}", change.actor_id()),
+            },
+            time: DateTime::from_timestamp_millis(change.timestamp()).map(|t| t.to_rfc3339()),
+            signature_verified: verified.is_ok(),
+        });
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ShowOutput { report, history })?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = &report;
+    println!("report    {}", r.id);
+    println!("title     {}", r.title);
+    println!(
+        "when      {}{}",
+        r.occurred_at.as_ref().map(rfc3339).unwrap_or_default(),
+        if r.approximate { " (approximate)" } else { "" }
+    );
+    println!("place     {}", r.place.name);
+    if let (Some(lat), Some(lon)) = (r.place.lat, r.place.lon) {
+        println!("          {lat}, {lon}");
+    }
+    println!(
+        "status    {}{}",
+        r.review.status,
+        if r.review.note.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", r.review.note)
+        }
+    );
+    println!(
+        "tags      {}",
+        r.tags.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    for p in &r.people {
+        println!("person    {} ({}) {}", p.name, p.role, p.note);
+    }
+    for e in &r.timeline {
+        println!("timeline  {}  {}", rfc3339(&e.at), e.text);
+    }
+    println!(
+        "created   by {} at {}",
+        r.created_by,
+        r.created_at.as_ref().map(rfc3339).unwrap_or_default()
+    );
+    println!("\n{}\n", r.description);
+    for h in &history {
+        println!(
+            "change {}… by {} at {} — signature {}",
+            &h.hash[..12],
+            h.author,
+            h.time.as_deref().unwrap_or("?"),
+            if h.signature_verified {
+                "verified"
+            } else {
+                "NOT VERIFIED"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,284 @@
+//! The HTTP API. Handlers are thin: read the body (bounded), authenticate,
+//! call the store off the async executor, map errors to statuses. Storage
+//! errors are logged and never sent to the client.
+//!
+//! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
+//! `POST /v1/sync`, `GET /v1/timeline`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use fieldsync_core::identity::PublicKey;
+use fieldsync_core::protocol::{EnrollRequest, EnrollResponse, ErrorBody, SyncRequest};
+use fieldsync_core::request_auth::{AuthError, RequestAuth};
+use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::sync::server::{ServerLimits, SyncError};
+use futures_util::StreamExt;
+
+use crate::store::{DeviceRecord, Store, StoreError, SyncStoreError, TimelineQuery};
+use crate::Config;
+
+/// Shared state of the running server.
+pub struct AppState {
+    pub store: Store,
+    pub config: Config,
+}
+
+/// Every route of the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/v1/enroll", web::post().to(enroll))
+        .route("/v1/sync", web::post().to(sync))
+        .route("/v1/timeline", web::get().to(timeline));
+}
+
+/// An error with the status and message a client gets.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(context: &str, error: &dyn std::error::Error) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server failed to store or read data; nothing was acknowledged, try again later",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: self.message.clone(),
+            server_time: Some(chrono::Utc::now().timestamp()),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownCase(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::InvalidToken | StoreError::TokenUsed | StoreError::TokenExpired => {
+                ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+            }
+            StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            other => ApiError::internal("store", &other),
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// Reads a request body, refusing it with 413 once it passes `limit`.
+/// (actix's `PayloadConfig` does not apply to a raw `Payload`.)
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over the server's limit of {limit} bytes; sync in smaller rounds (fieldsync does this by itself when its --max-request-bytes is at most the server's)"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Authenticates a signed request: the device is enrolled, the signature
+/// verifies, the clock is within the window, the nonce is new, and the
+/// device is not revoked. Refusals are audited.
+async fn authenticate(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<DeviceRecord, ApiError> {
+    let auth =
+        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let body = body.to_vec();
+    let window = state.config.auth_window_secs;
+    let st = state.clone();
+    web::block(move || -> Result<DeviceRecord, ApiError> {
+        let store = &st.store;
+        let refuse = |status: StatusCode, why: String| {
+            if let Err(e) = store.audit("request-refused", Some(&auth.device), &why) {
+                tracing::error!(error = %e, "audit");
+            }
+            ApiError::new(status, why)
+        };
+        let Some(device) = store.device(&auth.device)? else {
+            return Err(refuse(StatusCode::UNAUTHORIZED, format!("device {} is not enrolled on this server; enroll it with `fieldsync device enroll`", auth.device)));
+        };
+        let now = chrono::Utc::now().timestamp();
+        match auth.verify(&device.public_key, &method, &path, &body, now, window) {
+            Ok(()) => {}
+            Err(e @ AuthError::Clock { .. }) => return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
+            Err(e) => return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
+        }
+        if device.revoked_at.is_some() {
+            return Err(refuse(StatusCode::FORBIDDEN, format!("device {} was revoked; it can no longer sync. Its unsynced reports remain on the device", device.device_id)));
+        }
+        if !store.use_nonce(&device.device_id, &auth.nonce, auth.timestamp, window)? {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "this request was already received (replayed nonce); a new request needs a new nonce".into()));
+        }
+        Ok(device)
+    })
+    .await
+    .map_err(|e| ApiError::internal("blocking task", &e))?
+}
+
+async fn enroll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, 64 * 1024).await?;
+    let request: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the enrollment request is not valid JSON: {e}"),
+        )
+    })?;
+    let key = hex::decode(&request.public_key)
+        .ok()
+        .and_then(|bytes| PublicKey::from_bytes(&bytes).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "public_key must be 64 hexadecimal characters (an Ed25519 public key)",
+            )
+        })?;
+    // The request is signed by the key being enrolled: proof of possession.
+    let auth =
+        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    auth.verify(
+        &key,
+        "POST",
+        path,
+        &body,
+        chrono::Utc::now().timestamp(),
+        state.config.auth_window_secs,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let st = state.clone();
+    let device = web::block(move || {
+        let result = st.store.enroll(&request.token, &key);
+        if let Err(e) = &result {
+            if let Err(audit) =
+                st.store
+                    .audit("enroll-refused", Some(&key.device_id()), &e.to_string())
+            {
+                tracing::error!(error = %audit, "audit");
+            }
+        }
+        result
+    })
+    .await
+    .map_err(|e| ApiError::internal("blocking task", &e))??;
+    tracing::info!(device = %device.device_id, case = %device.case_id, role = device.role.as_str(), "device enrolled");
+    Ok(HttpResponse::Ok().json(EnrollResponse {
+        device_id: device.device_id.to_string(),
+        case_id: device.case_id.to_string(),
+        case_name: device.case_name.clone(),
+        role: device.role,
+    }))
+}
+
+async fn sync(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.config.max_request_bytes).await?;
+    let device = authenticate(&state, &req, &body).await?;
+    let request = SyncRequest::from_json(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let limits = ServerLimits {
+        max_response_bytes: state.config.max_response_bytes,
+    };
+    let st = state.clone();
+    let dev = device.clone();
+    let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
+    // The response is built only after the store's transaction committed.
+    let response = web::block(move || st.store.sync(&dev, &request, limits))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))?
+        .map_err(|e| match e {
+            SyncStoreError::Sync(SyncError::Revoked) => {
+                ApiError::new(StatusCode::FORBIDDEN, "this device was revoked")
+            }
+            SyncStoreError::Sync(e @ SyncError::InvalidChange { .. }) => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            SyncStoreError::Sync(e @ SyncError::UnknownAuthor { .. }) => {
+                ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+            }
+            SyncStoreError::Sync(SyncError::Store(e)) | SyncStoreError::Store(e) => {
+                ApiError::from(e)
+            }
+        })?;
+    let received: usize = response.docs.iter().map(|d| d.changes.len()).sum();
+    let refused: usize = response.docs.iter().map(|d| d.refused.len()).sum();
+    tracing::info!(device = %device.device_id, offered, refused, sent = received, cursor = response.cursor, "sync");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(response.to_json()))
+}
+
+async fn timeline(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<TimelineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&state, &req, b"").await?;
+    if device.role != DeviceRole::Coordinator {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "the case timeline is for coordinators; a reporter sees its own reports with `fieldsync timeline`"));
+    }
+    let st = state.clone();
+    let page = web::block(move || st.store.timeline(&device.case_id, &query.into_inner()))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    Ok(HttpResponse::Ok().json(page))
+}

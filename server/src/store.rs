@@ -1,0 +1,2158 @@
+//! The server store: one SQLite database (WAL) under the data directory,
+//! beside the `blobs/` directory of encrypted attachments.
+//!
+//! Every function here is named for what it does and returns a typed
+//! [`StoreError`]; the HTTP layer never holds a connection. Connections come
+//! from an r2d2 pool; every write is one transaction taken with
+//! `BEGIN IMMEDIATE`, so writers queue on the database lock instead of
+//! failing half-way, and `synchronous=FULL` makes a commit durable before it
+//! returns, so the server acknowledges nothing that a crash could take back.
+//!
+//! A sync round ([`Store::sync`]) runs the core's [`handle_sync`] over a
+//! [`ServerStore`] view of one case inside one transaction: the documents,
+//! the case's change feed and the timeline projection change together or
+//! not at all.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use fieldsync_core::sync::policy::DeviceRole;
+//! use fieldsync_server::store::Store;
+//!
+//! let store = Store::open(std::path::Path::new("/var/lib/fieldsync"))?;
+//! store.create_case("rally-2024-05")?;
+//! let token = store.create_invite(
+//!     "rally-2024-05",
+//!     DeviceRole::Reporter,
+//!     std::time::Duration::from_secs(24 * 3600),
+//! )?;
+//! println!("enroll with {token}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Tables (schema 1):
+//!
+//! | table | holds |
+//! |---|---|
+//! | `cases` | id, unique name |
+//! | `invites` | SHA-256 of each enrollment token (never the token), its case, role, expiry and use |
+//! | `devices` | enrolled devices: public key, case, role, revocation |
+//! | `documents` | each report's Automerge snapshot, creator, heads and newest feed sequence number |
+//! | `changes` | every change with its author's signature; `seq` is the case feed (monotonic, shared by all cases) |
+//! | `timeline` | the projection coordinators browse: time, place, title, status, tags, reporter |
+//! | `nonces` | request nonces seen recently, for replay refusal |
+//! | `audit_log` | who did what, when; never report contents |
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use automerge::{Automerge, ChangeHash};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use fieldsync_core::document::{read_report, rfc3339, ViewError};
+use fieldsync_core::model::{Report, ReviewStatus};
+use fieldsync_core::protocol::{SyncRequest, SyncResponse};
+use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
+use fieldsync_core::sync::policy::{DeviceRole, Member};
+use fieldsync_core::sync::server::{
+    handle_sync, DocumentTip, FeedEntry, ServerLimits, ServerStore, StoredDocument, SyncError,
+};
+use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{
+    params, params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior,
+};
+
+/// The database's file name inside the data directory.
+pub const DB_FILE: &str = "fieldsync.sqlite3";
+/// Schema version of the database this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Timeline rows per page when the query does not say.
+const DEFAULT_TIMELINE_LIMIT: usize = 100;
+/// Most timeline rows one page may hold.
+const MAX_TIMELINE_LIMIT: usize = 1000;
+/// Longest invite lifetime; longer requests are cut to it.
+const MAX_INVITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Longest case name, in bytes.
+const MAX_CASE_NAME_BYTES: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the server database failed: {0}; check the data directory's disk space and permissions"
+    )]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no database connection became free: {0}; the server is overloaded or the database is locked, try again")]
+    Pool(#[from] r2d2::Error),
+    #[error("the database was written by a newer fieldsync (schema {found}, this build knows {SCHEMA_VERSION}); update fieldsync")]
+    NewerSchema { found: i64 },
+    #[error("a case named {0} already exists; choose another name")]
+    CaseExists(String),
+    #[error("there is no case named {0}; create it with `fieldsync admin case create {0}`")]
+    UnknownCase(String),
+    #[error("a case name must be 1 to {MAX_CASE_NAME_BYTES} bytes, without control characters or surrounding spaces, got {0:?}; choose another name")]
+    InvalidCaseName(String),
+    #[error("the enrollment token is not one this server issued; check it was copied whole, or ask the case's operator for a new invite")]
+    InvalidToken,
+    #[error(
+        "this enrollment token has already been used; ask the case's operator for a new invite"
+    )]
+    TokenUsed,
+    #[error("this enrollment token has expired; ask the case's operator for a new invite")]
+    TokenExpired,
+    #[error("device {0} is already enrolled; a device joins one case once, so use a new device home to join another")]
+    AlreadyEnrolled(DeviceId),
+    #[error("there is no enrolled device {0}; check the id against the list of devices")]
+    UnknownDevice(DeviceId),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("the system random number generator failed; try again, and check the server's entropy source if it persists")]
+    Random,
+    #[error("the server database holds inconsistent data ({0}); if this persists, restore the database from a backup")]
+    Corrupt(String),
+}
+
+/// A case as the server knows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CaseRecord {
+    pub id: CaseId,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// An enrolled device.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceRecord {
+    pub device_id: DeviceId,
+    #[serde(skip)]
+    pub public_key: PublicKey,
+    pub public_key_hex: String,
+    pub case_id: CaseId,
+    pub case_name: String,
+    pub role: DeviceRole,
+    /// RFC 3339, UTC.
+    pub enrolled_at: String,
+    /// RFC 3339, UTC; set once, at the first revocation.
+    pub revoked_at: Option<String>,
+}
+
+impl DeviceRecord {
+    /// The device as the sync policy sees it.
+    pub fn member(&self) -> Member {
+        Member {
+            device: self.device_id.clone(),
+            role: self.role,
+            revoked: self.revoked_at.is_some(),
+        }
+    }
+}
+
+/// Which timeline rows to return. Empty strings mean "no filter", so a
+/// query string like `?tag=&text=` behaves like no query at all.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct TimelineQuery {
+    /// RFC 3339; reports that occurred at or after this instant.
+    pub from: Option<String>,
+    /// RFC 3339; reports that occurred at or before this instant.
+    pub to: Option<String>,
+    /// A tag the report carries (ASCII case-insensitive).
+    pub tag: Option<String>,
+    /// Review status: unverified, verified or disputed.
+    pub status: Option<String>,
+    /// The creating device's id.
+    pub reporter: Option<String>,
+    /// Case-insensitive substring of title, place or description.
+    pub text: Option<String>,
+    /// Opaque cursor from a previous page's `next`.
+    pub after: Option<String>,
+    /// Rows per page: default 100, at most 1000.
+    pub limit: Option<usize>,
+}
+
+/// One report in the timeline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TimelineRow {
+    pub report_id: String,
+    /// As recorded, with the reporter's offset.
+    pub occurred_at: Option<String>,
+    pub approximate: bool,
+    pub place: String,
+    pub title: String,
+    pub status: String,
+    pub tags: Vec<String>,
+    /// The creating device's id.
+    pub reporter: String,
+    /// When the server last changed this report (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// One page of the timeline; `next` is the `after` of the following page.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TimelinePage {
+    pub reports: Vec<TimelineRow>,
+    pub next: Option<String>,
+}
+
+/// One audit log entry: (at, event, device, detail).
+pub type AuditEntry = (String, String, Option<String>, String);
+
+/// Why a sync round failed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sync(#[from] SyncError<StoreError>),
+}
+
+/// The server store: a pool of connections to one database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<SqliteConnectionManager>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, with its `blobs/`
+    /// directory, and brings the schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        for dir in [data_dir.to_owned(), data_dir.join("blobs")] {
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
+        }
+        let path = data_dir.join(DB_FILE);
+        // Migrate over a plain connection first, so an unreadable or newer
+        // database gives its own error rather than a pool timeout.
+        let mut conn = Connection::open(&path)?;
+        configure(&mut conn)?;
+        migrate(&mut conn)?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(&path).with_init(configure);
+        let pool = Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .build(manager)?;
+        Ok(Store { pool })
+    }
+
+    /// Creates a case under a new random id. Names are unique.
+    pub fn create_case(&self, name: &str) -> Result<CaseRecord, StoreError> {
+        validate_case_name(name)?;
+        let id = CaseId::random().map_err(|_| StoreError::Random)?;
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if case_by_name(&tx, name)?.is_some() {
+            return Err(StoreError::CaseExists(name.to_owned()));
+        }
+        let record = CaseRecord {
+            id,
+            name: name.to_owned(),
+            created_at: now_text(),
+        };
+        tx.execute(
+            "INSERT INTO cases (id, name, created_at) VALUES (?1, ?2, ?3)",
+            params![record.id.as_str(), record.name, record.created_at],
+        )?;
+        write_audit(
+            &tx,
+            "case-create",
+            None,
+            &format!("case {} ({})", name, record.id),
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    pub fn case_by_name(&self, name: &str) -> Result<Option<CaseRecord>, StoreError> {
+        let conn = self.conn()?;
+        case_by_name(&conn, name)
+    }
+
+    /// Makes a one-time enrollment token for `case_name`, valid for `ttl`
+    /// (at most a hundred years). Only the token's SHA-256 is stored: the
+    /// token itself exists only in what this returns.
+    pub fn create_invite(
+        &self,
+        case_name: &str,
+        role: DeviceRole,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| StoreError::Random)?;
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let token_hash = token_hash(&token);
+        let created = Utc::now();
+        let ttl = chrono::Duration::from_std(ttl.min(MAX_INVITE_TTL))
+            .map_err(|_| StoreError::Corrupt("invite lifetime out of range".into()))?;
+        let expires_at = time_text(created + ttl);
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let case = case_by_name(&tx, case_name)?
+            .ok_or_else(|| StoreError::UnknownCase(case_name.to_owned()))?;
+        tx.execute(
+            "INSERT INTO invites (token_hash, case_id, role, created_at, expires_at, used_at, used_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)",
+            params![token_hash, case.id.as_str(), role.as_str(), time_text(created), expires_at],
+        )?;
+        write_audit(
+            &tx,
+            "invite",
+            None,
+            &format!(
+                "case {case_name} role {} expires {expires_at} token sha256 {}",
+                role.as_str(),
+                &token_hash[..16]
+            ),
+        )?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    /// Enrolls the device whose key this is with a one-time token. A refused
+    /// attempt is recorded in the audit log too, in a write of its own.
+    pub fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError> {
+        let mut conn = self.conn()?;
+        let device = public_key.device_id();
+        let result = enroll_in_tx(&mut conn, token, public_key);
+        if let Err(e) = &result {
+            let reason = match e {
+                StoreError::InvalidToken => "unknown token",
+                StoreError::TokenUsed => "token already used",
+                StoreError::TokenExpired => "token expired",
+                StoreError::AlreadyEnrolled(_) => "device already enrolled",
+                _ => "storage failure",
+            };
+            if let Err(audit_error) = write_audit(&conn, "enroll-refused", Some(&device), reason) {
+                tracing::warn!(device = %device, error = %audit_error, "could not audit a refused enrollment");
+            }
+        }
+        result
+    }
+
+    /// Enrolled devices, of one case or of all, oldest first.
+    pub fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
+        let conn = self.conn()?;
+        let raw = match case_name {
+            None => {
+                let mut stmt = conn.prepare(&format!(
+                    "{DEVICE_SELECT} ORDER BY d.enrolled_at, d.device_id"
+                ))?;
+                let rows = stmt
+                    .query_map([], RawDevice::from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            }
+            Some(name) => {
+                let case = case_by_name(&conn, name)?
+                    .ok_or_else(|| StoreError::UnknownCase(name.to_owned()))?;
+                let mut stmt = conn.prepare(&format!(
+                    "{DEVICE_SELECT} WHERE d.case_id = ?1 ORDER BY d.enrolled_at, d.device_id"
+                ))?;
+                let rows = stmt
+                    .query_map([case.id.as_str()], RawDevice::from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            }
+        };
+        raw.into_iter().map(RawDevice::into_record).collect()
+    }
+
+    pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        let conn = self.conn()?;
+        device_by_id(&conn, id)
+    }
+
+    /// Revokes a device: from its next request on it is refused, and changes
+    /// it made that the server had not yet seen are refused too. Revoking
+    /// twice keeps the first time.
+    pub fn revoke(&self, id: &DeviceId) -> Result<DeviceRecord, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_text();
+        let updated = tx.execute(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE device_id = ?1",
+            params![id.as_str(), now],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::UnknownDevice(id.clone()));
+        }
+        let record = device_by_id(&tx, id)?.ok_or_else(|| StoreError::UnknownDevice(id.clone()))?;
+        let detail = match &record.revoked_at {
+            Some(at) if at != &now => format!("already revoked at {at}"),
+            _ => format!("case {}", record.case_name),
+        };
+        write_audit(&tx, "revoke", Some(id), &detail)?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    /// Records a request nonce. `true` if it is fresh, `false` if this device
+    /// used it before (a replay). Nonces older than twice the window are
+    /// forgotten; a timestamp that old can no longer be checked, so it
+    /// counts as a replay too (the caller refuses such requests anyway).
+    pub fn use_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        timestamp: i64,
+        window_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let cutoff = Utc::now()
+            .timestamp()
+            .saturating_sub(window_secs.saturating_mul(2));
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM nonces WHERE ts < ?1", [cutoff])?;
+        let fresh = timestamp >= cutoff
+            && tx.execute(
+                "INSERT OR IGNORE INTO nonces (device_id, nonce, ts) VALUES (?1, ?2, ?3)",
+                params![device.as_str(), nonce, timestamp],
+            )? == 1;
+        tx.commit()?;
+        Ok(fresh)
+    }
+
+    /// Appends to the audit log. `detail` must never hold report contents.
+    pub fn audit(
+        &self,
+        event: &str,
+        device: Option<&DeviceId>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        write_audit(&conn, event, device, detail)
+    }
+
+    /// The audit log, oldest first: (at, event, device, detail).
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT at, event, device_id, detail FROM audit_log ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Runs one sync round for `requester` in one transaction, committed
+    /// before this returns. On any error nothing is written.
+    ///
+    /// The requester's role and revocation are read again inside the
+    /// transaction, so a revocation that lands while the request is in flight
+    /// takes effect.
+    pub fn sync(
+        &self,
+        requester: &DeviceRecord,
+        request: &SyncRequest,
+        limits: ServerLimits,
+    ) -> Result<SyncResponse, SyncStoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let current = device_by_id(&tx, &requester.device_id)?
+            .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
+        let mut case_store = CaseStore {
+            tx: &tx,
+            case_id: current.case_id.as_str().to_owned(),
+            now: now_text(),
+        };
+        let response = handle_sync(&mut case_store, &current.member(), request, limits)?;
+        drop(case_store);
+        // synchronous=FULL: once this returns the round is on disk, so the
+        // response may acknowledge it.
+        tx.commit().map_err(StoreError::from)?;
+        Ok(response)
+    }
+
+    /// The case's reports in the order they occurred (UTC, then report id;
+    /// reports with no time last), filtered and paged.
+    pub fn timeline(
+        &self,
+        case_id: &CaseId,
+        query: &TimelineQuery,
+    ) -> Result<TimelinePage, StoreError> {
+        let filter = TimelineFilter::parse(query)?;
+        let after = match non_empty(&query.after) {
+            None => None,
+            Some(text) => Some(decode_cursor(text)?),
+        };
+        let limit = query
+            .limit
+            .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+            .clamp(1, MAX_TIMELINE_LIMIT);
+        let want = limit + 1;
+        let conn = self.conn()?;
+        let mut rows: Vec<RawTimelineRow> = Vec::new();
+        let past_dated = matches!(&after, Some((None, _)));
+        if !past_dated {
+            let mut sql =
+                format!("{TIMELINE_SELECT} WHERE case_id = ? AND occurred_utc IS NOT NULL");
+            let mut args: Vec<Value> = vec![Value::from(case_id.as_str().to_owned())];
+            filter.push(&mut sql, &mut args);
+            if let Some((Some(utc), id)) = &after {
+                sql.push_str(" AND (occurred_utc > ? OR (occurred_utc = ? AND report_id > ?))");
+                args.extend([
+                    Value::from(utc.clone()),
+                    Value::from(utc.clone()),
+                    Value::from(id.clone()),
+                ]);
+            }
+            sql.push_str(" ORDER BY occurred_utc, report_id LIMIT ?");
+            args.push(Value::from(sql_count(want)));
+            rows.extend(timeline_rows(&conn, &sql, &args)?);
+        }
+        // A time range leaves out reports with no time.
+        if rows.len() < want && !filter.has_range() {
+            let mut sql = format!("{TIMELINE_SELECT} WHERE case_id = ? AND occurred_utc IS NULL");
+            let mut args: Vec<Value> = vec![Value::from(case_id.as_str().to_owned())];
+            filter.push(&mut sql, &mut args);
+            if let Some((None, id)) = &after {
+                sql.push_str(" AND report_id > ?");
+                args.push(Value::from(id.clone()));
+            }
+            sql.push_str(" ORDER BY report_id LIMIT ?");
+            args.push(Value::from(sql_count(want - rows.len())));
+            rows.extend(timeline_rows(&conn, &sql, &args)?);
+        }
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last()
+                .map(|r| encode_cursor(r.occurred_utc.as_deref(), &r.row.report_id))
+        } else {
+            None
+        };
+        Ok(TimelinePage {
+            reports: rows.into_iter().map(|r| r.row).collect(),
+            next,
+        })
+    }
+
+    /// Every table but `nonces` and `audit_log`, rows sorted, as text: two
+    /// dumps are equal exactly when the stored state is.
+    pub fn dump(&self) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        let mut tables_stmt = conn.prepare(
+            "SELECT name FROM sqlite_schema
+             WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+               AND name NOT IN ('nonces', 'audit_log')
+             ORDER BY name",
+        )?;
+        let tables = tables_stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = String::new();
+        for table in tables {
+            // Table names come from the schema, not from outside.
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\""))?;
+            let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+            let mut lines = Vec::new();
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let mut line = String::new();
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        line.push_str(", ");
+                    }
+                    line.push_str(name);
+                    line.push('=');
+                    line.push_str(&dump_value(row.get_ref(i)?));
+                }
+                lines.push(line);
+            }
+            lines.sort();
+            out.push_str(&format!("[{table}] {} rows\n", lines.len()));
+            for line in lines {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// One case's view of the store inside an open `BEGIN IMMEDIATE`
+/// transaction: what the core's sync algorithm reads and writes.
+struct CaseStore<'a> {
+    tx: &'a Transaction<'a>,
+    case_id: String,
+    /// When this round's changes were received.
+    now: String,
+}
+
+impl ServerStore for CaseStore<'_> {
+    type Error = StoreError;
+
+    fn case_id(&self) -> &str {
+        &self.case_id
+    }
+
+    fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, StoreError> {
+        let row: Option<(String, String, Option<String>)> = self
+            .tx
+            .prepare_cached(
+                "SELECT device_id, role, revoked_at FROM devices WHERE public_key = ?1 AND case_id = ?2",
+            )?
+            .query_row(params![&key.as_bytes()[..], self.case_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        row.map(|(device, role, revoked_at)| {
+            Ok(Member {
+                device: parse_stored(&device, "device id")?,
+                role: parse_stored(&role, "device role")?,
+                revoked: revoked_at.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, StoreError> {
+        let row: Option<(String, String, Vec<u8>)> = self
+            .tx
+            .prepare_cached("SELECT case_id, creator, snapshot FROM documents WHERE id = ?1")?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((case_id, creator, snapshot)) = row else {
+            return Ok(None);
+        };
+        if case_id != self.case_id {
+            // Report ids are 128 random bits: a collision across cases is
+            // hostile input. Answering "no such report" would let the
+            // request create a second document under the same id.
+            return Err(StoreError::Corrupt(
+                "report id belongs to another case".into(),
+            ));
+        }
+        let doc = Automerge::load(&snapshot)
+            .map_err(|e| StoreError::Corrupt(format!("report {id} does not load: {e}")))?;
+        Ok(Some(StoredDocument {
+            doc,
+            creator: parse_stored(&creator, "creator device id")?,
+        }))
+    }
+
+    fn save_document(
+        &mut self,
+        id: &ReportId,
+        creator: &DeviceId,
+        doc: &Automerge,
+        new_changes: &[VerifiedChange],
+    ) -> Result<(), StoreError> {
+        let heads = format_heads(&doc.get_heads());
+        let upserted = self.tx.execute(
+            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+             ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads
+             WHERE documents.case_id = excluded.case_id",
+            params![
+                id.as_str(),
+                self.case_id,
+                creator.as_str(),
+                doc.save(),
+                heads
+            ],
+        )?;
+        if upserted != 1 {
+            return Err(StoreError::Corrupt(
+                "report id belongs to another case".into(),
+            ));
+        }
+        let mut last_seq = None;
+        {
+            let mut insert = self.tx.prepare_cached(
+                "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for change in new_changes {
+                insert.execute(params![
+                    self.case_id,
+                    id.as_str(),
+                    change.hash().to_string(),
+                    change.signed.bytes,
+                    change.author.device_id().as_str(),
+                    change.signed.signature,
+                    self.now,
+                ])?;
+                last_seq = Some(self.tx.last_insert_rowid());
+            }
+        }
+        if let Some(seq) = last_seq {
+            self.tx.execute(
+                "UPDATE documents SET last_seq = ?2 WHERE id = ?1",
+                params![id.as_str(), seq],
+            )?;
+        }
+        let projection = match read_report(doc) {
+            Ok(report) => Projection::of(&report)?,
+            Err(e) => {
+                // The field name only: values would be report contents.
+                let field = match &e {
+                    ViewError::WrongType { field, .. } | ViewError::InvalidValue { field, .. } => {
+                        field.as_str()
+                    }
+                };
+                tracing::warn!(report = %id, field, "report does not read; its timeline row is left empty");
+                Projection::empty()
+            }
+        };
+        self.tx.execute(
+            "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
+                                   title, search_text, status, tags, reporter, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (report_id) DO UPDATE SET
+                 occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
+                 approximate = excluded.approximate, place = excluded.place,
+                 title = excluded.title, search_text = excluded.search_text,
+                 status = excluded.status, tags = excluded.tags,
+                 reporter = excluded.reporter, updated_at = excluded.updated_at",
+            params![
+                id.as_str(),
+                self.case_id,
+                projection.occurred_utc,
+                projection.occurred_at,
+                projection.approximate,
+                projection.place,
+                projection.title,
+                projection.search_text,
+                projection.status,
+                projection.tags,
+                creator.as_str(),
+                self.now,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn signature(
+        &mut self,
+        id: &ReportId,
+        hash: &ChangeHash,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT signature FROM changes WHERE doc_id = ?1 AND hash = ?2 AND case_id = ?3",
+            )?
+            .query_row(params![id.as_str(), hash.to_string(), self.case_id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn feed_after(&mut self, cursor: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT c.seq, c.doc_id, d.creator, c.author_device, c.bytes, c.signature
+             FROM changes c JOIN documents d ON d.id = c.doc_id
+             WHERE c.case_id = ?1 AND c.seq > ?2
+             ORDER BY c.seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![
+                    self.case_id,
+                    i64::try_from(cursor).unwrap_or(i64::MAX),
+                    sql_count(limit)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(seq, doc, creator, author, bytes, signature)| {
+                Ok(FeedEntry {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt(format!("feed sequence number {seq}")))?,
+                    doc: parse_stored(&doc, "report id")?,
+                    doc_creator: parse_stored(&creator, "creator device id")?,
+                    author: parse_stored(&author, "author device id")?,
+                    change: SignedChange { bytes, signature },
+                })
+            })
+            .collect()
+    }
+
+    fn document_tip(&mut self, id: &ReportId) -> Result<Option<DocumentTip>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached("SELECT last_seq, heads FROM documents WHERE id = ?1 AND case_id = ?2")?
+            .query_row(params![id.as_str(), self.case_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(last_seq, heads)| {
+            Ok(DocumentTip {
+                last_seq: u64::try_from(last_seq)
+                    .map_err(|_| StoreError::Corrupt(format!("report {id} last_seq {last_seq}")))?,
+                heads: parse_heads(&heads)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+/// The timeline row's values, read from a report.
+struct Projection {
+    occurred_utc: Option<String>,
+    occurred_at: Option<String>,
+    approximate: bool,
+    place: String,
+    title: String,
+    search_text: String,
+    status: String,
+    tags: String,
+}
+
+impl Projection {
+    fn of(report: &Report) -> Result<Projection, StoreError> {
+        let tags: Vec<&String> = report.tags.iter().collect();
+        Ok(Projection {
+            occurred_utc: report.occurred_at.map(|t| sortable_utc(&t)),
+            occurred_at: report.occurred_at.as_ref().map(rfc3339),
+            approximate: report.approximate,
+            place: report.place.name.clone(),
+            title: report.title.clone(),
+            search_text: [&report.title, &report.place.name, &report.description]
+                .map(|s| s.to_lowercase())
+                .join("\n"),
+            status: report.review.status.as_str().to_owned(),
+            tags: serde_json::to_string(&tags)
+                .map_err(|e| StoreError::Corrupt(format!("tags do not encode: {e}")))?,
+        })
+    }
+
+    fn empty() -> Projection {
+        Projection {
+            occurred_utc: None,
+            occurred_at: None,
+            approximate: false,
+            place: String::new(),
+            title: String::new(),
+            search_text: String::new(),
+            status: String::new(),
+            tags: "[]".into(),
+        }
+    }
+}
+
+/// A timeline query's filters, validated.
+struct TimelineFilter {
+    from: Option<String>,
+    to: Option<String>,
+    tag: Option<String>,
+    status: Option<String>,
+    reporter: Option<String>,
+    text: Option<String>,
+}
+
+impl TimelineFilter {
+    fn parse(query: &TimelineQuery) -> Result<TimelineFilter, StoreError> {
+        let time = |field: &str, value: &Option<String>| -> Result<Option<String>, StoreError> {
+            non_empty(value)
+                .map(|text| {
+                    DateTime::parse_from_rfc3339(text)
+                        .map(|t| sortable_utc(&t))
+                        .map_err(|_| {
+                            StoreError::BadQuery(format!(
+                                "`{field}` must be an RFC 3339 time such as 2024-05-01T10:40:00+02:00, got {:?}",
+                                shorten(text)
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        let status = non_empty(&query.status)
+            .map(|s| {
+                ReviewStatus::from_str(s)
+                    .map(|s| s.as_str().to_owned())
+                    .map_err(|_| {
+                        StoreError::BadQuery(format!(
+                            "`status` must be unverified, verified or disputed, got {:?}",
+                            shorten(s)
+                        ))
+                    })
+            })
+            .transpose()?;
+        let reporter = non_empty(&query.reporter)
+            .map(|r| {
+                DeviceId::from_str(r)
+                    .map(String::from)
+                    .map_err(|e| StoreError::BadQuery(format!("`reporter`: {e}")))
+            })
+            .transpose()?;
+        Ok(TimelineFilter {
+            from: time("from", &query.from)?,
+            to: time("to", &query.to)?,
+            tag: non_empty(&query.tag).map(|t| t.trim().to_owned()),
+            status,
+            reporter,
+            text: non_empty(&query.text).map(str::to_lowercase),
+        })
+    }
+
+    fn has_range(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// Appends this filter's conditions and their arguments.
+    fn push(&self, sql: &mut String, args: &mut Vec<Value>) {
+        if let Some(from) = &self.from {
+            sql.push_str(" AND occurred_utc >= ?");
+            args.push(Value::from(from.clone()));
+        }
+        if let Some(to) = &self.to {
+            sql.push_str(" AND occurred_utc <= ?");
+            args.push(Value::from(to.clone()));
+        }
+        if let Some(tag) = &self.tag {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM json_each(timeline.tags) WHERE lower(json_each.value) = lower(?))",
+            );
+            args.push(Value::from(tag.clone()));
+        }
+        if let Some(status) = &self.status {
+            sql.push_str(" AND status = ?");
+            args.push(Value::from(status.clone()));
+        }
+        if let Some(reporter) = &self.reporter {
+            sql.push_str(" AND reporter = ?");
+            args.push(Value::from(reporter.clone()));
+        }
+        if let Some(text) = &self.text {
+            sql.push_str(" AND instr(search_text, ?) > 0");
+            args.push(Value::from(text.clone()));
+        }
+    }
+}
+
+const TIMELINE_SELECT: &str = "SELECT report_id, occurred_at, approximate, place, title, status, tags, reporter, updated_at, occurred_utc FROM timeline";
+
+struct RawTimelineRow {
+    row: TimelineRow,
+    occurred_utc: Option<String>,
+}
+
+fn timeline_rows(
+    conn: &Connection,
+    sql: &str,
+    args: &[Value],
+) -> Result<Vec<RawTimelineRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let raw = stmt
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok((
+                TimelineRow {
+                    report_id: r.get(0)?,
+                    occurred_at: r.get(1)?,
+                    approximate: r.get(2)?,
+                    place: r.get(3)?,
+                    title: r.get(4)?,
+                    status: r.get(5)?,
+                    tags: Vec::new(),
+                    reporter: r.get(7)?,
+                    updated_at: r.get(8)?,
+                },
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(9)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(mut row, tags, occurred_utc)| {
+            row.tags = serde_json::from_str(&tags).map_err(|_| {
+                StoreError::Corrupt(format!("timeline tags of report {}", row.report_id))
+            })?;
+            Ok(RawTimelineRow { row, occurred_utc })
+        })
+        .collect()
+}
+
+/// A page cursor: base64url of `occurred_utc|report_id`, the time empty for
+/// reports with no time.
+fn encode_cursor(occurred_utc: Option<&str>, report_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{report_id}", occurred_utc.unwrap_or("")))
+}
+
+fn decode_cursor(text: &str) -> Result<(Option<String>, String), StoreError> {
+    let bad = || {
+        StoreError::BadQuery(
+            "`after` is not a cursor this server gave out; start again from the first page".into(),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (utc, id) = text.split_once('|').ok_or_else(bad)?;
+    let id = ReportId::from_str(id).map_err(|_| bad())?;
+    let utc = if utc.is_empty() {
+        None
+    } else {
+        let t = DateTime::parse_from_rfc3339(utc).map_err(|_| bad())?;
+        Some(sortable_utc(&t))
+    };
+    Ok((utc, id.as_str().to_owned()))
+}
+
+const DEVICE_SELECT: &str =
+    "SELECT d.device_id, d.public_key, d.case_id, c.name, d.role, d.enrolled_at, d.revoked_at
+     FROM devices d JOIN cases c ON c.id = d.case_id";
+
+/// A device row before its fields are checked.
+struct RawDevice {
+    device_id: String,
+    public_key: Vec<u8>,
+    case_id: String,
+    case_name: String,
+    role: String,
+    enrolled_at: String,
+    revoked_at: Option<String>,
+}
+
+impl RawDevice {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDevice> {
+        Ok(RawDevice {
+            device_id: r.get(0)?,
+            public_key: r.get(1)?,
+            case_id: r.get(2)?,
+            case_name: r.get(3)?,
+            role: r.get(4)?,
+            enrolled_at: r.get(5)?,
+            revoked_at: r.get(6)?,
+        })
+    }
+
+    fn into_record(self) -> Result<DeviceRecord, StoreError> {
+        let public_key = PublicKey::from_bytes(&self.public_key).map_err(|e| {
+            StoreError::Corrupt(format!("public key of device {}: {e}", self.device_id))
+        })?;
+        Ok(DeviceRecord {
+            device_id: parse_stored(&self.device_id, "device id")?,
+            public_key_hex: hex::encode(public_key.as_bytes()),
+            public_key,
+            case_id: parse_stored(&self.case_id, "case id")?,
+            case_name: self.case_name,
+            role: parse_stored(&self.role, "device role")?,
+            enrolled_at: self.enrolled_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+fn device_by_id(conn: &Connection, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+    conn.prepare_cached(&format!("{DEVICE_SELECT} WHERE d.device_id = ?1"))?
+        .query_row([id.as_str()], RawDevice::from_row)
+        .optional()?
+        .map(RawDevice::into_record)
+        .transpose()
+}
+
+fn case_by_name(conn: &Connection, name: &str) -> Result<Option<CaseRecord>, StoreError> {
+    let row: Option<(String, String, String)> = conn
+        .prepare_cached("SELECT id, name, created_at FROM cases WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    row.map(|(id, name, created_at)| {
+        Ok(CaseRecord {
+            id: parse_stored(&id, "case id")?,
+            name,
+            created_at,
+        })
+    })
+    .transpose()
+}
+
+fn enroll_in_tx(
+    conn: &mut Connection,
+    token: &str,
+    public_key: &PublicKey,
+) -> Result<DeviceRecord, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let hash = token_hash(token);
+    let invite: Option<(String, String, String, Option<String>)> = tx
+        .query_row(
+            "SELECT case_id, role, expires_at, used_at FROM invites WHERE token_hash = ?1",
+            [&hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((case_id, role, expires_at, used_at)) = invite else {
+        return Err(StoreError::InvalidToken);
+    };
+    if used_at.is_some() {
+        return Err(StoreError::TokenUsed);
+    }
+    let expires = DateTime::parse_from_rfc3339(&expires_at)
+        .map_err(|_| StoreError::Corrupt(format!("invite expiry {expires_at:?}")))?;
+    let now = Utc::now();
+    if now >= expires {
+        return Err(StoreError::TokenExpired);
+    }
+    let device = public_key.device_id();
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM devices WHERE device_id = ?1 OR public_key = ?2",
+            params![device.as_str(), &public_key.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.is_some() {
+        return Err(StoreError::AlreadyEnrolled(device));
+    }
+    let now = time_text(now);
+    tx.execute(
+        "UPDATE invites SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
+        params![hash, now, device.as_str()],
+    )?;
+    tx.execute(
+        "INSERT INTO devices (device_id, public_key, case_id, role, enrolled_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+        params![
+            device.as_str(),
+            &public_key.as_bytes()[..],
+            case_id,
+            role,
+            now
+        ],
+    )?;
+    let record = device_by_id(&tx, &device)?
+        .ok_or_else(|| StoreError::Corrupt(format!("device {device} vanished while enrolling")))?;
+    write_audit(
+        &tx,
+        "enroll",
+        Some(&device),
+        &format!(
+            "case {} role {} token sha256 {}",
+            record.case_name,
+            role,
+            &hash[..16]
+        ),
+    )?;
+    tx.commit()?;
+    Ok(record)
+}
+
+fn write_audit(
+    conn: &Connection,
+    event: &str,
+    device: Option<&DeviceId>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit_log (at, event, device_id, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![now_text(), event, device.map(DeviceId::as_str), detail],
+    )?;
+    Ok(())
+}
+
+/// Settings every connection gets.
+fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: in WAL mode the log is synced at every commit, so a commit is on
+    // disk before it returns and the server can acknowledge it: a response
+    // is sent only after the round it reports is durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found: version });
+    }
+    if version < 1 {
+        tx.execute_batch(
+            "CREATE TABLE cases (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 created_at TEXT NOT NULL);
+             CREATE TABLE invites (
+                 token_hash TEXT PRIMARY KEY,
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 role TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 expires_at TEXT NOT NULL,
+                 used_at TEXT,
+                 used_by TEXT) WITHOUT ROWID;
+             CREATE TABLE devices (
+                 device_id TEXT PRIMARY KEY,
+                 public_key BLOB NOT NULL UNIQUE,
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 role TEXT NOT NULL,
+                 enrolled_at TEXT NOT NULL,
+                 revoked_at TEXT);
+             CREATE INDEX devices_case ON devices(case_id, enrolled_at);
+             CREATE TABLE documents (
+                 id TEXT PRIMARY KEY,
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 creator TEXT NOT NULL,
+                 snapshot BLOB NOT NULL,
+                 heads TEXT NOT NULL,
+                 last_seq INTEGER NOT NULL);
+             CREATE TABLE changes (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 doc_id TEXT NOT NULL REFERENCES documents(id),
+                 hash TEXT NOT NULL,
+                 bytes BLOB NOT NULL,
+                 author_device TEXT NOT NULL,
+                 signature BLOB NOT NULL,
+                 received_at TEXT NOT NULL,
+                 UNIQUE (doc_id, hash));
+             CREATE INDEX changes_feed ON changes(case_id, seq);
+             CREATE TABLE timeline (
+                 report_id TEXT PRIMARY KEY REFERENCES documents(id),
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 occurred_utc TEXT,
+                 occurred_at TEXT,
+                 approximate INTEGER NOT NULL,
+                 place TEXT NOT NULL,
+                 title TEXT NOT NULL,
+                 search_text TEXT NOT NULL,
+                 status TEXT NOT NULL,
+                 tags TEXT NOT NULL,
+                 reporter TEXT NOT NULL,
+                 updated_at TEXT NOT NULL);
+             CREATE INDEX timeline_order ON timeline(case_id, occurred_utc, report_id);
+             CREATE TABLE nonces (
+                 device_id TEXT NOT NULL,
+                 nonce TEXT NOT NULL,
+                 ts INTEGER NOT NULL,
+                 PRIMARY KEY (device_id, nonce)) WITHOUT ROWID;
+             CREATE INDEX nonces_ts ON nonces(ts);
+             CREATE TABLE audit_log (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 at TEXT NOT NULL,
+                 event TEXT NOT NULL,
+                 device_id TEXT,
+                 detail TEXT NOT NULL);
+             PRAGMA user_version = 1;",
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn validate_case_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_CASE_NAME_BYTES
+        && name.trim() == name
+        && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidCaseName(shorten(name)))
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+/// Now, RFC 3339 UTC with fixed-width microseconds, so text order is time order.
+fn now_text() -> String {
+    time_text(Utc::now())
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// An instant in UTC with fixed-width nanoseconds, so text order is time order.
+fn sortable_utc(t: &DateTime<FixedOffset>) -> String {
+    t.with_timezone(&Utc)
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        .to_string()
+}
+
+fn format_heads(heads: &[ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, StoreError> {
+    text.split_whitespace()
+        .map(|h| {
+            h.parse()
+                .map_err(|_| StoreError::Corrupt(format!("stored head {h:?}")))
+        })
+        .collect()
+}
+
+/// Parses a value read back from the database.
+fn parse_stored<T>(text: &str, what: &str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("stored {what} {:?}: {e}", shorten(text))))
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.trim().is_empty())
+}
+
+/// At most 80 characters of a value from outside, for an error message.
+fn shorten(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn dump_value(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => format!("{:?}", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("x'{}'", hex::encode(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldsync_core::document::NewReport;
+    use fieldsync_core::model::{Edit, Place};
+    use fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES;
+    use fieldsync_core::replica::{Replica, SyncSummary};
+    use fieldsync_core::DeviceKey;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    fn t(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn raw(store: &Store) -> PooledConnection<SqliteConnectionManager> {
+        store.conn().unwrap()
+    }
+
+    /// A device with its own replica, enrolled in `case` through an invite.
+    struct Device {
+        replica: Replica,
+        record: DeviceRecord,
+    }
+
+    fn enroll(store: &Store, case: &str, role: DeviceRole) -> Device {
+        let mut replica = Replica::open_in_memory().unwrap();
+        replica.init_identity().unwrap();
+        let key = replica.device_key().unwrap().unwrap().public_key();
+        let token = store.create_invite(case, role, DAY).unwrap();
+        let record = store.enroll(&token, &key).unwrap();
+        Device { replica, record }
+    }
+
+    fn new_report(case: &CaseId, title: &str, occurred_at: &str) -> NewReport {
+        NewReport {
+            id: ReportId::random().unwrap(),
+            case: case.clone(),
+            title: title.into(),
+            occurred_at: t(occurred_at),
+            approximate: false,
+            place: Place::default(),
+            description: String::new(),
+            people: vec![],
+            tags: vec![],
+            timeline: vec![],
+        }
+    }
+
+    fn sync(store: &Store, device: &mut Device) -> SyncSummary {
+        let record = device.record.clone();
+        device
+            .replica
+            .sync(
+                DEFAULT_MAX_REQUEST_BYTES,
+                |req| {
+                    let req = SyncRequest::from_json(&req.to_json()).unwrap();
+                    store.sync(&record, &req, ServerLimits::default())
+                },
+                |_| {},
+            )
+            .unwrap()
+    }
+
+    fn titles(page: &TimelinePage) -> Vec<&str> {
+        page.reports.iter().map(|r| r.title.as_str()).collect()
+    }
+
+    #[test]
+    fn a_new_data_directory_gets_schema_1_and_keeps_its_data_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = Store::open(&data).unwrap();
+        assert!(data.join("blobs").is_dir());
+        assert!(data.join(DB_FILE).is_file());
+        let case = store.create_case("rally").unwrap();
+        {
+            let conn = raw(&store);
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(sync, 2, "synchronous=FULL");
+            let fk: i64 = conn
+                .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(fk, 1);
+        }
+        let dump = store.dump().unwrap();
+        drop(store);
+        let again = Store::open(&data).unwrap();
+        assert_eq!(again.dump().unwrap(), dump);
+        let found = again.case_by_name("rally").unwrap().unwrap();
+        assert_eq!(found.id, case.id);
+        assert!(again.case_by_name("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_fieldsync_is_refused() {
+        let (dir, store) = open();
+        drop(store);
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99 }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("update fieldsync"), "{err}");
+    }
+
+    #[test]
+    fn a_data_directory_that_cannot_be_created_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file.join("data")).err().unwrap();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("cannot create data directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn case_names_are_unique_and_validated() {
+        let (_dir, store) = open();
+        store.create_case("rally").unwrap();
+        assert!(matches!(
+            store.create_case("rally"),
+            Err(StoreError::CaseExists(_))
+        ));
+        for bad in ["", " padded ", "line\nbreak"] {
+            assert!(
+                matches!(store.create_case(bad), Err(StoreError::InvalidCaseName(_))),
+                "{bad:?}"
+            );
+        }
+        let err = store
+            .create_invite("nope", DeviceRole::Reporter, DAY)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "there is no case named nope; create it with `fieldsync admin case create nope`"
+        );
+        assert!(matches!(
+            store.devices(Some("nope")),
+            Err(StoreError::UnknownCase(_))
+        ));
+    }
+
+    #[test]
+    fn an_invited_device_enrolls_once_and_only_the_token_hash_is_stored() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let token = store
+            .create_invite("rally", DeviceRole::Coordinator, DAY)
+            .unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&token).unwrap().len(), 32);
+        assert!(!store.dump().unwrap().contains(&token));
+        let key = DeviceKey::generate().unwrap().public_key();
+        let record = store.enroll(&token, &key).unwrap();
+        assert_eq!(record.device_id, key.device_id());
+        assert_eq!(record.case_id, case.id);
+        assert_eq!(record.case_name, "rally");
+        assert_eq!(record.role, DeviceRole::Coordinator);
+        assert_eq!(record.public_key, key);
+        assert_eq!(record.public_key_hex, hex::encode(key.as_bytes()));
+        assert!(record.revoked_at.is_none());
+        assert!(DateTime::parse_from_rfc3339(&record.enrolled_at).is_ok());
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json.get("public_key").is_none());
+        assert_eq!(json["role"], "coordinator");
+
+        assert_eq!(
+            store.device(&key.device_id()).unwrap().unwrap().case_name,
+            "rally"
+        );
+        assert_eq!(store.devices(Some("rally")).unwrap().len(), 1);
+        assert_eq!(store.devices(None).unwrap().len(), 1);
+
+        // The same device with a second invite: already enrolled, and that
+        // invite stays usable by another device.
+        let second = store
+            .create_invite("rally", DeviceRole::Reporter, DAY)
+            .unwrap();
+        let err = store.enroll(&second, &key).unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyEnrolled(_)), "{err:?}");
+        let other = DeviceKey::generate().unwrap().public_key();
+        assert_eq!(
+            store.enroll(&second, &other).unwrap().role,
+            DeviceRole::Reporter
+        );
+        let listed: Vec<DeviceId> = store
+            .devices(Some("rally"))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        assert_eq!(listed, vec![key.device_id(), other.device_id()]);
+
+        let events: Vec<String> = store
+            .audit_log()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "case-create",
+                "invite",
+                "enroll",
+                "invite",
+                "enroll-refused",
+                "enroll"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_used_token_is_refused_and_the_attempt_audited() {
+        let (_dir, store) = open();
+        store.create_case("rally").unwrap();
+        let token = store
+            .create_invite("rally", DeviceRole::Reporter, DAY)
+            .unwrap();
+        let first = DeviceKey::generate().unwrap().public_key();
+        store.enroll(&token, &first).unwrap();
+        let before = store.dump().unwrap();
+        let second = DeviceKey::generate().unwrap().public_key();
+        let err = store.enroll(&token, &second).unwrap_err();
+        assert!(matches!(err, StoreError::TokenUsed), "{err:?}");
+        assert!(err.to_string().contains("new invite"), "{err}");
+        assert_eq!(store.dump().unwrap(), before);
+        assert!(store.device(&second.device_id()).unwrap().is_none());
+        let last = store.audit_log().unwrap().pop().unwrap();
+        assert_eq!(last.1, "enroll-refused");
+        assert_eq!(last.2.as_deref(), Some(second.device_id().as_str()));
+        assert_eq!(last.3, "token already used");
+
+        let err = store.enroll("not-a-token", &second).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidToken), "{err:?}");
+        assert_eq!(store.audit_log().unwrap().pop().unwrap().3, "unknown token");
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let (_dir, store) = open();
+        store.create_case("rally").unwrap();
+        let key = DeviceKey::generate().unwrap().public_key();
+        let instant = store
+            .create_invite("rally", DeviceRole::Reporter, Duration::ZERO)
+            .unwrap();
+        assert!(matches!(
+            store.enroll(&instant, &key),
+            Err(StoreError::TokenExpired)
+        ));
+
+        // A day-long invite whose expiry has passed.
+        let token = store
+            .create_invite("rally", DeviceRole::Reporter, DAY)
+            .unwrap();
+        let (created, expires): (String, String) = raw(&store)
+            .query_row(
+                "SELECT created_at, expires_at FROM invites WHERE token_hash = ?1",
+                [token_hash(&token)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let lifetime = DateTime::parse_from_rfc3339(&expires).unwrap()
+            - DateTime::parse_from_rfc3339(&created).unwrap();
+        assert_eq!(lifetime, chrono::Duration::days(1));
+        let past = time_text(Utc::now() - chrono::Duration::seconds(1));
+        raw(&store)
+            .execute(
+                "UPDATE invites SET expires_at = ?2 WHERE token_hash = ?1",
+                params![token_hash(&token), past],
+            )
+            .unwrap();
+        let err = store.enroll(&token, &key).unwrap_err();
+        assert!(matches!(err, StoreError::TokenExpired), "{err:?}");
+        assert!(store.device(&key.device_id()).unwrap().is_none());
+        assert_eq!(store.audit_log().unwrap().pop().unwrap().3, "token expired");
+    }
+
+    #[test]
+    fn a_revoked_device_keeps_its_first_revocation_time_and_is_refused_sync() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let id = reporter.record.device_id.clone();
+        let revoked = store.revoke(&id).unwrap();
+        let first = revoked.revoked_at.clone().unwrap();
+        assert!(revoked.member().revoked);
+        assert_eq!(store.revoke(&id).unwrap().revoked_at.unwrap(), first);
+        assert_eq!(
+            store.device(&id).unwrap().unwrap().revoked_at.unwrap(),
+            first
+        );
+        let audit: Vec<String> = store
+            .audit_log()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(audit.iter().filter(|e| *e == "revoke").count(), 2);
+
+        let unknown: DeviceId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        assert!(matches!(
+            store.revoke(&unknown),
+            Err(StoreError::UnknownDevice(_))
+        ));
+
+        // The record the caller holds is stale; the store reads it afresh.
+        reporter
+            .replica
+            .create_report(&new_report(
+                &case.id,
+                "after seizure",
+                "2024-05-01T10:00:00Z",
+            ))
+            .unwrap();
+        let plan = reporter
+            .replica
+            .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+            .unwrap();
+        let before = store.dump().unwrap();
+        let err = store
+            .sync(&reporter.record, &plan.request, ServerLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, SyncStoreError::Sync(SyncError::Revoked)),
+            "{err:?}"
+        );
+        assert_eq!(store.dump().unwrap(), before);
+    }
+
+    #[test]
+    fn a_replayed_nonce_is_detected_and_old_nonces_are_forgotten() {
+        let (_dir, store) = open();
+        let a: DeviceId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let b: DeviceId = "fedcba9876543210fedcba9876543210".parse().unwrap();
+        let now = Utc::now().timestamp();
+        assert!(store.use_nonce(&a, "n1", now, 300).unwrap());
+        assert!(!store.use_nonce(&a, "n1", now, 300).unwrap());
+        assert!(
+            store.use_nonce(&b, "n1", now, 300).unwrap(),
+            "nonces are per device"
+        );
+        assert!(store.use_nonce(&a, "n2", now, 300).unwrap());
+        // Too old to remember: never taken as fresh.
+        assert!(!store.use_nonce(&a, "n3", now - 601, 300).unwrap());
+        raw(&store)
+            .execute(
+                "UPDATE nonces SET ts = ?1 WHERE nonce = 'n2'",
+                [now - 10_000],
+            )
+            .unwrap();
+        store.use_nonce(&a, "n4", now, 300).unwrap();
+        let left: Vec<String> = raw(&store)
+            .prepare("SELECT nonce FROM nonces WHERE device_id = ?1 ORDER BY nonce")
+            .unwrap()
+            .query_map([a.as_str()], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["n1", "n4"]);
+    }
+
+    #[test]
+    fn concurrent_writers_queue_for_the_lock_instead_of_failing() {
+        let (_dir, store) = open();
+        let device: DeviceId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let now = Utc::now().timestamp();
+        std::thread::scope(|s| {
+            for thread in 0..8 {
+                let (store, device) = (&store, &device);
+                s.spawn(move || {
+                    for i in 0..25 {
+                        let nonce = format!("{thread}-{i}");
+                        assert!(store.use_nonce(device, &nonce, now, 300).unwrap());
+                        store.audit("test", Some(device), &nonce).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(store.audit_log().unwrap().len(), 200);
+    }
+
+    #[test]
+    fn a_reporters_reports_reach_the_coordinator_and_the_timeline_in_time_order() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let mut coordinator = enroll(&store, "rally", DeviceRole::Coordinator);
+
+        // Local clock order differs from UTC order.
+        let mut late = new_report(
+            &case.id,
+            "Kettled at the square",
+            "2024-05-01T07:00:00-03:00",
+        ); // 10:00Z
+        late.tags = vec!["kettling".into()];
+        late.place = Place {
+            name: "Freedom Square".into(),
+            lat: None,
+            lon: None,
+        };
+        let mut early = new_report(
+            &case.id,
+            "Arrests at the bus stop",
+            "2024-05-01T10:00:00+02:00",
+        ); // 08:00Z
+        early.tags = vec!["arrest".into()];
+        early.description = "Two officers, badge 4471, took a MEDIC away".into();
+        let mut middle = new_report(&case.id, "Water cannon", "2024-05-01T09:30:00+00:00"); // 09:30Z
+        middle.tags = vec!["arrest".into(), "water-cannon".into()];
+        for new in [&late, &early, &middle] {
+            reporter.replica.create_report(new).unwrap();
+        }
+        reporter
+            .replica
+            .edit_report(&early.id, &[Edit::AddTag("injury".into())])
+            .unwrap();
+
+        let sent = sync(&store, &mut reporter);
+        assert_eq!((sent.sent, sent.received), (4, 0));
+        let got = sync(&store, &mut coordinator);
+        assert_eq!((got.received, got.new_reports), (4, 3));
+        for id in [&late.id, &early.id, &middle.id] {
+            assert_eq!(
+                coordinator.replica.report(id).unwrap(),
+                reporter.replica.report(id).unwrap()
+            );
+        }
+        let again = sync(&store, &mut coordinator);
+        assert_eq!((again.sent, again.received), (0, 0));
+
+        let all = store.timeline(&case.id, &TimelineQuery::default()).unwrap();
+        assert_eq!(
+            titles(&all),
+            [
+                "Arrests at the bus stop",
+                "Water cannon",
+                "Kettled at the square"
+            ]
+        );
+        assert!(all.next.is_none());
+        let first = &all.reports[0];
+        assert_eq!(first.report_id, early.id.as_str());
+        assert_eq!(
+            first.occurred_at.as_deref(),
+            Some("2024-05-01T10:00:00+02:00")
+        );
+        assert_eq!(first.tags, ["arrest", "injury"]);
+        assert_eq!(first.status, "unverified");
+        assert_eq!(first.reporter, reporter.record.device_id.as_str());
+        assert_eq!(all.reports[2].place, "Freedom Square");
+
+        let query = |q: TimelineQuery| {
+            titles(&store.timeline(&case.id, &q).unwrap())
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            query(TimelineQuery {
+                tag: Some("ARREST".into()),
+                ..Default::default()
+            }),
+            ["Arrests at the bus stop", "Water cannon"]
+        );
+        assert_eq!(
+            query(TimelineQuery {
+                text: Some("medic".into()),
+                ..Default::default()
+            }),
+            ["Arrests at the bus stop"]
+        );
+        assert_eq!(
+            query(TimelineQuery {
+                text: Some("freedom sq".into()),
+                ..Default::default()
+            }),
+            ["Kettled at the square"]
+        );
+        assert_eq!(
+            query(TimelineQuery {
+                from: Some("2024-05-01T11:00:00+02:00".into()), // 09:00Z
+                to: Some("2024-05-01T09:30:00Z".into()),
+                ..Default::default()
+            }),
+            ["Water cannon"]
+        );
+        assert_eq!(
+            query(TimelineQuery {
+                reporter: Some(coordinator.record.device_id.to_string()),
+                ..Default::default()
+            }),
+            Vec::<String>::new()
+        );
+
+        // The coordinator verifies one report; the projection follows.
+        coordinator
+            .replica
+            .edit_report(
+                &middle.id,
+                &[Edit::SetReview {
+                    status: ReviewStatus::Verified,
+                    note: String::new(),
+                    reviewer: coordinator.record.device_id.to_string(),
+                    at: t("2024-05-02T12:00:00Z"),
+                }],
+            )
+            .unwrap();
+        sync(&store, &mut coordinator);
+        assert_eq!(
+            query(TimelineQuery {
+                status: Some("verified".into()),
+                ..Default::default()
+            }),
+            ["Water cannon"]
+        );
+
+        // Pages of two.
+        let page1 = store
+            .timeline(
+                &case.id,
+                &TimelineQuery {
+                    limit: Some(2),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(titles(&page1), ["Arrests at the bus stop", "Water cannon"]);
+        let page2 = store
+            .timeline(
+                &case.id,
+                &TimelineQuery {
+                    limit: Some(2),
+                    after: page1.next.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(titles(&page2), ["Kettled at the square"]);
+        assert!(page2.next.is_none());
+
+        // Another case sees none of it.
+        let other = store.create_case("other").unwrap();
+        assert!(store
+            .timeline(&other.id, &TimelineQuery::default())
+            .unwrap()
+            .reports
+            .is_empty());
+    }
+
+    #[test]
+    fn reports_without_a_time_sort_last_and_pages_cross_into_them() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        for (title, at) in [("b", "2024-05-01T10:00:00Z"), ("a", "2024-05-01T09:00:00Z")] {
+            reporter
+                .replica
+                .create_report(&new_report(&case.id, title, at))
+                .unwrap();
+        }
+        sync(&store, &mut reporter);
+        // Undated rows, as a report that does not read leaves them.
+        {
+            let conn = raw(&store);
+            let source: String = conn
+                .query_row("SELECT report_id FROM timeline LIMIT 1", [], |r| r.get(0))
+                .unwrap();
+            for (id, title) in [
+                ("ffffffffffffffffffffffffffffffff", "undated 2"),
+                ("00000000000000000000000000000000", "undated 1"),
+            ] {
+                conn.execute(
+                    "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+                     SELECT ?1, case_id, creator, snapshot, heads, last_seq FROM documents WHERE id = ?2",
+                    params![id, source],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate,
+                         place, title, search_text, status, tags, reporter, updated_at)
+                     VALUES (?1, ?2, NULL, NULL, 0, '', ?3, '', '', '[]', '', '')",
+                    params![id, case.id.as_str(), title],
+                )
+                .unwrap();
+            }
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .timeline(
+                    &case.id,
+                    &TimelineQuery {
+                        limit: Some(1),
+                        after: after.clone(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            seen.extend(page.reports.iter().map(|r| r.title.clone()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+            assert!(seen.len() <= 4, "{seen:?}");
+        }
+        assert_eq!(seen, ["a", "b", "undated 1", "undated 2"]);
+        let ranged = store
+            .timeline(
+                &case.id,
+                &TimelineQuery {
+                    from: Some("2000-01-01T00:00:00Z".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(titles(&ranged), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_bad_timeline_query_says_which_parameter_is_wrong() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let cases = [
+            (
+                TimelineQuery {
+                    from: Some("yesterday".into()),
+                    ..Default::default()
+                },
+                "`from`",
+            ),
+            (
+                TimelineQuery {
+                    status: Some("maybe".into()),
+                    ..Default::default()
+                },
+                "`status`",
+            ),
+            (
+                TimelineQuery {
+                    reporter: Some("bob".into()),
+                    ..Default::default()
+                },
+                "`reporter`",
+            ),
+            (
+                TimelineQuery {
+                    after: Some("garbage!".into()),
+                    ..Default::default()
+                },
+                "`after`",
+            ),
+        ];
+        for (query, field) in cases {
+            let err = store.timeline(&case.id, &query).unwrap_err();
+            assert!(matches!(err, StoreError::BadQuery(_)), "{err:?}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_tampered_signature_refuses_the_whole_request_and_leaves_the_store_unchanged() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        reporter
+            .replica
+            .create_report(&new_report(&case.id, "one", "2024-05-01T10:00:00Z"))
+            .unwrap();
+        let before = store.dump().unwrap();
+        let mut plan = reporter
+            .replica
+            .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+            .unwrap();
+        plan.request.docs[0].changes[0].signature[0] ^= 1;
+        let err = store
+            .sync(&reporter.record, &plan.request, ServerLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, SyncStoreError::Sync(SyncError::InvalidChange { .. })),
+            "{err:?}"
+        );
+        assert_eq!(store.dump().unwrap(), before);
+    }
+
+    #[test]
+    fn a_request_refused_after_a_write_rolls_the_write_back() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut coordinator = enroll(&store, "rally", DeviceRole::Coordinator);
+        let mut stranger = Replica::open_in_memory().unwrap();
+        stranger.init_identity().unwrap();
+        coordinator
+            .replica
+            .create_report(&new_report(&case.id, "good", "2024-05-01T10:00:00Z"))
+            .unwrap();
+        stranger
+            .create_report(&new_report(&case.id, "planted", "2024-05-01T11:00:00Z"))
+            .unwrap();
+        let mut plan = coordinator
+            .replica
+            .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+            .unwrap();
+        // The coordinator relays a report by a device not enrolled in the
+        // case, after its own: its own is saved first, then the request
+        // fails, and the saved report must go too.
+        let stranger_offer = stranger.prepare_sync(DEFAULT_MAX_REQUEST_BYTES).unwrap();
+        plan.request.docs.extend(stranger_offer.request.docs);
+        let before = store.dump().unwrap();
+        let err = store
+            .sync(&coordinator.record, &plan.request, ServerLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, SyncStoreError::Sync(SyncError::UnknownAuthor { .. })),
+            "{err:?}"
+        );
+        assert_eq!(store.dump().unwrap(), before);
+        // Without the stranger's report the same request goes through.
+        plan.request.docs.truncate(1);
+        store
+            .sync(&coordinator.record, &plan.request, ServerLimits::default())
+            .unwrap();
+        assert_ne!(store.dump().unwrap(), before);
+    }
+
+    #[test]
+    fn a_report_id_taken_in_another_case_is_refused_without_writing() {
+        let (_dir, store) = open();
+        let first = store.create_case("first").unwrap();
+        let second = store.create_case("second").unwrap();
+        let mut a = enroll(&store, "first", DeviceRole::Reporter);
+        let mut b = enroll(&store, "second", DeviceRole::Reporter);
+        let original = new_report(&first.id, "mine", "2024-05-01T10:00:00Z");
+        a.replica.create_report(&original).unwrap();
+        sync(&store, &mut a);
+        let mut copy = new_report(&second.id, "hijack", "2024-05-01T10:00:00Z");
+        copy.id = original.id.clone();
+        b.replica.create_report(&copy).unwrap();
+        let before = store.dump().unwrap();
+        let plan = b.replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES).unwrap();
+        let err = store
+            .sync(&b.record, &plan.request, ServerLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SyncStoreError::Sync(SyncError::Store(StoreError::Corrupt(_)))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(store.dump().unwrap(), before);
+        assert_eq!(
+            titles(
+                &store
+                    .timeline(&first.id, &TimelineQuery::default())
+                    .unwrap()
+            ),
+            ["mine"]
+        );
+    }
+
+    #[test]
+    fn a_device_of_another_case_is_not_a_member_of_this_one() {
+        let (_dir, store) = open();
+        let first = store.create_case("first").unwrap();
+        store.create_case("second").unwrap();
+        let mut coordinator = enroll(&store, "first", DeviceRole::Coordinator);
+        let mut outsider = enroll(&store, "second", DeviceRole::Coordinator);
+        // The outsider writes a report claiming the first case, and the
+        // first case's coordinator relays it.
+        outsider
+            .replica
+            .create_report(&new_report(&first.id, "planted", "2024-05-01T10:00:00Z"))
+            .unwrap();
+        let plan = outsider
+            .replica
+            .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+            .unwrap();
+        let err = store
+            .sync(&coordinator.record, &plan.request, ServerLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, SyncStoreError::Sync(SyncError::UnknownAuthor { .. })),
+            "{err:?}"
+        );
+        let got = sync(&store, &mut coordinator);
+        assert_eq!(got.received, 0);
+    }
+}
