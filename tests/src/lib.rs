@@ -1,6 +1,8 @@
 //! Support for fieldsync's cross-crate scenarios (`scenarios/`): helpers
 //! that start processes and make test data. Never used by the product.
 
+pub mod http;
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
