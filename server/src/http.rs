@@ -82,8 +82,27 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, e.to_string())
             }
             StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            ref busy if is_busy(busy) => {
+                tracing::warn!(error = %busy, "store busy");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is busy; nothing was acknowledged, sync again in a moment",
+                )
+            }
             other => ApiError::internal("store", &other),
         }
+    }
+}
+
+/// Lock contention or an exhausted connection pool: retryable, not a fault.
+fn is_busy(e: &StoreError) -> bool {
+    match e {
+        StoreError::Pool(_) => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ),
+        _ => false,
     }
 }
 

@@ -5,3 +5,4 @@ mod hostile_requests;
 mod offline_sync;
 mod replica_crash;
 mod server_crash;
+mod server_memory;

@@ -74,7 +74,7 @@ impl ServerProcess {
             .arg(data)
             .args(["--listen", listen])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start fieldsync serve");
         let stdout = child.stdout.take().expect("stdout");

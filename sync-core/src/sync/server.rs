@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::document::read_report;
 use crate::identity::PublicKey;
@@ -268,12 +268,19 @@ fn apply_offer<S: ServerStore>(
     } else {
         Vec::new()
     };
-    let mut changes = Vec::new();
-    for change in doc.get_changes(&base) {
-        let hash = change.hash();
-        if sent.contains(&hash) {
+    // Metadata first: rebuilding a change from the op set is the expensive
+    // part, so rebuild only those the device lacks (usually none).
+    let lacking: Vec<ChangeHash> = doc
+        .get_changes_meta(&base)
+        .iter()
+        .map(|meta| meta.hash)
+        .filter(|hash| !sent.contains(hash))
+        .collect();
+    let mut changes = Vec::with_capacity(lacking.len());
+    for hash in lacking {
+        let Some(change) = doc.get_change_by_hash(&hash) else {
             continue;
-        }
+        };
         let signature = store
             .signature(&offer.id, &hash)
             .map_err(SyncError::Store)?
