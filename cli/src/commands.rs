@@ -21,70 +21,70 @@ use crate::{AdminCommand, CaseCommand, Cli, Command, DeviceCommand};
 
 #[derive(Args)]
 pub struct RecordArgs {
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     case: String,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     title: String,
     /// When it happened, RFC 3339 with offset: 2016-05-21T10:40:00+06:00.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     at: String,
     /// The time is an estimate ("around 10:40").
     #[arg(long)]
     approximate: bool,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     place: Option<String>,
     #[arg(long, allow_hyphen_values = true)]
     lat: Option<f64>,
     #[arg(long, allow_hyphen_values = true)]
     lon: Option<f64>,
     /// The description.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     text: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     tag: Vec<String>,
     /// NAME:ROLE[:NOTE], role one of officer, detainee, witness, victim, other.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     person: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct EditArgs {
     report_id: String,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     title: Option<String>,
     /// Replaces the description (merged with concurrent edits elsewhere in it).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     text: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     append_text: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     add_tag: Vec<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     remove_tag: Vec<String>,
     /// NAME:ROLE[:NOTE]
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     person: Vec<String>,
     /// "RFC3339 TEXT": a sub-event inside the report.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     timeline: Vec<String>,
     /// Review status (coordinators only): unverified, verified, disputed.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     status: Option<String>,
-    #[arg(long, requires = "status")]
+    #[arg(long, requires = "status", allow_hyphen_values = true)]
     note: Option<String>,
 }
 
 #[derive(Args)]
 pub struct TimelineArgs {
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     case: String,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     from: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     to: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     tag: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     status: Option<String>,
     #[arg(long)]
     json: bool,

@@ -109,7 +109,8 @@ pub enum DeviceCommand {
     Enroll {
         #[arg(long)]
         server: String,
-        #[arg(long)]
+        /// Tokens may begin with "-".
+        #[arg(long, allow_hyphen_values = true)]
         token: String,
     },
 }

@@ -1295,20 +1295,12 @@ fn sortable_utc(t: &DateTime<FixedOffset>) -> String {
 }
 
 fn format_heads(heads: &[ChangeHash]) -> String {
-    heads
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    fieldsync_core::heads::format(heads)
 }
 
 fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, StoreError> {
-    text.split_whitespace()
-        .map(|h| {
-            h.parse()
-                .map_err(|_| StoreError::Corrupt(format!("stored head {h:?}")))
-        })
-        .collect()
+    fieldsync_core::heads::parse(text)
+        .map_err(|h| StoreError::Corrupt(format!("stored head {h:?}")))
 }
 
 /// Parses a value read back from the database.

@@ -14,6 +14,7 @@
 //! app would embed.
 
 pub mod document;
+pub mod heads;
 pub mod identity;
 pub mod ids;
 pub mod model;

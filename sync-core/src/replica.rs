@@ -316,7 +316,11 @@ impl Replica {
 
     /// Ids of every report on this device.
     pub fn report_ids(&self) -> Result<Vec<ReportId>, ReplicaError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM documents ORDER BY id")?;
+        self.query_ids("SELECT id FROM documents ORDER BY id")
+    }
+
+    fn query_ids(&self, sql: &str) -> Result<Vec<ReportId>, ReplicaError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let ids = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -394,18 +398,7 @@ impl Replica {
     }
 
     fn dirty_ids(&self) -> Result<Vec<ReportId>, ReplicaError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM documents WHERE dirty = 1 ORDER BY updated_at, id")?;
-        let ids = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.into_iter()
-            .map(|id| {
-                id.parse()
-                    .map_err(|e| ReplicaError::Corrupt(format!("{e}")))
-            })
-            .collect()
+        self.query_ids("SELECT id FROM documents WHERE dirty = 1 ORDER BY updated_at, id")
     }
 
     fn pending_doc(&self, id: &ReportId) -> Result<Option<PendingDoc>, ReplicaError> {
@@ -581,20 +574,11 @@ fn load_document(conn: &Connection, id: &ReportId) -> Result<Option<StoredDoc>, 
 }
 
 fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, ReplicaError> {
-    text.split_whitespace()
-        .map(|h| {
-            h.parse()
-                .map_err(|_| ReplicaError::Corrupt(format!("stored head {h:?}")))
-        })
-        .collect()
+    crate::heads::parse(text).map_err(|h| ReplicaError::Corrupt(format!("stored head {h:?}")))
 }
 
 fn format_heads(heads: &[ChangeHash]) -> String {
-    heads
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::heads::format(heads)
 }
 
 fn is_dirty(doc: &mut AutoCommit, acked: &[ChangeHash]) -> bool {

@@ -275,3 +275,30 @@ fn a_revoked_device_is_refused_and_keeps_its_unsynced_reports() {
     let shown: Value = serde_json::from_str(&phone.ok(&["show", after.trim(), "--json"])).unwrap();
     assert_eq!(shown["report"]["title"], "after");
 }
+
+#[test]
+fn values_that_begin_with_a_dash_are_values() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    case(&server, "winter");
+    let device = enrolled_device(&server, "winter", "reporter");
+    let id = device.ok(&[
+        "record",
+        "--case",
+        "winter",
+        "--title",
+        "-20 degrees at the picket",
+        "--at",
+        "2020-01-10T07:00:00+06:00",
+        "--text",
+        "--- cold ---",
+        "--lat",
+        "-33.5",
+        "--lon",
+        "-70.6",
+    ]);
+    let shown: Value = serde_json::from_str(&device.ok(&["show", id.trim(), "--json"])).unwrap();
+    assert_eq!(shown["report"]["title"], "-20 degrees at the picket");
+    assert_eq!(shown["report"]["description"], "--- cold ---");
+    assert_eq!(shown["report"]["place"]["lat"], -33.5);
+}

@@ -39,22 +39,26 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// The `fieldsync` binary of this workspace, built if it is missing (when
-/// only this package's tests were asked for).
+/// The `fieldsync` binary of this workspace. Under cargo it is rebuilt
+/// first (a no-op when up to date), because `cargo test -p fieldsync-tests`
+/// alone would not rebuild another package's binary and the tests would run
+/// a stale one.
 pub fn fieldsync_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/scenarios-HASH -> target/debug/fieldsync
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("fieldsync");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "fieldsync"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p fieldsync failed");
-    }
-    bin
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/scenarios-HASH -> target/debug/fieldsync
+        let dir = exe.parent().and_then(Path::parent).expect("target dir");
+        if let Ok(cargo) = std::env::var("CARGO") {
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "fieldsync"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p fieldsync failed");
+        }
+        dir.join("fieldsync")
+    })
+    .clone()
 }
 
 /// A `fieldsync serve` process on a loopback port.
