@@ -104,6 +104,9 @@ fn five_thousand_pending_changes_sync_in_bounded_rounds_and_survive_interruption
         rounds > 5,
         "5,000 changes fit in {rounds} rounds of {bound} bytes?"
     );
+    println!(
+        "5,000 changes in {rounds} rounds of at most {bound} bytes, every other response lost"
+    );
     assert_eq!(w.devices[0].replica.pending_change_count().unwrap(), 0);
     assert_eq!(w.server.feed_len(), 5000);
     w.sync(1, bound);
