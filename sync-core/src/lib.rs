@@ -13,7 +13,9 @@
 //! attachment's plaintext outside the device. Everything here is what a phone
 //! app would embed.
 
+pub mod case_key;
 pub mod document;
+pub mod envelope;
 pub mod heads;
 pub mod identity;
 pub mod ids;
