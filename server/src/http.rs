@@ -106,6 +106,20 @@ fn is_busy(e: &StoreError) -> bool {
     }
 }
 
+/// The signature headers of a request and the path (with query) it signs.
+fn signed_parts(req: &HttpRequest) -> Result<(RequestAuth, String), ApiError> {
+    let auth =
+        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    Ok((auth, path))
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -140,15 +154,7 @@ async fn authenticate(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<DeviceRecord, ApiError> {
-    let auth =
-        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
+    let (auth, path) = signed_parts(req)?;
     let method = req.method().as_str().to_owned();
     let body = body.to_vec();
     let window = state.config.auth_window_secs;
@@ -204,18 +210,11 @@ async fn enroll(
             )
         })?;
     // The request is signed by the key being enrolled: proof of possession.
-    let auth =
-        RequestAuth::from_headers(|name| req.headers().get(name).and_then(|v| v.to_str().ok()))
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let (auth, path) = signed_parts(&req)?;
     auth.verify(
         &key,
         "POST",
-        path,
+        &path,
         &body,
         chrono::Utc::now().timestamp(),
         state.config.auth_window_secs,
