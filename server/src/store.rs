@@ -1377,18 +1377,12 @@ mod tests {
     }
 
     fn new_report(case: &CaseId, title: &str, occurred_at: &str) -> NewReport {
-        NewReport {
-            id: ReportId::random().unwrap(),
-            case: case.clone(),
-            title: title.into(),
-            occurred_at: t(occurred_at),
-            approximate: false,
-            place: Place::default(),
-            description: String::new(),
-            people: vec![],
-            tags: vec![],
-            timeline: vec![],
-        }
+        NewReport::new(
+            ReportId::random().unwrap(),
+            case.clone(),
+            title,
+            t(occurred_at),
+        )
     }
 
     fn sync(store: &Store, device: &mut Device) -> SyncSummary {

@@ -111,6 +111,29 @@ pub struct NewReport {
     pub timeline: Vec<TimelineEntry>,
 }
 
+impl NewReport {
+    /// A report with only what every report has; the rest starts empty.
+    pub fn new(
+        id: ReportId,
+        case: CaseId,
+        title: impl Into<String>,
+        occurred_at: DateTime<FixedOffset>,
+    ) -> Self {
+        Self {
+            id,
+            case,
+            title: title.into(),
+            occurred_at,
+            approximate: false,
+            place: Place::default(),
+            description: String::new(),
+            people: vec![],
+            tags: vec![],
+            timeline: vec![],
+        }
+    }
+}
+
 /// A report document, with the typed operations that change it.
 #[derive(Clone, Debug)]
 pub struct ReportDocument {

@@ -3,15 +3,14 @@
 //! wrong, and the store is byte-for-byte unchanged (compared by dump).
 
 use fieldsync_core::document::NewReport;
-use fieldsync_core::model::Place;
 use fieldsync_core::protocol::{DocOffer, SyncRequest, PROTOCOL_VERSION};
 use fieldsync_core::replica::Replica;
 use fieldsync_core::{CaseId, ReportDocument, ReportId, SignedChange};
 use fieldsync_server::Store;
-use fieldsync_tests::http::{device_key, send, signed_headers};
-use fieldsync_tests::{enrolled_device, fieldsync_ok, ServerProcess};
+use fieldsync_tests::http::{device_key, send, signed_headers, Reply};
+use fieldsync_tests::{enrolled_device, DeviceHome, ServerProcess};
 
-fn check(name: &str, reply: &fieldsync_tests::http::Reply, status: u16, says: &str) {
+fn check(name: &str, reply: &Reply, status: u16, says: &str) {
     assert_eq!(reply.status, status, "{name}: {}", reply.body);
     let body: serde_json::Value = serde_json::from_str(&reply.body)
         .unwrap_or_else(|_| panic!("{name}: not JSON: {}", reply.body));
@@ -23,15 +22,24 @@ fn check(name: &str, reply: &fieldsync_tests::http::Reply, status: u16, says: &s
     println!("{name}: {status} {message}");
 }
 
+/// Signs `body` as `key` and POSTs it to `/v1/sync`.
+fn post_sync(server: &ServerProcess, key: &fieldsync_core::DeviceKey, body: &[u8]) -> Reply {
+    send(
+        "POST",
+        &server.url,
+        "/v1/sync",
+        &signed_headers(key, "POST", "/v1/sync", body),
+        body,
+    )
+}
+
 #[test]
 fn hostile_requests_are_refused_and_change_nothing() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    let data_arg = data.path().to_str().unwrap();
-    fieldsync_ok(&["admin", "--data", data_arg, "case", "create", "c"]);
+    let case: CaseId = server.create_case("c").parse().unwrap();
     let alice = enrolled_device(&server, "c", "reporter");
     let bob = enrolled_device(&server, "c", "reporter");
-    let coord = enrolled_device(&server, "c", "coordinator");
     alice.ok(&[
         "record",
         "--case",
@@ -84,26 +92,12 @@ fn hostile_requests_are_refused_and_change_nothing() {
 
     // Alice passes a change off as Bob's: Bob's actor id, Alice's signature.
     let bob_key = device_key(bob.dir.path());
-    let case: CaseId = serde_json::from_str::<serde_json::Value>(
-        &coord.ok(&["admin", "--data", data_arg, "devices", "--json"]),
-    )
-    .unwrap()[0]["case_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let new = NewReport {
-        id: ReportId::random().unwrap(),
+    let new = NewReport::new(
+        ReportId::random().unwrap(),
         case,
-        title: "forged".into(),
-        occurred_at: chrono::DateTime::parse_from_rfc3339("2016-05-21T10:00:00+06:00").unwrap(),
-        approximate: false,
-        place: Place::default(),
-        description: String::new(),
-        people: vec![],
-        tags: vec![],
-        timeline: vec![],
-    };
+        "forged",
+        chrono::DateTime::parse_from_rfc3339("2016-05-21T10:00:00+06:00").unwrap(),
+    );
     let (_, by_bob) =
         ReportDocument::create(&bob_key, &new, chrono::Utc::now().fixed_offset()).unwrap();
     let hash = by_bob.verify().unwrap().hash();
@@ -124,44 +118,20 @@ fn hostile_requests_are_refused_and_change_nothing() {
         }],
     };
     let body = request.to_json();
-    let headers = signed_headers(&key, "POST", "/v1/sync", &body);
     check(
         "forged actor id",
-        &send("POST", &server.url, "/v1/sync", &headers, &body),
+        &post_sync(&server, &key, &body),
         400,
         "signature does not verify",
     );
     assert_eq!(store.dump().unwrap(), before);
 
     // A token used twice.
-    let token = fieldsync_ok(&[
-        "admin", "--data", data_arg, "invite", "--case", "c", "--role", "reporter",
-    ]);
-    let first = tempfile::tempdir().unwrap();
-    fieldsync_ok(&["--home", first.path().to_str().unwrap(), "device", "init"]);
-    fieldsync_ok(&[
-        "--home",
-        first.path().to_str().unwrap(),
-        "device",
-        "enroll",
-        "--server",
-        &server.url,
-        "--token",
-        token.trim(),
-    ]);
+    let token = server.invite("c", "reporter");
+    let first = DeviceHome::new();
+    assert!(first.enroll(&server, &token).status.success());
     let before = store.dump().unwrap();
-    let second = tempfile::tempdir().unwrap();
-    fieldsync_ok(&["--home", second.path().to_str().unwrap(), "device", "init"]);
-    let reused = fieldsync_tests::fieldsync(&[
-        "--home",
-        second.path().to_str().unwrap(),
-        "device",
-        "enroll",
-        "--server",
-        &server.url,
-        "--token",
-        token.trim(),
-    ]);
+    let reused = DeviceHome::new().enroll(&server, &token);
     assert!(!reused.status.success());
     let message = String::from_utf8_lossy(&reused.stderr);
     assert!(
@@ -172,10 +142,9 @@ fn hostile_requests_are_refused_and_change_nothing() {
 
     // A body over the server's 1 MiB bound.
     let big = vec![b' '; 2 << 20];
-    let headers = signed_headers(&key, "POST", "/v1/sync", &big);
     check(
         "oversized body",
-        &send("POST", &server.url, "/v1/sync", &headers, &big),
+        &post_sync(&server, &key, &big),
         413,
         "over the server's limit",
     );
@@ -183,10 +152,9 @@ fn hostile_requests_are_refused_and_change_nothing() {
 
     // Garbage.
     let garbage = b"{\"version\":1,\"cursor\":\"lots\"".to_vec();
-    let headers = signed_headers(&key, "POST", "/v1/sync", &garbage);
     check(
         "garbage body",
-        &send("POST", &server.url, "/v1/sync", &headers, &garbage),
+        &post_sync(&server, &key, &garbage),
         400,
         "not valid sync JSON",
     );
@@ -223,14 +191,7 @@ fn hostile_requests_are_refused_and_change_nothing() {
 fn the_timeline_api_is_for_coordinators() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    fieldsync_ok(&[
-        "admin",
-        "--data",
-        data.path().to_str().unwrap(),
-        "case",
-        "create",
-        "c",
-    ]);
+    server.create_case("c");
     let reporter = enrolled_device(&server, "c", "reporter");
     let coord = enrolled_device(&server, "c", "coordinator");
     for (title, at, tag) in [

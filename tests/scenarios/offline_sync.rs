@@ -4,22 +4,11 @@
 use fieldsync_tests::{enrolled_device, fieldsync_ok, ServerProcess};
 use serde_json::Value;
 
-fn case(server: &ServerProcess, name: &str) {
-    fieldsync_ok(&[
-        "admin",
-        "--data",
-        server.data.to_str().unwrap(),
-        "case",
-        "create",
-        name,
-    ]);
-}
-
 #[test]
 fn reports_recorded_while_the_server_is_down_reach_the_coordinator_in_order() {
     let data = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    case(&server, "almaty");
+    server.create_case("almaty");
     let alice = enrolled_device(&server, "almaty", "reporter");
     let bob = enrolled_device(&server, "almaty", "reporter");
     let coord = enrolled_device(&server, "almaty", "coordinator");
@@ -137,7 +126,7 @@ fn reports_recorded_while_the_server_is_down_reach_the_coordinator_in_order() {
 fn offline_edits_of_one_description_by_coordinator_and_reporter_both_survive() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    case(&server, "evictions");
+    server.create_case("evictions");
     let reporter = enrolled_device(&server, "evictions", "reporter");
     let coord = enrolled_device(&server, "evictions", "coordinator");
     let id = reporter.ok(&[
@@ -180,7 +169,7 @@ fn offline_edits_of_one_description_by_coordinator_and_reporter_both_survive() {
 fn reporters_see_only_their_own_reports_and_cannot_review() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    case(&server, "rally");
+    server.create_case("rally");
     let alice = enrolled_device(&server, "rally", "reporter");
     let bob = enrolled_device(&server, "rally", "reporter");
     let coord = enrolled_device(&server, "rally", "coordinator");
@@ -236,7 +225,7 @@ fn reporters_see_only_their_own_reports_and_cannot_review() {
 fn a_revoked_device_is_refused_and_keeps_its_unsynced_reports() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    case(&server, "seized");
+    server.create_case("seized");
     let phone = enrolled_device(&server, "seized", "reporter");
     phone.ok(&[
         "record",
@@ -280,7 +269,7 @@ fn a_revoked_device_is_refused_and_keeps_its_unsynced_reports() {
 fn values_that_begin_with_a_dash_are_values() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    case(&server, "winter");
+    server.create_case("winter");
     let device = enrolled_device(&server, "winter", "reporter");
     let id = device.ok(&[
         "record",

@@ -28,14 +28,7 @@ fn change_hashes(home: &Path) -> HashSet<String> {
 fn acknowledged_changes_survive_sigkill_of_the_server_during_sync() {
     let data = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    fieldsync_ok(&[
-        "admin",
-        "--data",
-        data.path().to_str().unwrap(),
-        "case",
-        "create",
-        "c",
-    ]);
+    server.create_case("c");
     let devices: Vec<_> = (0..DEVICES)
         .map(|_| enrolled_device(&server, "c", "reporter"))
         .collect();

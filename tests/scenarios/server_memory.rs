@@ -8,7 +8,7 @@ use fieldsync_core::protocol::{SyncResponse, DEFAULT_MAX_REQUEST_BYTES};
 use fieldsync_core::sync::device::{PendingDoc, RequestBuilder};
 use fieldsync_core::{CaseId, NewReport, ReportDocument, ReportId};
 use fieldsync_tests::http::{device_key, send, signed_headers};
-use fieldsync_tests::{enrolled_device, fieldsync_ok, ServerProcess};
+use fieldsync_tests::{enrolled_device, ServerProcess};
 
 const REPORTERS: usize = 4;
 const REPORTS: usize = 20_000;
@@ -27,11 +27,7 @@ fn resident_kib(pid: u32) -> u64 {
 fn idle_server_memory_stays_small_after_twenty_thousand_reports() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    let data_arg = data.path().to_str().unwrap();
-    let case: CaseId = fieldsync_ok(&["admin", "--data", data_arg, "case", "create", "big"])
-        .trim()
-        .parse()
-        .unwrap();
+    let case: CaseId = server.create_case("big").parse().unwrap();
     let reporters: Vec<_> = (0..REPORTERS)
         .map(|_| enrolled_device(&server, "big", "reporter"))
         .collect();
@@ -47,20 +43,19 @@ fn idle_server_memory_stays_small_after_twenty_thousand_reports() {
                 let mut pending: Vec<PendingDoc> = (0..REPORTS / REPORTERS)
                     .map(|i| {
                         let new = NewReport {
-                            id: ReportId::random().unwrap(),
-                            case: case.clone(),
-                            title: format!("report {i}"),
-                            occurred_at: now,
-                            approximate: false,
                             place: Place {
                                 name: "Almaty".into(),
                                 lat: Some(43.2),
                                 lon: Some(76.9),
                             },
                             description: "A short account of what happened.".into(),
-                            people: vec![],
                             tags: vec!["arrest".into()],
-                            timeline: vec![],
+                            ..NewReport::new(
+                                ReportId::random().unwrap(),
+                                case.clone(),
+                                format!("report {i}"),
+                                now,
+                            )
                         };
                         let (_, change) = ReportDocument::create(&key, &new, now).unwrap();
                         PendingDoc {

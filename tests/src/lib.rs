@@ -100,6 +100,24 @@ impl ServerProcess {
         }
     }
 
+    /// Creates a case with `fieldsync admin case create`; returns its id.
+    pub fn create_case(&self, name: &str) -> String {
+        let data = self.data.to_str().expect("utf-8 data path");
+        fieldsync_ok(&["admin", "--data", data, "case", "create", name])
+            .trim()
+            .to_owned()
+    }
+
+    /// Issues a one-time enrollment token with `fieldsync admin invite`.
+    pub fn invite(&self, case: &str, role: &str) -> String {
+        let data = self.data.to_str().expect("utf-8 data path");
+        fieldsync_ok(&[
+            "admin", "--data", data, "invite", "--case", case, "--role", role,
+        ])
+        .trim()
+        .to_owned()
+    }
+
     /// Kills the server with SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -147,7 +165,35 @@ pub struct DeviceHome {
     pub id: String,
 }
 
+impl Default for DeviceHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DeviceHome {
+    /// A new device home with an identity, not yet enrolled.
+    pub fn new() -> Self {
+        let mut home = DeviceHome {
+            dir: tempfile::tempdir().expect("temp dir"),
+            id: String::new(),
+        };
+        home.id = home.ok(&["device", "init"]).trim().to_owned();
+        home
+    }
+
+    /// Runs `fieldsync device enroll`; returns its output whatever the exit code.
+    pub fn enroll(&self, server: &ServerProcess, token: &str) -> Output {
+        self.run(&[
+            "device",
+            "enroll",
+            "--server",
+            &server.url,
+            "--token",
+            token,
+        ])
+    }
+
     pub fn path(&self) -> &str {
         self.dir.path().to_str().expect("utf-8 temp path")
     }
@@ -168,23 +214,12 @@ impl DeviceHome {
 
 /// Makes a device, invites it into `case` with `role` and enrolls it.
 pub fn enrolled_device(server: &ServerProcess, case: &str, role: &str) -> DeviceHome {
-    let data = server.data.to_str().expect("utf-8 data path");
-    let token = fieldsync_ok(&[
-        "admin", "--data", data, "invite", "--case", case, "--role", role,
-    ]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut home = DeviceHome {
-        dir,
-        id: String::new(),
-    };
-    home.id = home.ok(&["device", "init"]).trim().to_owned();
-    home.ok(&[
-        "device",
-        "enroll",
-        "--server",
-        &server.url,
-        "--token",
-        token.trim(),
-    ]);
+    let home = DeviceHome::new();
+    let out = home.enroll(server, &server.invite(case, role));
+    assert!(
+        out.status.success(),
+        "enroll failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     home
 }

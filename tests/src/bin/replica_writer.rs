@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use chrono::DateTime;
-use fieldsync_core::model::{Edit, Place};
+use fieldsync_core::model::Edit;
 use fieldsync_core::replica::Replica;
 use fieldsync_core::{CaseId, NewReport, ReportId};
 
@@ -33,19 +33,12 @@ fn main() {
                 writeln!(out, "saved {id} {hash}").expect("stdout");
             }
             _ => {
-                let new = NewReport {
-                    id: ReportId::random().expect("random"),
-                    case: case.clone(),
-                    title: format!("report {n}"),
-                    occurred_at: DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00")
-                        .expect("time"),
-                    approximate: false,
-                    place: Place::default(),
-                    description: String::new(),
-                    people: vec![],
-                    tags: vec![],
-                    timeline: vec![],
-                };
+                let new = NewReport::new(
+                    ReportId::random().expect("random"),
+                    case.clone(),
+                    format!("report {n}"),
+                    DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00").expect("time"),
+                );
                 let id = replica.create_report(&new).expect("create");
                 writeln!(out, "saved {id} created").expect("stdout");
                 report = Some(id);

@@ -11,7 +11,6 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::document::NewReport;
 use crate::ids::{CaseId, ReportId};
-use crate::model::Place;
 use crate::protocol::{SyncRequest, SyncResponse};
 use crate::replica::Replica;
 use crate::sync::memory::MemoryStore;
@@ -63,18 +62,12 @@ impl World {
     }
 
     pub fn new_report(&self, title: &str) -> NewReport {
-        NewReport {
-            id: ReportId::random().unwrap(),
-            case: self.case.clone(),
-            title: title.into(),
-            occurred_at: t("2016-05-21T10:40:00+06:00"),
-            approximate: false,
-            place: Place::default(),
-            description: String::new(),
-            people: vec![],
-            tags: vec![],
-            timeline: vec![],
-        }
+        NewReport::new(
+            ReportId::random().unwrap(),
+            self.case.clone(),
+            title,
+            t("2016-05-21T10:40:00+06:00"),
+        )
     }
 
     pub fn record(&mut self, device: usize, title: &str) -> ReportId {
