@@ -35,6 +35,31 @@ impl Client {
         }
     }
 
+    /// A request to `path` (with query) signed by `key` over an empty body.
+    /// Blob transfers are signed this way: the bytes are authenticated by
+    /// the blob id (their SHA-256), not by the request signature.
+    pub fn signed(
+        &self,
+        key: &DeviceKey,
+        method: &str,
+        path: &str,
+    ) -> Result<ureq::Request, ClientError> {
+        let auth = RequestAuth::sign(key, method, path, b"", chrono::Utc::now().timestamp())
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let mut request = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
+        for (name, value) in auth.headers() {
+            request = request.set(name, &value);
+        }
+        Ok(request)
+    }
+
+    /// Where the server is, for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn post(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
         let auth = RequestAuth::sign(key, "POST", path, body, chrono::Utc::now().timestamp())
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
@@ -45,8 +70,18 @@ impl Client {
         for (name, value) in auth.headers() {
             request = request.set(name, &value);
         }
-        match request.send_bytes(body) {
-            Ok(response) => read_all(response),
+        let response = self.outcome(request.send_bytes(body))?;
+        read_all(response)
+    }
+
+    /// Turns ureq's result into a response or a [`ClientError`] carrying
+    /// the server's own message.
+    pub fn outcome(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ClientError> {
+        match result {
+            Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
                 let body = read_all(response).unwrap_or_default();
                 let message = serde_json::from_slice::<ErrorBody>(&body)

@@ -16,6 +16,7 @@ use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::{CaseId, DeviceId, NewReport, ReportId, SignedChange};
 use fieldsync_server::store::Store;
 
+use crate::attachments::{discard, seal_files, upload_outbox};
 use crate::client::Client;
 use crate::{AdminCommand, CaseCommand, Cli, Command, DeviceCommand};
 
@@ -45,6 +46,10 @@ pub struct RecordArgs {
     /// NAME:ROLE[:NOTE], role one of officer, detainee, witness, victim, other.
     #[arg(long, allow_hyphen_values = true)]
     person: Vec<String>,
+    /// A photo, video, recording or document; encrypted at once with the
+    /// case key, uploaded on the next sync. Repeat for several.
+    #[arg(long, allow_hyphen_values = true)]
+    attach: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -72,6 +77,9 @@ pub struct EditArgs {
     status: Option<String>,
     #[arg(long, requires = "status", allow_hyphen_values = true)]
     note: Option<String>,
+    /// Attaches a file, encrypted at once; repeat for several.
+    #[arg(long, allow_hyphen_values = true)]
+    attach: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -108,6 +116,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => sync(&home(cli.home)?, json, max_request_bytes),
         Command::Timeline(args) => timeline(&home(cli.home)?, args),
         Command::Show { report_id, json } => show(&home(cli.home)?, &report_id, json),
+        Command::Key(command) => crate::keys::run(&home(cli.home)?, command),
+        Command::Attachment(command) => crate::attachments::run(&home(cli.home)?, command),
     }
 }
 
@@ -215,7 +225,7 @@ fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-fn open(home: &Path) -> Result<Replica> {
+pub(crate) fn open(home: &Path) -> Result<Replica> {
     Replica::open(home).with_context(|| format!("cannot open the device home {}", home.display()))
 }
 
@@ -246,14 +256,14 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Enrollment {
-    server: String,
-    case_id: CaseId,
-    case_name: String,
-    role: DeviceRole,
+pub(crate) struct Enrollment {
+    pub server: String,
+    pub case_id: CaseId,
+    pub case_name: String,
+    pub role: DeviceRole,
 }
 
-fn enrollment(replica: &Replica) -> Result<Enrollment> {
+pub(crate) fn enrollment(replica: &Replica) -> Result<Enrollment> {
     let get = |k: &str| -> Result<String> {
         replica.meta(k)?.context(
             "this device is not enrolled in a case; run `fieldsync device enroll --server URL --token TOKEN` with a token from your coordinator",
@@ -267,7 +277,7 @@ fn enrollment(replica: &Replica) -> Result<Enrollment> {
     })
 }
 
-fn check_case(enrollment: &Enrollment, name: &str) -> Result<()> {
+pub(crate) fn check_case(enrollment: &Enrollment, name: &str) -> Result<()> {
     if enrollment.case_name != name {
         bail!(
             "this device is enrolled in case {:?}, not {name:?}",
@@ -324,7 +334,12 @@ fn record(home: &Path, args: RecordArgs) -> Result<ExitCode> {
         tags: args.tag,
         timeline: vec![],
     };
-    println!("{}", replica.create_report(&new)?);
+    let attachments = seal_files(&replica, &enrollment.case_name, &args.attach)?;
+    let created = replica.create_report_with(&new, &attachments);
+    println!(
+        "{}",
+        created.inspect_err(|_| discard(&replica, &attachments))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -372,10 +387,15 @@ fn edit(home: &Path, args: EditArgs) -> Result<ExitCode> {
             at: Utc::now().fixed_offset(),
         });
     }
-    if edits.is_empty() {
-        bail!("nothing to change; give at least one of --title, --text, --append-text, --add-tag, --remove-tag, --person, --timeline, --status");
+    if edits.is_empty() && args.attach.is_empty() {
+        bail!("nothing to change; give at least one of --title, --text, --append-text, --add-tag, --remove-tag, --person, --timeline, --status, --attach");
     }
-    match replica.edit_report(&id, &edits)? {
+    // The report must be here before its files are sealed for it.
+    replica.report(&id)?;
+    let attachments = seal_files(&replica, &enrollment.case_name, &args.attach)?;
+    edits.extend(attachments.iter().cloned().map(Edit::AddAttachment));
+    let edited = replica.edit_report(&id, &edits);
+    match edited.inspect_err(|_| discard(&replica, &attachments))? {
         Some(hash) => println!("{hash}"),
         None => println!("no change"),
     }
@@ -402,32 +422,8 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
             }
         },
     );
-    match result {
-        Ok(summary) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "synced with {}: sent {} changes, received {} ({} new reports) in {} rounds",
-                    enrollment.server,
-                    summary.sent,
-                    summary.received,
-                    summary.new_reports,
-                    summary.rounds
-                );
-                for r in &summary.refused {
-                    println!(
-                        "refused change {} of report {}: {}",
-                        r.change, r.report, r.message
-                    );
-                }
-            }
-            Ok(if summary.refused.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
-        }
+    let summary = match result {
+        Ok(summary) => summary,
         Err(e) => {
             let left = replica.pending_change_count().unwrap_or(pending);
             let why = match e {
@@ -436,7 +432,45 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
             };
             bail!("sync failed: {why}\nnothing was lost: {left} changes stay on this device and go out on the next `fieldsync sync`")
         }
+    };
+    // After the changes: the server accepts a blob only once it holds the
+    // report that references it.
+    let uploads = upload_outbox(&mut replica, &client, &key, json)?;
+    if json {
+        let mut out = serde_json::to_value(&summary)?;
+        out["attachments"] = serde_json::to_value(&uploads)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "synced with {}: sent {} changes, received {} ({} new reports) in {} rounds",
+            enrollment.server, summary.sent, summary.received, summary.new_reports, summary.rounds
+        );
+        for r in &summary.refused {
+            println!(
+                "refused change {} of report {}: {}",
+                r.change, r.report, r.message
+            );
+        }
+        if uploads.uploaded > 0 {
+            println!(
+                "uploaded {} attachments ({} bytes, encrypted)",
+                uploads.uploaded, uploads.bytes
+            );
+        }
+        for f in &uploads.failed {
+            println!(
+                "attachment {} of report {} not uploaded: {}\n  it stays on this device; the next `fieldsync sync` resumes it",
+                f.attachment, f.report, f.error
+            );
+        }
     }
+    Ok(if !summary.refused.is_empty() {
+        ExitCode::from(3)
+    } else if !uploads.failed.is_empty() {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn reports_of_case(replica: &Replica, case: &CaseId) -> Result<Vec<Report>> {

@@ -1,8 +1,11 @@
 //! The `fieldsync` command: argument parsing and printing only. Every
 //! command calls `fieldsync-core` or `fieldsync-server`.
 
+mod attachments;
 mod client;
 mod commands;
+mod keys;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +64,12 @@ pub enum Command {
     },
     /// The reports on this device, in the order they happened.
     Timeline(commands::TimelineArgs),
+    /// Case keys that seal attachments; kept on devices, never sent.
+    #[command(subcommand)]
+    Key(keys::KeyCommand),
+    /// A report's attachments: list them, fetch and decrypt one.
+    #[command(subcommand)]
+    Attachment(attachments::AttachmentCommand),
     /// One report, every field and its signed change history.
     Show {
         report_id: String,

@@ -74,6 +74,11 @@ pub struct Sealed {
     pub blob_id: String,
     pub blob_len: u64,
     pub key_epoch: u32,
+    /// The blob's first bytes up to the end of the sealed header (magic,
+    /// epoch, header nonce, length, sealed header). A report carries them
+    /// so a device with the case key can list an attachment's name and
+    /// type without fetching the blob; see [`read_meta`].
+    pub head: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,11 +169,13 @@ pub fn seal_with<R: Read, W: Write>(
             &mut sealed_header,
         )
         .map_err(|_| EnvelopeError::Header)?;
-    out.write_all(MAGIC)?;
-    out.write_all(&case_key.epoch.to_be_bytes())?;
-    out.write_all(header_nonce)?;
-    out.write_all(&(sealed_header.len() as u32).to_be_bytes())?;
-    out.write_all(&sealed_header)?;
+    let mut head = Vec::with_capacity(FIXED_HEAD + sealed_header.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&case_key.epoch.to_be_bytes());
+    head.extend_from_slice(header_nonce);
+    head.extend_from_slice(&(sealed_header.len() as u32).to_be_bytes());
+    head.extend_from_slice(&sealed_header);
+    out.write_all(&head)?;
 
     let key = aead_key(content_key);
     let mut current = vec![0u8; CHUNK];
@@ -202,6 +209,7 @@ pub fn seal_with<R: Read, W: Write>(
         blob_id: hex::encode(out.hash.finish()),
         blob_len: out.len,
         key_epoch: case_key.epoch,
+        head,
     })
 }
 
@@ -213,32 +221,7 @@ pub fn open<R: Read, W: Write>(
     input: &mut R,
     output: &mut W,
 ) -> Result<AttachmentMeta, EnvelopeError> {
-    let mut fixed = [0u8; 24];
-    input
-        .read_exact(&mut fixed)
-        .map_err(|_| EnvelopeError::NotAnAttachment)?;
-    if &fixed[..4] != MAGIC {
-        return Err(EnvelopeError::NotAnAttachment);
-    }
-    let epoch = u32::from_be_bytes(fixed[4..8].try_into().expect("4 bytes"));
-    let header_nonce: [u8; 12] = fixed[8..20].try_into().expect("12 bytes");
-    let header_len = u32::from_be_bytes(fixed[20..24].try_into().expect("4 bytes")) as usize;
-    if !(TAG..=MAX_HEADER).contains(&header_len) {
-        return Err(EnvelopeError::Header);
-    }
-    let case_key = keys(epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
-    let mut sealed = vec![0u8; header_len];
-    input
-        .read_exact(&mut sealed)
-        .map_err(|_| EnvelopeError::Truncated)?;
-    let plain = aead_key(case_key.bytes())
-        .open_in_place(
-            Nonce::assume_unique_for_key(header_nonce),
-            Aad::from(header_aad(epoch)),
-            &mut sealed,
-        )
-        .map_err(|_| EnvelopeError::Header)?;
-    let header: Header = serde_json::from_slice(plain).map_err(|_| EnvelopeError::Header)?;
+    let header = open_header(keys, input)?;
     let content_key: [u8; 32] = STANDARD
         .decode(&header.content_key)
         .ok()
@@ -291,6 +274,55 @@ pub fn open<R: Read, W: Write>(
         return Err(EnvelopeError::Digest);
     }
     Ok(header.meta)
+}
+
+/// Opens only the sealed header at the start of `input` (a whole blob, or
+/// just its head as a report carries it) and returns what it says about
+/// the file. Reads nothing past the header.
+pub fn read_meta<R: Read>(
+    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    input: &mut R,
+) -> Result<AttachmentMeta, EnvelopeError> {
+    Ok(open_header(keys, input)?.meta)
+}
+
+/// The case key epoch a blob's head names, without any key.
+pub fn head_epoch(head: &[u8]) -> Result<u32, EnvelopeError> {
+    if head.len() < FIXED_HEAD || &head[..4] != MAGIC {
+        return Err(EnvelopeError::NotAnAttachment);
+    }
+    Ok(u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")))
+}
+
+const FIXED_HEAD: usize = 24;
+
+fn open_header<R: Read>(
+    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    input: &mut R,
+) -> Result<Header, EnvelopeError> {
+    let mut fixed = [0u8; FIXED_HEAD];
+    input
+        .read_exact(&mut fixed)
+        .map_err(|_| EnvelopeError::NotAnAttachment)?;
+    let epoch = head_epoch(&fixed)?;
+    let header_nonce: [u8; 12] = fixed[8..20].try_into().expect("12 bytes");
+    let header_len = u32::from_be_bytes(fixed[20..24].try_into().expect("4 bytes")) as usize;
+    if !(TAG..=MAX_HEADER).contains(&header_len) {
+        return Err(EnvelopeError::Header);
+    }
+    let case_key = keys(epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
+    let mut sealed = vec![0u8; header_len];
+    input
+        .read_exact(&mut sealed)
+        .map_err(|_| EnvelopeError::Truncated)?;
+    let plain = aead_key(case_key.bytes())
+        .open_in_place(
+            Nonce::assume_unique_for_key(header_nonce),
+            Aad::from(header_aad(epoch)),
+            &mut sealed,
+        )
+        .map_err(|_| EnvelopeError::Header)?;
+    serde_json::from_slice(plain).map_err(|_| EnvelopeError::Header)
 }
 
 /// Decrypts into `path` through a temporary file beside it, renamed into

@@ -79,6 +79,34 @@ fn nothing_in_the_clear_says_what_the_file_is() {
 }
 
 #[test]
+fn the_head_a_report_carries_tells_name_and_type_only_with_the_key() {
+    let key = CaseKey::generate(3).unwrap();
+    let (blob, sealed) = seal_bytes(&key, &pattern(200_000));
+    assert_eq!(sealed.head, blob[..header_end(&blob)]);
+    assert_eq!(head_epoch(&sealed.head).unwrap(), 3);
+    let holder = key.clone();
+    let meta = read_meta(
+        &move |e| (e == holder.epoch).then(|| holder.clone()),
+        &mut Cursor::new(&sealed.head),
+    )
+    .unwrap();
+    assert_eq!(meta, sealed.meta);
+    assert_eq!(meta.name, "photo.jpg");
+    let other = CaseKey::generate(3).unwrap();
+    assert!(matches!(
+        read_meta(
+            &move |_| Some(other.clone()),
+            &mut Cursor::new(&sealed.head)
+        ),
+        Err(EnvelopeError::Header)
+    ));
+    assert!(matches!(
+        read_meta(&|_| None, &mut Cursor::new(&sealed.head)),
+        Err(EnvelopeError::UnknownEpoch(3))
+    ));
+}
+
+#[test]
 fn every_kind_of_damage_is_an_error_never_wrong_data() {
     let key = CaseKey::generate(1).unwrap();
     let plain = pattern(3 * CHUNK + 100);

@@ -2,7 +2,8 @@
 //! directory holding the device identity, every report document it has
 //! (compact snapshot plus appended changes), each change's signature, the
 //! server heads last acknowledged per document, refused changes and the
-//! case feed cursor.
+//! case feed cursor; the case keys ([`case_keys`]) and the encrypted
+//! attachments waiting for upload ([`outbox`]).
 //!
 //! Every write is one SQLite transaction (WAL, `synchronous=FULL`), taken
 //! with `BEGIN IMMEDIATE` so two processes on one home never fork the same
@@ -20,17 +21,23 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use crate::document::{EditError, NewReport, ReportDocument, ViewError};
 use crate::identity::{DeviceKey, IdentityError};
 use crate::ids::{DeviceId, ReportId};
-use crate::model::{Edit, Report};
+use crate::model::{AttachmentRef, Edit, Report};
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
 use crate::signed_change::SignedChange;
 use crate::sync::device::{
     absorb, pending_changes, AbsorbError, PendingDoc, RequestBuilder, RequestPlan,
 };
 
+pub mod case_keys;
+pub mod outbox;
+
+pub use case_keys::KeyAdded;
+pub use outbox::OutboxEntry;
+
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 1;
+pub const REPLICA_SCHEMA: i64 = 2;
 /// Appended changes per document before the snapshot is rewritten.
 const COMPACT_AFTER: i64 = 64;
 
@@ -62,6 +69,10 @@ pub enum ReplicaError {
     Absorb(Box<AbsorbError>),
     #[error("the device store is damaged: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    CaseKey(#[from] case_keys::CaseKeyStoreError),
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
 }
 
 impl From<AbsorbError> for ReplicaError {
@@ -73,6 +84,9 @@ impl From<AbsorbError> for ReplicaError {
 /// The device's SQLite replica.
 pub struct Replica {
     conn: Connection,
+    /// The device home, where sealed attachments wait for upload; `None`
+    /// for an in-memory replica, which cannot hold attachments.
+    home: Option<PathBuf>,
 }
 
 /// What one sync round did.
@@ -129,22 +143,22 @@ impl Replica {
             source,
         })?;
         let conn = Connection::open(home.join(REPLICA_FILE))?;
-        Self::init(conn)
+        Self::init(conn, Some(home.to_owned()))
     }
 
     /// A replica that lives in memory, for tests.
     pub fn open_in_memory() -> Result<Self, ReplicaError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(conn: Connection) -> Result<Self, ReplicaError> {
+    fn init(conn: Connection, home: Option<PathBuf>) -> Result<Self, ReplicaError> {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before it returns, so "saved" is true
         // even if the power goes the next instant.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut replica = Self { conn };
+        let mut replica = Self { conn, home };
         replica.migrate()?;
         Ok(replica)
     }
@@ -191,6 +205,24 @@ impl Replica {
                      refused_at TEXT NOT NULL,
                      PRIMARY KEY (doc_id, hash)) WITHOUT ROWID;
                  PRAGMA user_version = 1;",
+            )?;
+        }
+        if version < 2 {
+            tx.execute_batch(
+                "CREATE TABLE case_keys (
+                     case_name TEXT NOT NULL,
+                     epoch INTEGER NOT NULL,
+                     key BLOB NOT NULL,
+                     added_at TEXT NOT NULL,
+                     PRIMARY KEY (case_name, epoch)) WITHOUT ROWID;
+                 CREATE TABLE outbox (
+                     blob TEXT PRIMARY KEY,
+                     report_id TEXT NOT NULL,
+                     attachment_id TEXT NOT NULL,
+                     size INTEGER NOT NULL,
+                     upload_url TEXT,
+                     added_at TEXT NOT NULL);
+                 PRAGMA user_version = 2;",
             )?;
         }
         tx.commit()?;
@@ -254,14 +286,39 @@ impl Replica {
 
     /// Records a new report. Needs no network; returns once it is on disk.
     pub fn create_report(&mut self, new: &NewReport) -> Result<ReportId, ReplicaError> {
+        self.create_report_with(new, &[])
+    }
+
+    /// Records a new report with attachments sealed by
+    /// [`Replica::seal_attachment`], all in one transaction: the report and
+    /// its attachments' place in the upload outbox are saved together or
+    /// not at all.
+    pub fn create_report_with(
+        &mut self,
+        new: &NewReport,
+        attachments: &[AttachmentRef],
+    ) -> Result<ReportId, ReplicaError> {
         let key = self.require_key()?;
+        let outbox = self.outbox_dir().ok();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (doc, change) = ReportDocument::create(&key, new, now())?;
+        let (mut doc, change) = ReportDocument::create(&key, new, now())?;
+        let mut changes = vec![change];
+        if !attachments.is_empty() {
+            let edits: Vec<Edit> = attachments
+                .iter()
+                .cloned()
+                .map(Edit::AddAttachment)
+                .collect();
+            changes.extend(doc.edit(&key, &edits, now())?);
+            outbox::enqueue(&tx, outbox.as_deref(), &new.id, &edits)?;
+        }
         let mut am = doc.into_automerge();
         insert_document(&tx, &new.id, &mut am)?;
-        store_signature(&tx, &new.id, &change)?;
+        for change in &changes {
+            store_signature(&tx, &new.id, change)?;
+        }
         tx.commit()?;
         Ok(new.id.clone())
     }
@@ -274,11 +331,13 @@ impl Replica {
         edits: &[Edit],
     ) -> Result<Option<ChangeHash>, ReplicaError> {
         let key = self.require_key()?;
+        let outbox = self.outbox_dir().ok();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stored =
             load_document(&tx, id)?.ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?;
+        outbox::enqueue(&tx, outbox.as_deref(), id, edits)?;
         let mut doc = ReportDocument::from_automerge(stored.doc);
         let Some(change) = doc.edit(&key, edits, now())? else {
             return Ok(None);

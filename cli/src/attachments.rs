@@ -1,0 +1,357 @@
+//! Attachments on the command line: sealing files the moment they are
+//! attached (`record`/`edit --attach`), uploading the outbox on `sync`, and
+//! `fieldsync attachment list/get`. Plaintext exists only in the file the
+//! user named and in the file `get` writes; everything else is ciphertext.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::Subcommand;
+use fieldsync_core::case_key::CaseKey;
+use fieldsync_core::envelope::{self, AttachmentMeta};
+use fieldsync_core::identity::DeviceKey;
+use fieldsync_core::model::AttachmentRef;
+use fieldsync_core::replica::Replica;
+use fieldsync_core::ReportId;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::commands::{enrollment, open};
+use crate::transfer::{self, UploadEvent};
+
+#[derive(Subcommand)]
+pub enum AttachmentCommand {
+    /// Lists a report's attachments, with names and types where this device
+    /// holds the case key.
+    List {
+        report_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetches an attachment (resuming an interrupted download), decrypts it
+    /// and checks it against the SHA-256 its header records.
+    Get {
+        /// The attachment id, or a unique prefix of at least 8 characters.
+        attachment_id: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing file at --out.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub fn run(home: &Path, command: AttachmentCommand) -> Result<ExitCode> {
+    match command {
+        AttachmentCommand::List { report_id, json } => list(home, &report_id, json),
+        AttachmentCommand::Get {
+            attachment_id,
+            out,
+            force,
+        } => get(home, &attachment_id, &out, force),
+    }
+}
+
+/// Seals each file into the outbox with the case's current key. If one
+/// fails, those sealed before it are removed again: nothing half-attached.
+pub fn seal_files(replica: &Replica, case: &str, files: &[PathBuf]) -> Result<Vec<AttachmentRef>> {
+    let mut sealed: Vec<AttachmentRef> = Vec::new();
+    let outcome = (|| {
+        for file in files {
+            if !file.is_file() {
+                bail!("--attach {}: no such file", file.display());
+            }
+            let media_type = mime_guess::from_path(file)
+                .first_or_octet_stream()
+                .essence_str()
+                .to_owned();
+            let captured_at = std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+            let attachment = replica
+                .seal_attachment(case, file, &media_type, captured_at)
+                .with_context(|| format!("--attach {}", file.display()))?;
+            sealed.push(attachment);
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        discard(replica, &sealed);
+        return Err(e);
+    }
+    Ok(sealed)
+}
+
+/// Removes sealed files whose report was not saved after all.
+pub fn discard(replica: &Replica, sealed: &[AttachmentRef]) {
+    if let Ok(dir) = replica.outbox_dir() {
+        for attachment in sealed {
+            let _ = std::fs::remove_file(dir.join(&attachment.blob));
+        }
+    }
+}
+
+/// What uploading the outbox did.
+#[derive(Debug, Default, Serialize)]
+pub struct UploadSummary {
+    pub uploaded: usize,
+    pub bytes: u64,
+    pub failed: Vec<FailedUpload>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailedUpload {
+    pub report: String,
+    pub attachment: String,
+    pub error: String,
+}
+
+/// Uploads every attachment waiting in the outbox, resuming partial ones,
+/// with one progress bar over all of them. A failed attachment stays in
+/// the outbox for the next sync; the others still go.
+pub fn upload_outbox(
+    replica: &mut Replica,
+    client: &Client,
+    key: &DeviceKey,
+    quiet: bool,
+) -> Result<UploadSummary> {
+    let entries = replica.outbox()?;
+    let mut summary = UploadSummary::default();
+    if entries.is_empty() {
+        return Ok(summary);
+    }
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let progress = bar(total, quiet, "uploading");
+    let mut base = 0u64;
+    for entry in entries {
+        progress.set_message(format!("attachment {}", short(&entry.attachment_id)));
+        let result = transfer::upload(client, key, &entry, &progress, base, &mut |event| {
+            let url = match event {
+                UploadEvent::Created(url) => Some(url),
+                UploadEvent::Forgotten => None,
+            };
+            replica
+                .set_upload_url(&entry.blob, url)
+                .map_err(|e| transfer::TransferError::Io {
+                    what: "cannot save the upload's place on this device".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+        });
+        match result {
+            Ok(()) => {
+                replica.upload_done(&entry.blob)?;
+                summary.uploaded += 1;
+                summary.bytes += entry.size;
+            }
+            Err(e) => summary.failed.push(FailedUpload {
+                report: entry.report.to_string(),
+                attachment: entry.attachment_id.clone(),
+                error: e.to_string(),
+            }),
+        }
+        base += entry.size;
+    }
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+#[derive(Serialize)]
+struct Listed {
+    id: String,
+    blob: String,
+    /// Ciphertext bytes (what travels and what the server stores).
+    ciphertext_size: u64,
+    key_epoch: u64,
+    /// True while the blob waits on this device for upload.
+    waiting_for_upload: bool,
+    #[serde(flatten)]
+    meta: Option<AttachmentMeta>,
+    /// Why the name and type cannot be shown, when they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreadable: Option<String>,
+}
+
+fn list(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
+    let replica = open(home)?;
+    let case = enrollment(&replica)?.case_name;
+    let id: ReportId = report_id.parse()?;
+    let report = replica.report(&id)?;
+    let keys = replica.case_keys(&case)?;
+    let mut listed = Vec::new();
+    for attachment in report.attachments {
+        let (meta, unreadable) = match header_meta(&attachment, &keys) {
+            Ok(meta) => (Some(meta), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        listed.push(Listed {
+            waiting_for_upload: replica.outbox_file(&attachment.blob)?.is_some(),
+            id: attachment.id,
+            blob: attachment.blob,
+            ciphertext_size: attachment.size,
+            key_epoch: attachment.key_epoch,
+            meta,
+            unreadable,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listed.is_empty() {
+        println!("report {id} has no attachments");
+    }
+    for item in &listed {
+        let state = if item.waiting_for_upload {
+            "waiting for upload"
+        } else {
+            "on the server"
+        };
+        match &item.meta {
+            Some(meta) => println!(
+                "{}  {}  {}  {} bytes  {}",
+                item.id, meta.name, meta.media_type, meta.size, state
+            ),
+            None => println!(
+                "{}  (unreadable: {})  {} bytes sealed  {}",
+                item.id,
+                item.unreadable.as_deref().unwrap_or(""),
+                item.ciphertext_size,
+                state
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<ExitCode> {
+    let replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    let (report, attachment) = find(&replica, attachment_id)?;
+    if out.exists() && !force {
+        bail!(
+            "{} already exists; choose another --out or pass --force to replace it",
+            out.display()
+        );
+    }
+    let keys = replica.case_keys(&enrollment.case_name)?;
+    // Fail before downloading anything when the key is missing.
+    header_meta(&attachment, &keys)?;
+    let (source, downloaded) = match replica.outbox_file(&attachment.blob)? {
+        Some(local) => (local, false),
+        None => {
+            let key = replica
+                .device_key()?
+                .context("this device has no identity")?;
+            let dir = home.join("downloads");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let partial = dir.join(format!("{}.part", attachment.blob));
+            let client = Client::new(&enrollment.server);
+            let progress = bar(attachment.size, false, "downloading");
+            let fetched = transfer::download(
+                &client,
+                &key,
+                &attachment.blob,
+                attachment.size,
+                &partial,
+                &progress,
+            );
+            progress.finish_and_clear();
+            fetched.with_context(|| {
+                format!(
+                    "downloading attachment {} of report {report}",
+                    attachment.id
+                )
+            })?;
+            (partial, true)
+        }
+    };
+    let file = std::fs::File::open(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let opened = envelope::open_to_path(&lookup(&keys), &mut BufReader::new(file), out);
+    if downloaded {
+        // Ciphertext is not kept: it was fetched for this one decryption.
+        let _ = std::fs::remove_file(&source);
+    }
+    let meta = opened.map_err(|e| {
+        anyhow!(
+            "attachment {} of report {report} cannot be decrypted: {e}\nno file was written to {}",
+            attachment.id,
+            out.display()
+        )
+    })?;
+    println!(
+        "{}: {} ({}, {} bytes, sha256 {}) written to {}",
+        attachment.id,
+        meta.name,
+        meta.media_type,
+        meta.size,
+        meta.sha256,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report and attachment with this id, or the one whose id starts with
+/// this prefix.
+fn find(replica: &Replica, wanted: &str) -> Result<(ReportId, AttachmentRef)> {
+    if wanted.len() < 8 {
+        bail!("give at least 8 characters of the attachment id (see `fieldsync attachment list REPORT_ID`)");
+    }
+    let mut found = Vec::new();
+    for id in replica.report_ids()? {
+        for attachment in replica.report(&id)?.attachments {
+            if attachment.id == wanted {
+                return Ok((id, attachment));
+            }
+            if attachment.id.starts_with(wanted) {
+                found.push((id.clone(), attachment));
+            }
+        }
+    }
+    match found.len() {
+        0 => bail!("no attachment {wanted} on this device; sync first, or list a report's attachments with `fieldsync attachment list REPORT_ID`"),
+        1 => Ok(found.remove(0)),
+        n => bail!("{n} attachments start with {wanted}; give more of the id"),
+    }
+}
+
+fn header_meta(attachment: &AttachmentRef, keys: &[CaseKey]) -> Result<AttachmentMeta> {
+    let head = STANDARD
+        .decode(&attachment.header)
+        .map_err(|_| anyhow!("the report's copy of the attachment header is not base64"))?;
+    Ok(envelope::read_meta(&lookup(keys), &mut head.as_slice())?)
+}
+
+fn lookup(keys: &[CaseKey]) -> impl Fn(u32) -> Option<CaseKey> + '_ {
+    move |epoch| keys.iter().find(|k| k.epoch == epoch).cloned()
+}
+
+fn bar(total: u64, quiet: bool, verb: &str) -> ProgressBar {
+    let progress = ProgressBar::with_draw_target(
+        Some(total),
+        if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
+    progress.set_style(
+        ProgressStyle::with_template(&format!(
+            "{verb} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    progress
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
