@@ -155,6 +155,11 @@ pub fn download(
             break;
         }
         let result = fetch_from(client, key, blob, size, have, partial, progress);
+        if let Err(TransferError::Client(ClientError::Refused { status: 416, .. })) = result {
+            // The server's blob is shorter than the report says it is.
+            let _ = std::fs::remove_file(partial);
+            return Err(TransferError::Mismatch);
+        }
         if let Err(e) = &result {
             if !retryable(e) {
                 return Err(result.unwrap_err());

@@ -2,6 +2,7 @@
 //! that start processes and make test data. Never used by the product.
 
 pub mod http;
+pub mod proxy;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -42,10 +43,14 @@ use std::process::{Child, Command, Output, Stdio};
 /// The `fieldsync` binary of this workspace. Under cargo it is rebuilt
 /// first (a no-op when up to date), because `cargo test -p fieldsync-tests`
 /// alone would not rebuild another package's binary and the tests would run
-/// a stale one.
+/// a stale one. `FIELDSYNC_BIN` names another binary (the benchmarks
+/// use a release build).
 pub fn fieldsync_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("FIELDSYNC_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("test executable path");
         // target/debug/deps/scenarios-HASH -> target/debug/fieldsync
         let dir = exe.parent().and_then(Path::parent).expect("target dir");

@@ -1,0 +1,182 @@
+//! Benchmark 4: one large attachment sealed, uploaded and downloaded
+//! through the CLI and a real server on loopback, with each process's peak
+//! memory, next to raw AES-256-GCM in this process.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use fieldsync_tests::{enrolled_device, fieldsync_bin, DeviceHome, ServerProcess};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::measure::{self, mb_per_s, mib};
+use crate::table::Table;
+
+pub fn run(table: &mut Table, size: u64) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("server");
+    let mut server = ServerProcess::start(&data, "127.0.0.1:0");
+    server.create_case("bench");
+    let coordinator = enrolled_device(&server, "bench", "coordinator");
+    let reporter = enrolled_device(&server, "bench", "reporter");
+    let code = coordinator.ok(&["key", "new", "--case", "bench"]);
+    let code = code.lines().next().context("share code")?;
+    reporter.ok(&["key", "add", "--case", "bench", code]);
+
+    let plain = work.path().join("evidence.mp4");
+    write_random_file(&plain, size)?;
+    let section = format!("attach {}", human(size));
+    table.row(
+        &section,
+        "raw AES-256-GCM, 64 KiB chunks, this process",
+        format!("{:.0} MB/s", raw_aes_gcm(size)?),
+    );
+
+    let sealed = measure::run(device(&reporter).args([
+        "record",
+        "--case",
+        "bench",
+        "--title",
+        "Large video",
+        "--at",
+        "2016-05-21T10:40:00+06:00",
+        "--attach",
+        path(&plain)?,
+    ]))?;
+    let report = sealed.stdout.trim().to_owned();
+    row(
+        table,
+        &section,
+        "seal on the device (record --attach)",
+        size,
+        &sealed,
+    );
+
+    let upload = measure::run(device(&reporter).arg("sync"))?;
+    row(table, &section, "upload (sync)", size, &upload);
+    table.row(
+        &section,
+        "server peak RSS after the upload",
+        format!("{:.1} MiB", mib(measure::peak_rss_of(server.child.id())?)),
+    );
+
+    coordinator.ok(&["sync"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&coordinator.ok(&["attachment", "list", &report, "--json"]))?;
+    let id = listed[0]["id"]
+        .as_str()
+        .context("attachment id")?
+        .to_owned();
+    let out = work.path().join("fetched.mp4");
+    let download =
+        measure::run(device(&coordinator).args(["attachment", "get", &id, "--out", path(&out)?]))?;
+    row(
+        table,
+        &section,
+        "download + decrypt + verify (attachment get)",
+        size,
+        &download,
+    );
+    table.row(
+        &section,
+        "server peak RSS after the download",
+        format!("{:.1} MiB", mib(measure::peak_rss_of(server.child.id())?)),
+    );
+    ensure!(
+        sha256(&out)? == sha256(&plain)?,
+        "the downloaded file differs from the original"
+    );
+    server.kill();
+    Ok(())
+}
+
+fn row(table: &mut Table, section: &str, what: &str, size: u64, run: &measure::Run) {
+    table.row(
+        section,
+        what,
+        format!(
+            "{:.0} MB/s, {:.1} s, client peak RSS {:.1} MiB",
+            mb_per_s(size, run.wall),
+            run.wall.as_secs_f64(),
+            mib(run.peak_rss)
+        ),
+    );
+}
+
+fn device(home: &DeviceHome) -> Command {
+    let mut command = Command::new(fieldsync_bin());
+    command.args(["--home", home.path()]);
+    command
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 temporary path")
+}
+
+/// Incompressible content; a 4 MiB random block repeated is enough, since
+/// nothing on the way compresses or deduplicates below the blob level.
+fn write_random_file(path: &Path, size: u64) -> Result<()> {
+    let mut block = vec![0u8; 4 * 1024 * 1024];
+    SystemRandom::new()
+        .fill(&mut block)
+        .map_err(|_| anyhow::anyhow!("random"))?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// MB/s of sealing `size` bytes in 64 KiB chunks with ring's AES-256-GCM:
+/// the ceiling for the envelope on this machine.
+fn raw_aes_gcm(size: u64) -> Result<f64> {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow::anyhow!("key"))?,
+    );
+    let mut chunk = vec![0x5au8; 64 * 1024];
+    let chunks = size.div_ceil(chunk.len() as u64);
+    let started = Instant::now();
+    for i in 0..chunks {
+        let mut nonce = [0u8; 12];
+        nonce[4..12].copy_from_slice(&i.to_be_bytes());
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut chunk,
+            )
+            .map_err(|_| anyhow::anyhow!("seal"))?;
+        std::hint::black_box(tag);
+    }
+    Ok(mb_per_s(chunks * 64 * 1024, started.elapsed()))
+}
+
+fn sha256(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    Ok(hash.finish().as_ref().to_vec())
+}
+
+pub fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}

@@ -1,0 +1,73 @@
+//! fieldsync's benchmarks: real `fieldsync` processes (release build) on
+//! loopback, printed as a table a reader can compare between runs.
+//!
+//! ```text
+//! cargo run --release -p fieldsync-bench -- [--quick] [--only attachments]
+//! ```
+//!
+//! `--quick` shrinks every workload for a smoke run. The table is also
+//! written as Markdown to `--markdown FILE` for BENCHMARKS.md.
+
+mod attachments;
+mod measure;
+mod table;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "fieldsync benchmarks")]
+struct Args {
+    /// Small workloads: a smoke run in well under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Run one section only: attachments.
+    #[arg(long)]
+    only: Option<String>,
+    /// Attachment size in MiB (default 1024, quick 64).
+    #[arg(long)]
+    attachment_mib: Option<u64>,
+    /// Also write the table as Markdown here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    use_release_cli()?;
+    let mut table = table::Table::new();
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if wanted("attachments") {
+        let mib = args
+            .attachment_mib
+            .unwrap_or(if args.quick { 64 } else { 1024 });
+        attachments::run(&mut table, mib * 1024 * 1024)?;
+    }
+    if let Some(path) = args.markdown {
+        std::fs::write(&path, table.markdown())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds the release CLI and points the test helpers at it.
+fn use_release_cli() -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("target dir")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "fieldsync"])
+        .status()
+        .context("run cargo build")?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p fieldsync failed"
+    );
+    let bin = dir.join("fieldsync");
+    ensure!(bin.exists(), "no release binary at {}", bin.display());
+    std::env::set_var("FIELDSYNC_BIN", bin);
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Timing and memory of whole processes: a command's wall time and peak
+//! resident set (from wait4's rusage), and a running server's peak
+//! (VmHWM in /proc).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// What one finished command cost.
+pub struct Run {
+    pub wall: Duration,
+    /// Peak resident memory in bytes.
+    pub peak_rss: u64,
+    pub stdout: String,
+}
+
+/// Runs `command` to completion; fails with its stderr if it fails.
+pub fn run(command: &mut Command) -> Result<Run> {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start command")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    // Read both pipes while the child runs, so it never blocks on a full one.
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if reaped != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{command:?} failed (status {status}):\n{stderr}");
+    }
+    // Linux reports ru_maxrss in KiB.
+    Ok(Run {
+        wall,
+        peak_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        stdout,
+    })
+}
+
+/// Peak resident memory of a running process so far, in bytes.
+pub fn peak_rss_of(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Throughput in MB/s (10^6 bytes per second, as disks and networks are quoted).
+pub fn mb_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64().max(1e-9)
+}

@@ -1,0 +1,423 @@
+//! Attachments end to end with the CLI and a real server: sealed on the
+//! phone, uploaded over a network that drops, fetched and decrypted by the
+//! coordinator; the server never holds a plaintext byte.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use fieldsync_tests::proxy::{FaultProxy, Faults};
+use fieldsync_tests::{enrolled_device, DeviceHome, Rng, ServerProcess};
+use serde_json::Value;
+
+/// A case with a coordinator holding the case key and a reporter that
+/// added it from the share code.
+struct Case {
+    server: ServerProcess,
+    coordinator: DeviceHome,
+    reporter: DeviceHome,
+    _data: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+fn case_with_key() -> Case {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    server.create_case("almaty");
+    let coordinator = enrolled_device(&server, "almaty", "coordinator");
+    let reporter = enrolled_device(&server, "almaty", "reporter");
+    let code = coordinator.ok(&["key", "new", "--case", "almaty"]);
+    reporter.ok(&[
+        "key",
+        "add",
+        "--case",
+        "almaty",
+        code.lines().next().unwrap(),
+    ]);
+    Case {
+        server,
+        coordinator,
+        reporter,
+        _data: data,
+        files: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Case {
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn record_with(device: &DeviceHome, title: &str, files: &[&Path]) -> String {
+    let mut args = vec![
+        "record",
+        "--case",
+        "almaty",
+        "--title",
+        title,
+        "--at",
+        "2016-05-21T10:40:00+06:00",
+    ];
+    for f in files {
+        args.extend(["--attach", f.to_str().unwrap()]);
+    }
+    device.ok(&args).trim().to_owned()
+}
+
+fn attachments_of(device: &DeviceHome, report: &str) -> Vec<Value> {
+    let listed: Value =
+        serde_json::from_str(&device.ok(&["attachment", "list", report, "--json"])).unwrap();
+    listed.as_array().unwrap().clone()
+}
+
+fn every_file(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(every_file(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every 16-byte window of every plaintext.
+fn windows(plaintexts: &[&[u8]]) -> HashSet<[u8; 16]> {
+    plaintexts
+        .iter()
+        .flat_map(|p| p.windows(16))
+        .map(|w| w.try_into().unwrap())
+        .collect()
+}
+
+fn first_plaintext_window(bytes: &[u8], windows: &HashSet<[u8; 16]>) -> Option<usize> {
+    bytes
+        .windows(16)
+        .position(|w| windows.contains(<&[u8; 16]>::try_from(w).unwrap()))
+}
+
+#[test]
+fn the_server_never_holds_a_plaintext_byte_of_an_attachment() {
+    let mut rng = Rng::from_env_or_random();
+    let case = case_with_key();
+    let marker =
+        b"MARKER-7f3a: Aleksey Ivanov was detained at 10:40 by officer Shakirov, plate 380KP02.\n"
+            .repeat(2_000);
+    let photo = random_bytes(&mut rng, 300_000);
+    let tiny = b"twenty bytes exact!!".to_vec();
+    let note = case.file("statement.txt", &marker);
+    let image = case.file("arrest.jpg", &photo);
+    let small = case.file("plate.txt", &tiny);
+    let report = record_with(
+        &case.reporter,
+        "Detention at the bus stop",
+        &[&note, &image, &small],
+    );
+    case.reporter.ok(&["sync"]);
+    case.coordinator.ok(&["sync"]);
+
+    // The coordinator reads every attachment of the report.
+    let listed = attachments_of(&case.coordinator, &report);
+    assert_eq!(listed.len(), 3);
+    let out = tempfile::tempdir().unwrap();
+    for (item, original, name) in [
+        (&listed[0], &marker, "statement.txt"),
+        (&listed[1], &photo, "arrest.jpg"),
+        (&listed[2], &tiny, "plate.txt"),
+    ] {
+        assert_eq!(item["name"], name);
+        assert_eq!(item["waiting_for_upload"], false);
+        let target = out.path().join(name);
+        case.coordinator.ok(&[
+            "attachment",
+            "get",
+            item["id"].as_str().unwrap(),
+            "--out",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(&std::fs::read(&target).unwrap(), original);
+    }
+
+    // Nothing of any plaintext anywhere in the server's data or its log.
+    let windows = windows(&[&marker, &photo, &tiny, b"statement.txt", b"arrest.jpg"]);
+    let mut scanned = 0u64;
+    let mut places = every_file(&case.server.data);
+    places.push(case.server.log_path());
+    for file in places {
+        let bytes = std::fs::read(&file).unwrap();
+        scanned += bytes.len() as u64;
+        if let Some(at) = first_plaintext_window(&bytes, &windows) {
+            panic!("plaintext found in {} at byte {at}", file.display());
+        }
+    }
+    println!("scanned {scanned} bytes of server data and log: no 16-byte window of any plaintext");
+    assert!(
+        scanned > photo.len() as u64,
+        "the blobs must be among what was scanned"
+    );
+
+    // The reporter's home holds no plaintext either, and nothing waits.
+    for file in every_file(case.reporter.dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(
+            first_plaintext_window(&bytes, &windows),
+            None,
+            "{}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
+    let mut rng = Rng::from_env_or_random();
+    let case = case_with_key();
+    let video = random_bytes(&mut rng, 4 * 1024 * 1024 + 123);
+    let file = case.file("march.mp4", &video);
+    // The reporter reaches the server only through a network that drops.
+    let proxy = FaultProxy::start(
+        &case.server.addr,
+        Faults::default(),
+        Rng::from_env_or_random(),
+    );
+    let reporter = DeviceHome::new();
+    let token = case.server.invite("almaty", "reporter");
+    reporter.ok(&[
+        "device", "enroll", "--server", &proxy.url, "--token", &token,
+    ]);
+    let code = case.coordinator.ok(&["key", "show", "--case", "almaty"]);
+    reporter.ok(&[
+        "key",
+        "add",
+        "--case",
+        "almaty",
+        code.lines().next().unwrap(),
+    ]);
+    let report = record_with(&reporter, "The march", &[&file]);
+    let before = proxy.bytes_up();
+    proxy.set_faults(Faults {
+        cut_upstream_after: Some((64 * 1024, 900 * 1024)),
+        cut_downstream_after: None,
+        max_cuts: 12,
+    });
+
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let out = reporter.run(&["sync"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            runs < 10,
+            "sync never finished: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sent = proxy.bytes_up() - before;
+    let blob = attachments_of(&reporter, &report)[0].clone();
+    let blob_len = blob["ciphertext_size"].as_u64().unwrap();
+    let cuts = proxy.cuts();
+    println!(
+        "{cuts} cuts, {runs} sync runs: {sent} bytes sent for a {blob_len}-byte blob ({:.3}×)",
+        sent as f64 / blob_len as f64
+    );
+    assert!(
+        cuts >= 4,
+        "the proxy must have cut the upload several times ({cuts})"
+    );
+    // The server keeps what it received, so a cut costs at most the bytes
+    // in flight, never the whole upload again.
+    assert!(
+        sent <= blob_len + cuts * 1024 * 1024,
+        "{sent} bytes sent for {blob_len} with {cuts} cuts"
+    );
+    assert_eq!(blob["waiting_for_upload"], false);
+
+    // The download is cut too, resumes with ranges and decrypts exactly.
+    case.coordinator.ok(&["sync"]);
+    let coordinator = DeviceHome::new();
+    let token = case.server.invite("almaty", "coordinator");
+    coordinator.ok(&[
+        "device", "enroll", "--server", &proxy.url, "--token", &token,
+    ]);
+    coordinator.ok(&[
+        "key",
+        "add",
+        "--case",
+        "almaty",
+        code.lines().next().unwrap(),
+    ]);
+    coordinator.ok(&["sync"]);
+    proxy.set_faults(Faults {
+        cut_upstream_after: None,
+        cut_downstream_after: Some((128 * 1024, 1024 * 1024)),
+        max_cuts: cuts + 6,
+    });
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("march.mp4");
+    let down_before = proxy.bytes_down();
+    coordinator.ok(&[
+        "attachment",
+        "get",
+        blob["id"].as_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    let received = proxy.bytes_down() - down_before;
+    println!(
+        "download: {} cuts, {received} bytes received for a {blob_len}-byte blob",
+        proxy.cuts() - cuts
+    );
+    assert!(proxy.cuts() > cuts, "the download must have been cut");
+    assert!(received <= blob_len + (proxy.cuts() - cuts + 1) * 64 * 1024);
+    assert_eq!(std::fs::read(&target).unwrap(), video);
+}
+
+#[test]
+fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no_file() {
+    let mut rng = Rng::from_env_or_random();
+    let case = case_with_key();
+    let original = random_bytes(&mut rng, 5 * 64 * 1024 + 7);
+    let file = case.file("photo.jpg", &original);
+    let report = record_with(&case.reporter, "Photo of the arrest", &[&file]);
+    case.reporter.ok(&["sync"]);
+    case.coordinator.ok(&["sync"]);
+    let item = attachments_of(&case.coordinator, &report)[0].clone();
+    let id = item["id"].as_str().unwrap();
+    let blob_id = item["blob"].as_str().unwrap();
+    let stored = every_file(&case.server.data)
+        .into_iter()
+        .find(|p| p.file_name().unwrap() == blob_id)
+        .expect("the server stores the blob under its id");
+    let pristine = std::fs::read(&stored).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("photo.jpg");
+    let chunk = 64 * 1024 + 16;
+    let head = pristine.len() - 5 * chunk - (7 + 16);
+
+    let mut flipped = pristine.clone();
+    flipped[head + 100] ^= 1;
+    let truncated = pristine[..pristine.len() - chunk].to_vec();
+    let mut swapped = pristine.clone();
+    swapped[head..head + chunk].copy_from_slice(&pristine[head + chunk..head + 2 * chunk]);
+    swapped[head + chunk..head + 2 * chunk].copy_from_slice(&pristine[head..head + chunk]);
+    for (what, bytes) in [
+        ("a flipped bit", flipped),
+        ("a truncated blob", truncated),
+        ("swapped chunks", swapped),
+    ] {
+        std::fs::write(&stored, &bytes).unwrap();
+        let out =
+            case.coordinator
+                .run(&["attachment", "get", id, "--out", target.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what} was accepted");
+        assert!(stderr.contains("does not match its id"), "{what}: {stderr}");
+        assert!(!target.exists(), "{what} left a file behind");
+        assert_no_leftovers(out_dir.path());
+    }
+
+    std::fs::write(&stored, &pristine).unwrap();
+    // A device given another key under the same epoch cannot open it.
+    let stranger = enrolled_device(&case.server, "almaty", "coordinator");
+    let other = DeviceHome::new();
+    let wrong = other.ok(&["key", "new", "--case", "almaty"]);
+    stranger.ok(&[
+        "key",
+        "add",
+        "--case",
+        "almaty",
+        wrong.lines().next().unwrap(),
+    ]);
+    stranger.ok(&["sync"]);
+    let out = stranger.run(&["attachment", "get", id, "--out", target.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("does not open with this case key"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+
+    // The untouched blob still decrypts exactly.
+    case.coordinator
+        .ok(&["attachment", "get", id, "--out", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&target).unwrap(), original);
+}
+
+fn assert_no_leftovers(dir: &Path) {
+    let left: Vec<_> = every_file(dir);
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn a_revoked_coordinator_cannot_fetch_attachments_and_rotation_keeps_old_ones_readable() {
+    let mut rng = Rng::from_env_or_random();
+    let case = case_with_key();
+    let first = random_bytes(&mut rng, 70_000);
+    let old = record_with(
+        &case.reporter,
+        "Before rotation",
+        &[&case.file("a.bin", &first)],
+    );
+    // Rotation: new attachments use epoch 2; epoch 1 stays readable.
+    let code = case.coordinator.ok(&["key", "rotate", "--case", "almaty"]);
+    case.reporter.ok(&[
+        "key",
+        "add",
+        "--case",
+        "almaty",
+        code.lines().next().unwrap(),
+    ]);
+    let second = random_bytes(&mut rng, 1_000);
+    let new = record_with(
+        &case.reporter,
+        "After rotation",
+        &[&case.file("b.bin", &second)],
+    );
+    case.reporter.ok(&["sync"]);
+    case.coordinator.ok(&["sync"]);
+    assert_eq!(attachments_of(&case.coordinator, &old)[0]["key_epoch"], 1);
+    assert_eq!(attachments_of(&case.coordinator, &new)[0]["key_epoch"], 2);
+    let out_dir = tempfile::tempdir().unwrap();
+    for (report, original) in [(&old, &first), (&new, &second)] {
+        let item = attachments_of(&case.coordinator, report)[0].clone();
+        let target = out_dir.path().join(item["id"].as_str().unwrap());
+        case.coordinator.ok(&[
+            "attachment",
+            "get",
+            item["id"].as_str().unwrap(),
+            "--out",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(&std::fs::read(&target).unwrap(), original);
+    }
+
+    let item = attachments_of(&case.coordinator, &old)[0].clone();
+    let data = case.server.data.to_str().unwrap().to_owned();
+    fieldsync_tests::fieldsync_ok(&["admin", "--data", &data, "revoke", &case.coordinator.id]);
+    let target = out_dir.path().join("after-revocation");
+    let out = case.coordinator.run(&[
+        "attachment",
+        "get",
+        item["id"].as_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("403") && stderr.contains("revoked"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+}
