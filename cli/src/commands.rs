@@ -105,7 +105,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             data,
             listen,
             max_request_bytes,
-        } => serve(data, &listen, max_request_bytes),
+            max_blob_bytes,
+            device_quota_bytes,
+            upload_expiry_secs,
+        } => {
+            let mut config = fieldsync_server::Config::new(data);
+            config.max_request_bytes = max_request_bytes;
+            config.max_blob_bytes = max_blob_bytes;
+            config.device_quota_bytes = device_quota_bytes;
+            config.upload_expiry_secs = upload_expiry_secs;
+            serve(config, &listen)
+        }
         Command::Admin { data, command } => admin(&data, command),
         Command::Device(command) => device(&home(cli.home)?, command),
         Command::Record(args) => record(&home(cli.home)?, args),
@@ -130,7 +140,7 @@ fn home(flag: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn serve(data: PathBuf, listen: &str, max_request_bytes: usize) -> Result<ExitCode> {
+fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -141,8 +151,7 @@ fn serve(data: PathBuf, listen: &str, max_request_bytes: usize) -> Result<ExitCo
         format!("cannot listen on {listen}; is another server using that port?")
     })?;
     let addr = listener.local_addr()?;
-    let mut config = fieldsync_server::Config::new(data.clone());
-    config.max_request_bytes = max_request_bytes;
+    let data = config.data_dir.clone();
     actix_web::rt::System::new().block_on(async move {
         let server = fieldsync_server::run(listener, config)
             .with_context(|| format!("cannot open the data directory {}", data.display()))?;

@@ -39,6 +39,15 @@ pub enum Command {
         /// Largest sync request body accepted.
         #[arg(long, default_value_t = fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES)]
         max_request_bytes: usize,
+        /// Largest attachment (ciphertext) accepted, in bytes.
+        #[arg(long, default_value_t = fieldsync_server::DEFAULT_MAX_BLOB_BYTES)]
+        max_blob_bytes: u64,
+        /// Most bytes of attachments one device may upload (complete and in progress).
+        #[arg(long, default_value_t = fieldsync_server::DEFAULT_DEVICE_QUOTA_BYTES)]
+        device_quota_bytes: u64,
+        /// An unfinished upload untouched this many seconds is deleted.
+        #[arg(long, default_value_t = fieldsync_server::DEFAULT_UPLOAD_EXPIRY_SECS)]
+        upload_expiry_secs: u64,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {

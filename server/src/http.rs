@@ -3,7 +3,9 @@
 //! errors are logged and never sent to the client.
 //!
 //! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
-//! `POST /v1/sync`, `GET /v1/timeline`.
+//! `POST /v1/sync`, `GET /v1/timeline`, and the blob API of `uploads.rs`:
+//! `OPTIONS`/`POST /v1/uploads`, `HEAD`/`PATCH /v1/uploads/{id}`,
+//! `GET`/`HEAD /v1/blobs/{blob id}`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -14,12 +16,15 @@ use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::sync::server::{ServerLimits, SyncError};
 use futures_util::StreamExt;
 
+use crate::blob_store::BlobStore;
 use crate::store::{DeviceRecord, Store, StoreError, SyncStoreError, TimelineQuery};
+use crate::uploads;
 use crate::Config;
 
 /// Shared state of the running server.
 pub struct AppState {
     pub store: Store,
+    pub blobs: BlobStore,
     pub config: Config,
 }
 
@@ -29,24 +34,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/enroll", web::post().to(enroll))
         .route("/v1/sync", web::post().to(sync))
         .route("/v1/timeline", web::get().to(timeline));
+    uploads::routes(cfg);
 }
 
-/// An error with the status and message a client gets.
+/// An error with the status and message a client gets, and any headers
+/// the client needs to recover (a tus `Upload-Offset`).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            headers: Vec::new(),
         }
     }
 
-    fn internal(context: &str, error: &dyn std::error::Error) -> Self {
+    /// Adds a header to the error response.
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn internal(context: &str, error: &dyn std::error::Error) -> Self {
         tracing::error!(%error, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,7 +90,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        for header in &self.headers {
+            response.insert_header(header.clone());
+        }
+        response.json(ErrorBody {
             error: self.message.clone(),
             server_time: Some(chrono::Utc::now().timestamp()),
         })
@@ -149,7 +176,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
 /// Authenticates a signed request: the device is enrolled, the signature
 /// verifies, the clock is within the window, the nonce is new, and the
 /// device is not revoked. Refusals are audited.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     body: &[u8],

@@ -8,11 +8,14 @@
 //!
 //! Start it with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
 
+pub mod blob_store;
 pub mod http;
 pub mod store;
+pub mod uploads;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use fieldsync_core::protocol::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
@@ -30,7 +33,20 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// How far a request's clock may be from the server's.
     pub auth_window_secs: i64,
+    /// Largest blob (attachment ciphertext) accepted, in bytes (413 beyond).
+    pub max_blob_bytes: u64,
+    /// Most bytes of uploads, complete and in progress, one device may hold.
+    pub device_quota_bytes: u64,
+    /// An incomplete upload untouched this long is deleted, bytes and all.
+    pub upload_expiry_secs: u64,
 }
+
+/// Default [`Config::max_blob_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 4 << 30;
+/// Default [`Config::device_quota_bytes`]: 16 GiB.
+pub const DEFAULT_DEVICE_QUOTA_BYTES: u64 = 16 << 30;
+/// Default [`Config::upload_expiry_secs`]: 7 days.
+pub const DEFAULT_UPLOAD_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
 impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
@@ -39,15 +55,33 @@ impl Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             auth_window_secs: DEFAULT_WINDOW_SECS,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            device_quota_bytes: DEFAULT_DEVICE_QUOTA_BYTES,
+            upload_expiry_secs: DEFAULT_UPLOAD_EXPIRY_SECS,
         }
     }
 }
 
 /// Opens the store and starts serving on `listener`. The returned server
 /// is a future; it stops gracefully on SIGTERM or SIGINT.
+///
+/// Before it serves, expired uploads and partial files that belong to no
+/// upload are removed; a background thread then removes expired uploads
+/// periodically (see [`uploads::sweep_interval`]).
 pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StoreError> {
     let store = Store::open(&config.data_dir)?;
-    let state = web::Data::new(http::AppState { store, config });
+    let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
+        path: e.path,
+        source: e.source,
+    })?;
+    let state = Arc::new(http::AppState {
+        store,
+        blobs,
+        config,
+    });
+    uploads::sweep_at_start(&state);
+    uploads::spawn_sweeper(Arc::downgrade(&state));
+    let state = web::Data::from(state);
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
             .listen(listener)

@@ -30,7 +30,7 @@
 //! # }
 //! ```
 //!
-//! Tables (schema 1):
+//! Tables (schema 2; schema 1 had all but the last three):
 //!
 //! | table | holds |
 //! |---|---|
@@ -42,6 +42,9 @@
 //! | `timeline` | the projection coordinators browse: time, place, title, status, tags, reporter |
 //! | `nonces` | request nonces seen recently, for replay refusal |
 //! | `audit_log` | who did what, when; never report contents |
+//! | `uploads` | resumable blob uploads: device, case, blob id, report, length, expiry, completion; a deduplicated upload is a completed row that costs no quota. The offset is not here: it is the partial file's length (`blob_store.rs`) |
+//! | `blobs` | complete blobs per case: size, first uploader and report, when stored |
+//! | `blob_refs` | (case, blob, report): a report whose server document lists the blob, recorded when an upload is created; reporters read the blobs of their own reports through it |
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -56,7 +59,7 @@ use fieldsync_core::document::{read_report, rfc3339, ViewError};
 use fieldsync_core::model::{Report, ReviewStatus};
 use fieldsync_core::protocol::{SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
-use fieldsync_core::sync::policy::{DeviceRole, Member};
+use fieldsync_core::sync::policy::{may_read, DeviceRole, Member};
 use fieldsync_core::sync::server::{
     handle_sync, DocumentTip, FeedEntry, ServerLimits, ServerStore, StoredDocument, SyncError,
 };
@@ -69,10 +72,12 @@ use rusqlite::{
     params, params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior,
 };
 
+use crate::blob_store::{BlobId, UploadId};
+
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
@@ -216,6 +221,93 @@ pub enum SyncStoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sync(#[from] SyncError<StoreError>),
+}
+
+/// An upload a device asks to start (`POST /v1/uploads`).
+#[derive(Clone, Debug)]
+pub struct NewUpload {
+    pub blob: BlobId,
+    pub report: ReportId,
+    /// Upload-Length: the ciphertext's size in bytes.
+    pub length: u64,
+}
+
+/// The bounds an upload is created under.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadLimits {
+    /// Most bytes of uploads (complete and in progress) one device may hold.
+    pub device_quota_bytes: u64,
+    /// How long an upload may go untouched before it is deleted.
+    pub expiry: Duration,
+}
+
+/// An upload as the store records it.
+#[derive(Clone, Debug)]
+pub struct UploadRecord {
+    pub id: UploadId,
+    pub case_id: CaseId,
+    pub device_id: DeviceId,
+    pub blob: BlobId,
+    pub report: ReportId,
+    pub length: u64,
+    /// Until when an incomplete upload is kept.
+    pub expires_at: DateTime<Utc>,
+    /// The blob is stored (uploaded here, or already there).
+    pub completed: bool,
+    /// The case already held the blob when the upload was created.
+    pub deduplicated: bool,
+}
+
+impl UploadRecord {
+    /// Whether an incomplete upload has expired by `now`.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        !self.completed && self.expires_at <= now
+    }
+}
+
+/// What [`Store::create_upload`] did.
+#[derive(Clone, Debug)]
+pub enum UploadStart {
+    /// A new upload, with no bytes yet.
+    Created(UploadRecord),
+    /// This device's upload of the same blob, still in progress.
+    Resumed(UploadRecord),
+    /// The case holds the blob already: a completed upload that cost nothing.
+    Deduplicated(UploadRecord),
+}
+
+/// Why an upload was not created. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("report {0} is not on the server in this device's case; sync the report before uploading its attachments")]
+    ReportNotSynced(ReportId),
+    #[error("report {0} was created by another device; a reporter may upload attachments only to reports it created")]
+    NotYourReport(ReportId),
+    #[error("the report does not reference this blob; sync first (the server's copy of report {report} lists no attachment with blob {blob}: add the attachment to the report and sync before uploading)")]
+    BlobNotReferenced { report: ReportId, blob: BlobId },
+    #[error("this case already holds blob {blob} with {stored} bytes, not {length}; Upload-Length must be the size of the ciphertext")]
+    LengthMismatch {
+        blob: BlobId,
+        stored: u64,
+        length: u64,
+    },
+    #[error("this upload of {length} bytes would take the device past its quota of {quota} bytes ({used} bytes used by its uploads, complete and in progress); ask the server's operator to raise --device-quota-bytes")]
+    QuotaExceeded { length: u64, used: u64, quota: u64 },
+}
+
+/// Whether a device may read a blob ([`Store::blob_access`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobAccess {
+    /// Stored and readable by this device; its size in bytes.
+    Readable { size: u64 },
+    /// The device may read it once it is uploaded completely.
+    NotYetUploaded,
+    /// A coordinator's case has no such blob.
+    Unknown,
+    /// A reporter has no report that lists this blob.
+    Forbidden,
 }
 
 /// The server store: a pool of connections to one database.
@@ -581,6 +673,275 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Starts an upload of `new.blob` for `new.report`, in one
+    /// transaction. Checked in order: the report is on the server in the
+    /// device's case; the device may write it; the server's copy of the
+    /// report lists the blob; then, if the case holds the blob already, a
+    /// completed upload that costs nothing; else, if this device has an
+    /// upload of the blob in progress, that upload; else the device's quota
+    /// and a new upload, expiring after `limits.expiry` untouched.
+    ///
+    /// The (blob, report) reference is recorded with any upload this
+    /// returns. On an error nothing is written.
+    pub fn create_upload(
+        &self,
+        device: &DeviceRecord,
+        new: &NewUpload,
+        limits: UploadLimits,
+    ) -> Result<UploadStart, UploadError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let case = device.case_id.as_str();
+        let doc: Option<(String, Vec<u8>)> = tx
+            .prepare_cached(
+                "SELECT creator, snapshot FROM documents WHERE id = ?1 AND case_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![new.report.as_str(), case], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(StoreError::from)?;
+        let Some((creator, snapshot)) = doc else {
+            return Err(UploadError::ReportNotSynced(new.report.clone()));
+        };
+        let creator: DeviceId = parse_stored(&creator, "creator device id")?;
+        // A report's writers are its readers: coordinators and its creator
+        // (`policy::check_change` holds changes to the same rule).
+        if !may_read(&device.member(), &creator) {
+            return Err(UploadError::NotYourReport(new.report.clone()));
+        }
+        let references = Automerge::load(&snapshot)
+            .map_err(|e| StoreError::Corrupt(format!("report {} does not load: {e}", new.report)))
+            .map(|doc| match read_report(&doc) {
+                Ok(report) => report
+                    .attachments
+                    .iter()
+                    .any(|a| a.blob == new.blob.as_str()),
+                Err(_) => false,
+            })?;
+        if !references {
+            return Err(UploadError::BlobNotReferenced {
+                report: new.report.clone(),
+                blob: new.blob.clone(),
+            });
+        }
+        let now = Utc::now();
+        tx.execute(
+            "INSERT OR IGNORE INTO blob_refs (case_id, blob_id, report_id, device_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                case,
+                new.blob.as_str(),
+                new.report.as_str(),
+                device.device_id.as_str(),
+                time_text(now)
+            ],
+        )
+        .map_err(StoreError::from)?;
+        let expires_at = now + expiry_duration(limits.expiry)?;
+        let id = UploadId::random().map_err(|_| StoreError::Random)?;
+        let stored: Option<i64> = tx
+            .query_row(
+                "SELECT size FROM blobs WHERE case_id = ?1 AND blob_id = ?2",
+                params![case, new.blob.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::from)?;
+        let start = if let Some(size) = stored {
+            let stored = sql_size(size)?;
+            if stored != new.length {
+                return Err(UploadError::LengthMismatch {
+                    blob: new.blob.clone(),
+                    stored,
+                    length: new.length,
+                });
+            }
+            insert_upload(&tx, &id, device, new, now, now, true)?;
+            UploadStart::Deduplicated(upload_by_id(&tx, &id)?.ok_or_else(|| vanished(&id))?)
+        } else if let Some(existing) = tx
+            .query_row(
+                "SELECT id FROM uploads
+                 WHERE device_id = ?1 AND blob_id = ?2 AND length = ?3
+                   AND completed_at IS NULL AND expires_at > ?4
+                 ORDER BY created_at DESC LIMIT 1",
+                params![
+                    device.device_id.as_str(),
+                    new.blob.as_str(),
+                    sql_length(new.length)?,
+                    time_text(now)
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(StoreError::from)?
+        {
+            let existing: UploadId = parse_stored(&existing, "upload id")?;
+            tx.execute(
+                "UPDATE uploads SET expires_at = ?2 WHERE id = ?1",
+                params![existing.as_str(), time_text(expires_at)],
+            )
+            .map_err(StoreError::from)?;
+            UploadStart::Resumed(upload_by_id(&tx, &existing)?.ok_or_else(|| vanished(&existing))?)
+        } else {
+            let used: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(length), 0) FROM uploads WHERE device_id = ?1 AND deduplicated = 0",
+                    [device.device_id.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::from)?;
+            let used = sql_size(used)?;
+            if used.saturating_add(new.length) > limits.device_quota_bytes {
+                return Err(UploadError::QuotaExceeded {
+                    length: new.length,
+                    used,
+                    quota: limits.device_quota_bytes,
+                });
+            }
+            insert_upload(&tx, &id, device, new, now, expires_at, false)?;
+            UploadStart::Created(upload_by_id(&tx, &id)?.ok_or_else(|| vanished(&id))?)
+        };
+        tx.commit().map_err(StoreError::from)?;
+        Ok(start)
+    }
+
+    /// An upload, whoever made it, complete or not, expired or not.
+    pub fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+        let conn = self.conn()?;
+        upload_by_id(&conn, id)
+    }
+
+    /// Keeps an incomplete upload for `expiry` from now (it is in use);
+    /// returns the new expiry.
+    pub fn touch_upload(
+        &self,
+        id: &UploadId,
+        expiry: Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let expires_at = Utc::now() + expiry_duration(expiry)?;
+        let conn = self.conn()?;
+        conn.execute(
+            "UPDATE uploads SET expires_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
+            params![id.as_str(), time_text(expires_at)],
+        )?;
+        Ok(expires_at)
+    }
+
+    /// Marks an upload complete and its blob stored in the upload's case,
+    /// in one transaction. Call it only once the blob's bytes are verified
+    /// and durably in place.
+    pub fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let upload = upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?;
+        let now = now_text();
+        tx.execute(
+            "UPDATE uploads SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
+            params![id.as_str(), now],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO blobs (case_id, blob_id, size, uploaded_by, report_id, stored_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                upload.case_id.as_str(),
+                upload.blob.as_str(),
+                sql_length(upload.length)?,
+                upload.device_id.as_str(),
+                upload.report.as_str(),
+                now
+            ],
+        )?;
+        tx.commit()?;
+        Ok(UploadRecord {
+            completed: true,
+            ..upload
+        })
+    }
+
+    /// Forgets an upload (its bytes were refused, or it expired).
+    pub fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM uploads WHERE id = ?1", [id.as_str()])?;
+        Ok(())
+    }
+
+    /// Incomplete uploads whose expiry is past `now`.
+    pub fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+        self.upload_ids(
+            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at <= ?1",
+            Some(time_text(now)),
+        )
+    }
+
+    /// Every incomplete upload.
+    pub fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+        self.upload_ids("SELECT id FROM uploads WHERE completed_at IS NULL", None)
+    }
+
+    fn upload_ids(&self, sql: &str, arg: Option<String>) -> Result<Vec<UploadId>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(sql)?;
+        let ids = stmt
+            .query_map(params_from_iter(arg.iter()), |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter().map(|id| parse_stored(id, "upload id")).collect()
+    }
+
+    /// Whether `device` may read `blob`. Coordinators read every blob of
+    /// their case; reporters only blobs that a report they created lists.
+    /// Nothing here depends on other cases, so the answer reveals nothing
+    /// about them.
+    pub fn blob_access(
+        &self,
+        device: &DeviceRecord,
+        blob: &BlobId,
+    ) -> Result<BlobAccess, StoreError> {
+        let conn = self.conn()?;
+        let case = device.case_id.as_str();
+        if device.role == DeviceRole::Reporter {
+            let referenced: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM blob_refs r JOIN documents d ON d.id = r.report_id
+                     WHERE r.case_id = ?1 AND r.blob_id = ?2 AND d.case_id = ?1 AND d.creator = ?3
+                     LIMIT 1",
+                    params![case, blob.as_str(), device.device_id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if referenced.is_none() {
+                return Ok(BlobAccess::Forbidden);
+            }
+        }
+        let size: Option<i64> = conn
+            .query_row(
+                "SELECT size FROM blobs WHERE case_id = ?1 AND blob_id = ?2",
+                params![case, blob.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(size) = size {
+            return Ok(BlobAccess::Readable {
+                size: sql_size(size)?,
+            });
+        }
+        let expected: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM blob_refs WHERE case_id = ?1 AND blob_id = ?2 LIMIT 1",
+                params![case, blob.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match expected {
+            Some(_) => BlobAccess::NotYetUploaded,
+            None => BlobAccess::Unknown,
+        })
     }
 
     fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
@@ -1155,6 +1516,107 @@ fn enroll_in_tx(
     Ok(record)
 }
 
+const UPLOAD_SELECT: &str =
+    "SELECT id, case_id, device_id, blob_id, report_id, length, expires_at, completed_at, deduplicated
+     FROM uploads";
+
+fn upload_by_id(conn: &Connection, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        bool,
+    );
+    let row: Option<Row> = conn
+        .prepare_cached(&format!("{UPLOAD_SELECT} WHERE id = ?1"))?
+        .query_row([id.as_str()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(id, case, device, blob, report, length, expires_at, completed_at, deduplicated)| {
+            Ok(UploadRecord {
+                id: parse_stored(&id, "upload id")?,
+                case_id: parse_stored(&case, "case id")?,
+                device_id: parse_stored(&device, "device id")?,
+                blob: parse_stored(&blob, "blob id")?,
+                report: parse_stored(&report, "report id")?,
+                length: sql_size(length)?,
+                expires_at: DateTime::parse_from_rfc3339(&expires_at)
+                    .map_err(|_| StoreError::Corrupt(format!("upload expiry {expires_at:?}")))?
+                    .with_timezone(&Utc),
+                completed: completed_at.is_some(),
+                deduplicated,
+            })
+        },
+    )
+    .transpose()
+}
+
+fn insert_upload(
+    tx: &Transaction<'_>,
+    id: &UploadId,
+    device: &DeviceRecord,
+    new: &NewUpload,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    deduplicated: bool,
+) -> Result<(), StoreError> {
+    let now = time_text(now);
+    tx.execute(
+        "INSERT INTO uploads (id, case_id, device_id, blob_id, report_id, length, created_at,
+                              expires_at, completed_at, deduplicated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            id.as_str(),
+            device.case_id.as_str(),
+            device.device_id.as_str(),
+            new.blob.as_str(),
+            new.report.as_str(),
+            sql_length(new.length)?,
+            now,
+            time_text(expires_at),
+            deduplicated.then_some(&now),
+            deduplicated,
+        ],
+    )?;
+    Ok(())
+}
+
+fn vanished(id: &UploadId) -> StoreError {
+    StoreError::Corrupt(format!("upload {id} vanished inside a transaction"))
+}
+
+fn expiry_duration(expiry: Duration) -> Result<chrono::Duration, StoreError> {
+    chrono::Duration::from_std(expiry.min(MAX_INVITE_TTL))
+        .map_err(|_| StoreError::Corrupt("upload expiry out of range".into()))
+}
+
+/// A byte count as SQLite stores it (a signed 64-bit integer).
+fn sql_length(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("length {n} is over 2^63")))
+}
+
+/// A byte count read back from SQLite.
+fn sql_size(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("stored length {n}")))
+}
+
 fn write_audit(
     conn: &Connection,
     event: &str,
@@ -1253,6 +1715,39 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                  device_id TEXT,
                  detail TEXT NOT NULL);
              PRAGMA user_version = 1;",
+        )?;
+    }
+    if version < 2 {
+        tx.execute_batch(
+            "CREATE TABLE uploads (
+                 id TEXT PRIMARY KEY,
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 device_id TEXT NOT NULL REFERENCES devices(device_id),
+                 blob_id TEXT NOT NULL,
+                 report_id TEXT NOT NULL REFERENCES documents(id),
+                 length INTEGER NOT NULL,
+                 created_at TEXT NOT NULL,
+                 expires_at TEXT NOT NULL,
+                 completed_at TEXT,
+                 deduplicated INTEGER NOT NULL);
+             CREATE INDEX uploads_device ON uploads(device_id, blob_id);
+             CREATE INDEX uploads_expiry ON uploads(expires_at) WHERE completed_at IS NULL;
+             CREATE TABLE blobs (
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 blob_id TEXT NOT NULL,
+                 size INTEGER NOT NULL,
+                 uploaded_by TEXT NOT NULL,
+                 report_id TEXT NOT NULL,
+                 stored_at TEXT NOT NULL,
+                 PRIMARY KEY (case_id, blob_id)) WITHOUT ROWID;
+             CREATE TABLE blob_refs (
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 blob_id TEXT NOT NULL,
+                 report_id TEXT NOT NULL REFERENCES documents(id),
+                 device_id TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 PRIMARY KEY (case_id, blob_id, report_id)) WITHOUT ROWID;
+             PRAGMA user_version = 2;",
         )?;
     }
     tx.commit()?;
@@ -1405,7 +1900,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_data_directory_gets_schema_1_and_keeps_its_data_across_reopen() {
+    fn a_new_data_directory_gets_the_current_schema_and_keeps_its_data_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let store = Store::open(&data).unwrap();
