@@ -83,7 +83,7 @@ impl ServerProcess {
             .arg(data)
             .args(["--listen", listen])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log_file(data))
             .spawn()
             .expect("start fieldsync serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -103,6 +103,13 @@ impl ServerProcess {
             addr,
             data: data.to_owned(),
         }
+    }
+
+    /// The server's log (its stderr), kept in the data directory so tests
+    /// can read it and it goes when the directory goes; appended across
+    /// restarts.
+    pub fn log_path(&self) -> PathBuf {
+        log_path(&self.data)
     }
 
     /// Creates a case with `fieldsync admin case create`; returns its id.
@@ -135,6 +142,20 @@ impl ServerProcess {
         let again = Self::start(&self.data.clone(), &self.addr.clone());
         *self = again;
     }
+}
+
+fn log_path(data: &Path) -> PathBuf {
+    data.join("server.log")
+}
+
+fn log_file(data: &Path) -> Stdio {
+    std::fs::create_dir_all(data).expect("create the data directory");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(data))
+        .map(Stdio::from)
+        .expect("open the server log")
 }
 
 impl Drop for ServerProcess {
