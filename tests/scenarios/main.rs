@@ -1,6 +1,7 @@
 //! fieldsync's scenarios across crates, one module per concern. One test
 //! binary, so the workspace links once.
 
+mod blob_api;
 mod hostile_requests;
 mod offline_sync;
 mod replica_crash;
