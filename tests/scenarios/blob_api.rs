@@ -389,6 +389,12 @@ fn an_upload_cut_mid_body_resumes_from_the_bytes_received() {
     );
     stream.write_all(&setup.bytes[..cut]).unwrap();
     stream.flush().unwrap();
+    // While it is under way, the upload is locked against a second PATCH.
+    eventually(10, "the server writes a batch of the PATCH", || {
+        alice.offset(&location) >= MIB as u64
+    });
+    let second = alice.patch(&location, alice.offset(&location), b"");
+    check("a second PATCH at once", &second, 423, "another PATCH");
     drop(stream);
 
     eventually(10, "the server keeps the bytes of the cut PATCH", || {
@@ -780,4 +786,41 @@ fn an_upload_survives_sigkill_of_the_server_and_resumes() {
     alice.upload_from(&location, &setup.bytes, offset, MIB);
     let (_, bytes) = alice.get(&setup.blob, None);
     assert!(bytes == setup.bytes, "the blob differs after the restart");
+}
+
+#[test]
+fn a_blob_moved_into_place_just_before_a_crash_is_recorded_at_restart() {
+    let size = 50_000;
+    let mut setup = Setup::new(size, &[]);
+    let location = setup
+        .device()
+        .created(&setup.blob, &setup.report, size as u64);
+    let alice = setup.device();
+    assert_eq!(
+        alice.patch(&location, 0, &setup.bytes[..20_000]).status,
+        204
+    );
+    drop(alice);
+    // The server dies after the last bytes were verified and moved into
+    // the case's directory, before the database recorded it.
+    setup.server.kill();
+    let partial = partial_file(setup.data(), &location);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&partial)
+        .unwrap()
+        .write_all(&setup.bytes[20_000..])
+        .unwrap();
+    let case_dir = setup.data().join("blobs").join(&setup.case);
+    std::fs::create_dir_all(&case_dir).unwrap();
+    std::fs::rename(&partial, case_dir.join(&setup.blob)).unwrap();
+    setup.server.restart();
+
+    let alice = setup.device();
+    let head = alice.head(&location);
+    assert_eq!(number(&head, "upload-offset"), size as u64, "complete");
+    assert!(head.header("upload-expires").is_none());
+    let (reply, bytes) = alice.get(&setup.blob, None);
+    assert_eq!(reply.status, 200);
+    assert!(bytes == setup.bytes);
 }
