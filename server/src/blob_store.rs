@@ -280,18 +280,26 @@ impl BlobStore {
 
     /// SHA-256 of the upload's received bytes, as a blob id.
     pub fn partial_blob_id(&self, id: &UploadId) -> Result<BlobId, BlobStoreError> {
-        let path = self.partial_path(id);
-        let mut file = File::open(&path).map_err(io_error("open", &path))?;
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut buf = vec![0u8; HASH_CHUNK];
-        loop {
-            let n = file.read(&mut buf).map_err(io_error("read", &path))?;
-            if n == 0 {
-                break;
-            }
-            context.update(&buf[..n]);
+        hash_file(&self.partial_path(id))
+    }
+
+    /// SHA-256 of the file stored as `blob` in `case`, or `None` if there
+    /// is no such file.
+    pub fn stored_blob_id(
+        &self,
+        case: &CaseId,
+        blob: &BlobId,
+    ) -> Result<Option<BlobId>, BlobStoreError> {
+        let path = self.blob_path(case, blob);
+        if !path.is_file() {
+            return Ok(None);
         }
-        Ok(BlobId(hex::encode(context.finish())))
+        hash_file(&path).map(Some)
+    }
+
+    /// Whether an upload has a partial file.
+    pub fn has_partial(&self, id: &UploadId) -> bool {
+        self.partial_path(id).is_file()
     }
 
     /// Moves a verified upload into its case's blob directory and makes the
@@ -410,6 +418,20 @@ pub fn read_chunk(file: &mut File, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+fn hash_file(path: &Path) -> Result<BlobId, BlobStoreError> {
+    let mut file = File::open(path).map_err(io_error("open", path))?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; HASH_CHUNK];
+    loop {
+        let n = file.read(&mut buf).map_err(io_error("read", path))?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buf[..n]);
+    }
+    Ok(BlobId(hex::encode(context.finish())))
 }
 
 fn remove_file(path: &Path) -> Result<bool, BlobStoreError> {

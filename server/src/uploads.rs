@@ -111,11 +111,30 @@ pub fn sweep_interval(expiry_secs: u64) -> Duration {
 /// Removes expired uploads and, at start, partial files that belong to no
 /// incomplete upload. Uploads a PATCH is writing are left alone.
 /// Returns how many uploads and stray files were removed.
+///
+/// At start it also finishes uploads that a crash interrupted between
+/// moving the verified blob into place and recording it: an incomplete
+/// upload with no partial file whose blob file is there and hashes to its
+/// id is marked complete.
 pub fn sweep(
     store: &Store,
     blobs: &BlobStore,
     at_start: bool,
 ) -> Result<(usize, usize), SweepError> {
+    if at_start {
+        for id in store.incomplete_uploads()? {
+            if blobs.has_partial(&id) {
+                continue;
+            }
+            let Some(upload) = store.upload(&id)? else {
+                continue;
+            };
+            if blobs.stored_blob_id(&upload.case_id, &upload.blob)? == Some(upload.blob.clone()) {
+                store.complete_upload(&id)?;
+                tracing::info!(device = %upload.device_id, blob = %upload.blob, size = upload.length, "upload complete (recorded at start: the server stopped after moving it into place)");
+            }
+        }
+    }
     let mut expired = 0;
     for id in store.expired_uploads(Utc::now())? {
         let Some(_lock) = blobs.lock_upload(&id) else {

@@ -2,6 +2,7 @@
 //! binary, so the workspace links once.
 
 mod attachments;
+mod blob_api;
 mod hostile_requests;
 mod offline_sync;
 mod replica_crash;

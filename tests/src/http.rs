@@ -4,11 +4,22 @@
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::request_auth::RequestAuth;
 
-/// A response: status and body text.
+/// A response: status, headers (names in lowercase) and body text.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Reply {
+    /// The value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Sends `body` to `url` + `path` with `headers`, whatever the status.
@@ -17,7 +28,7 @@ pub fn send(method: &str, url: &str, path: &str, headers: &[(&str, String)], bod
     for (name, value) in headers {
         request = request.set(name, value);
     }
-    let result = if method == "GET" {
+    let result = if method == "GET" || method == "HEAD" {
         request.call()
     } else {
         request.send_bytes(body)
@@ -28,10 +39,87 @@ pub fn send(method: &str, url: &str, path: &str, headers: &[(&str, String)], bod
         Err(e) => panic!("request to {url}{path} failed: {e}"),
     };
     let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    let body = if method == "HEAD" {
+        String::new()
+    } else {
+        response.into_string().unwrap_or_default()
+    };
     Reply {
         status,
-        body: response.into_string().unwrap_or_default(),
+        headers,
+        body,
     }
+}
+
+/// Sends a request without a body and returns the raw bytes of the
+/// response body, for binary downloads.
+pub fn send_for_bytes(
+    method: &str,
+    url: &str,
+    path: &str,
+    headers: &[(&str, String)],
+) -> (Reply, Vec<u8>) {
+    let mut request = ureq::request(method, &format!("{url}{path}"));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request to {url}{path} failed: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("read body");
+    (
+        Reply {
+            status,
+            headers,
+            body: String::new(),
+        },
+        bytes,
+    )
+}
+
+/// Opens a raw HTTP/1.1 request to `addr` (host:port) with `headers` and a
+/// `Content-Length` of `content_length`, and sends none of the body: the
+/// caller writes as much of it as it likes, then drops the stream to cut
+/// the request mid-body, as a network failure would.
+pub fn open_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    content_length: u64,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the server");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {content_length}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("send request head");
+    stream
 }
 
 /// Signs a request as `key` would and returns the headers.

@@ -72,16 +72,25 @@ pub struct ServerProcess {
     pub url: String,
     pub addr: String,
     pub data: PathBuf,
+    /// Further `serve` arguments, kept for [`ServerProcess::restart`].
+    pub extra_args: Vec<String>,
 }
 
 impl ServerProcess {
     /// Starts a server on `listen` (use `127.0.0.1:0` for any free port)
     /// and waits until it says where it listens.
     pub fn start(data: &Path, listen: &str) -> Self {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// Starts a server with further `serve` arguments (`--max-blob-bytes
+    /// 1000`, ...).
+    pub fn start_with(data: &Path, listen: &str, extra_args: &[&str]) -> Self {
         let mut child = Command::new(fieldsync_bin())
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen])
+            .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(log_file(data))
             .spawn()
@@ -102,6 +111,7 @@ impl ServerProcess {
             url,
             addr,
             data: data.to_owned(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         }
     }
 
@@ -139,7 +149,8 @@ impl ServerProcess {
     /// Starts the server again on the same address and data directory.
     pub fn restart(&mut self) {
         self.kill();
-        let again = Self::start(&self.data.clone(), &self.addr.clone());
+        let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let again = Self::start_with(&self.data, &self.addr, &args);
         *self = again;
     }
 }
