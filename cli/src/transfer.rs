@@ -338,7 +338,9 @@ fn retryable(e: &TransferError) -> bool {
     match e {
         TransferError::Client(ClientError::Unreachable { .. }) => true,
         TransferError::Client(ClientError::Refused { status, .. }) => {
-            matches!(status, 408 | 423 | 429 | 500..=599)
+            // 500 is a fault on the server that seconds will not mend;
+            // 503 is its "busy, try again".
+            matches!(status, 408 | 423 | 429 | 502..=504)
         }
         TransferError::Client(ClientError::BadResponse(_)) => true,
         TransferError::Mismatch | TransferError::Expired => true,

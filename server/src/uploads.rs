@@ -661,11 +661,10 @@ async fn serve_blob(
     let file = blocking(move || {
         let (mut file, len) = blobs.open_blob(&case, &b)?;
         if len != size {
-            return Err(ApiError::internal(
-                "blob size",
-                &crate::store::StoreError::Corrupt(format!(
-                    "blob {b} is {len} bytes on disk, {size} in the database"
-                )),
+            tracing::error!(blob = %b, on_disk = len, recorded = size, "stored blob damaged");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this attachment is damaged on the server (its stored size differs from the size recorded at upload); the operator must restore it from a backup, or its reporter upload it again",
             ));
         }
         use std::io::Seek;

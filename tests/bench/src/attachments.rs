@@ -153,7 +153,7 @@ fn raw_aes_gcm(size: u64) -> Result<f64> {
                 &mut chunk,
             )
             .map_err(|_| anyhow::anyhow!("seal"))?;
-        std::hint::black_box(tag);
+        let _ = std::hint::black_box(tag);
     }
     Ok(mb_per_s(chunks * 64 * 1024, started.elapsed()))
 }
@@ -174,7 +174,7 @@ fn sha256(path: &Path) -> Result<Vec<u8>> {
 }
 
 pub fn human(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
     } else {
         format!("{} MiB", bytes >> 20)
