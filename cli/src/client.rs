@@ -6,6 +6,7 @@ use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::{
     EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
 };
+use fieldsync_core::replica::RosterEntry;
 use fieldsync_core::request_auth::RequestAuth;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,15 @@ impl Client {
     ) -> Result<SyncResponse, ClientError> {
         let answer = self.post(key, "/v1/sync", &request.to_json())?;
         SyncResponse::from_json(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+}
+
+impl Client {
+    /// The case's devices (coordinators only).
+    pub fn roster(&self, key: &DeviceKey) -> Result<Vec<RosterEntry>, ClientError> {
+        let response = self.outcome(self.signed(key, "GET", "/v1/devices")?.call())?;
+        serde_json::from_slice(&read_all(response)?)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 }
 

@@ -128,6 +128,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show { report_id, json } => show(&home(cli.home)?, &report_id, json),
         Command::Key(command) => crate::keys::run(&home(cli.home)?, command),
         Command::Attachment(command) => crate::attachments::run(&home(cli.home)?, command),
+        Command::Bundle(command) => crate::bundle::run(&home(cli.home)?, command),
+        Command::Import(args) => crate::import::run(&home(cli.home)?, args),
     }
 }
 
@@ -445,6 +447,13 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
     // After the changes: the server accepts a blob only once it holds the
     // report that references it.
     let uploads = upload_outbox(&mut replica, &client, &key, json)?;
+    if enrollment.role == DeviceRole::Coordinator {
+        // Kept for checking bundles offline; a failure here loses nothing.
+        match client.roster(&key) {
+            Ok(roster) => replica.set_roster(&roster)?,
+            Err(e) => eprintln!("warning: could not refresh the case's device list: {e}"),
+        }
+    }
     if json {
         let mut out = serde_json::to_value(&summary)?;
         out["attachments"] = serde_json::to_value(&uploads)?;

@@ -2,8 +2,10 @@
 //! command calls `fieldsync-core` or `fieldsync-server`.
 
 mod attachments;
+mod bundle;
 mod client;
 mod commands;
+mod import;
 mod keys;
 mod transfer;
 
@@ -79,6 +81,13 @@ pub enum Command {
     /// A report's attachments: list them, fetch and decrypt one.
     #[command(subcommand)]
     Attachment(attachments::AttachmentCommand),
+    /// Sync bundles: this device's work in one signed file, for when there
+    /// is no network at all.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// Brings reports from JSON, CSV or narrative text into a case, or
+    /// applies a sync bundle from another device.
+    Import(import::ImportArgs),
     /// One report, every field and its signed change history.
     Show {
         report_id: String,

@@ -33,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/v1/enroll", web::post().to(enroll))
         .route("/v1/sync", web::post().to(sync))
-        .route("/v1/timeline", web::get().to(timeline));
+        .route("/v1/timeline", web::get().to(timeline))
+        .route("/v1/devices", web::get().to(devices));
     uploads::routes(cfg);
 }
 
@@ -326,4 +327,33 @@ async fn timeline(
         .await
         .map_err(|e| ApiError::internal("blocking task", &e))??;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// The case's devices, for a coordinator's device: it keeps them to check
+/// offline that a bundle comes from an enrolled, unrevoked device.
+async fn devices(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&state, &req, b"").await?;
+    if device.role != DeviceRole::Coordinator {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the list of a case's devices is for coordinators",
+        ));
+    }
+    let st = state.clone();
+    let case = device.case_name.clone();
+    let devices = web::block(move || st.store.devices(Some(&case)))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    let roster: Vec<serde_json::Value> = devices
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "device_id": d.device_id.to_string(),
+                "public_key": d.public_key_hex,
+                "role": d.role.as_str(),
+                "revoked_at": d.revoked_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(roster))
 }

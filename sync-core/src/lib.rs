@@ -13,6 +13,7 @@
 //! attachment's plaintext outside the device. Everything here is what a phone
 //! app would embed.
 
+pub mod bundle;
 pub mod case_key;
 pub mod document;
 pub mod envelope;

@@ -3,6 +3,7 @@
 
 mod attachments;
 mod blob_api;
+mod bundles;
 mod hostile_requests;
 mod offline_sync;
 mod replica_crash;

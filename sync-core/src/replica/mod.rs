@@ -28,16 +28,19 @@ use crate::sync::device::{
     absorb, pending_changes, AbsorbError, PendingDoc, RequestBuilder, RequestPlan,
 };
 
+pub mod bundles;
 pub mod case_keys;
 pub mod outbox;
+pub mod roster;
 
 pub use case_keys::KeyAdded;
 pub use outbox::OutboxEntry;
+pub use roster::RosterEntry;
 
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 2;
+pub const REPLICA_SCHEMA: i64 = 3;
 /// Appended changes per document before the snapshot is rewritten.
 const COMPACT_AFTER: i64 = 64;
 
@@ -223,6 +226,17 @@ impl Replica {
                      upload_url TEXT,
                      added_at TEXT NOT NULL);
                  PRAGMA user_version = 2;",
+            )?;
+        }
+        if version < 3 {
+            tx.execute_batch(
+                "CREATE TABLE roster (
+                     device_id TEXT PRIMARY KEY,
+                     public_key TEXT NOT NULL,
+                     role TEXT NOT NULL,
+                     revoked_at TEXT,
+                     fetched_at TEXT NOT NULL);
+                 PRAGMA user_version = 3;",
             )?;
         }
         tx.commit()?;
