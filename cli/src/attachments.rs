@@ -110,6 +110,9 @@ pub struct FailedUpload {
     pub report: String,
     pub attachment: String,
     pub error: String,
+    /// The next sync tries again (a network failure); false when the
+    /// server refused it or the local copy is damaged.
+    pub will_retry: bool,
 }
 
 /// Uploads every attachment waiting in the outbox, resuming partial ones,
@@ -121,6 +124,7 @@ pub fn upload_outbox(
     key: &DeviceKey,
     quiet: bool,
 ) -> Result<UploadSummary> {
+    replica.sweep_outbox()?;
     let entries = replica.outbox()?;
     let mut summary = UploadSummary::default();
     if entries.is_empty() {
@@ -149,11 +153,26 @@ pub fn upload_outbox(
                 summary.uploaded += 1;
                 summary.bytes += entry.size;
             }
-            Err(e) => summary.failed.push(FailedUpload {
-                report: entry.report.to_string(),
-                attachment: entry.attachment_id.clone(),
-                error: e.to_string(),
-            }),
+            Err(e) => {
+                let will_retry = matches!(e, transfer::TransferError::GaveUp { .. });
+                let unreachable = matches!(
+                    e,
+                    transfer::TransferError::GaveUp {
+                        unreachable: true,
+                        ..
+                    }
+                );
+                summary.failed.push(FailedUpload {
+                    report: entry.report.to_string(),
+                    attachment: entry.attachment_id.clone(),
+                    error: e.to_string(),
+                    will_retry,
+                });
+                if unreachable {
+                    // No point waiting out every other attachment too.
+                    break;
+                }
+            }
         }
         base += entry.size;
     }
@@ -168,7 +187,8 @@ struct Listed {
     /// Ciphertext bytes (what travels and what the server stores).
     ciphertext_size: u64,
     key_epoch: u64,
-    /// True while the blob waits on this device for upload.
+    /// True while the blob waits on this device for upload (false says
+    /// nothing about whether its author has uploaded it yet).
     waiting_for_upload: bool,
     #[serde(flatten)]
     meta: Option<AttachmentMeta>,
@@ -208,9 +228,9 @@ fn list(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
     }
     for item in &listed {
         let state = if item.waiting_for_upload {
-            "waiting for upload"
+            "waiting on this device for upload"
         } else {
-            "on the server"
+            "fetch with `attachment get`"
         };
         match &item.meta {
             Some(meta) => println!(
@@ -233,6 +253,15 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
     let replica = open(home)?;
     let enrollment = enrollment(&replica)?;
     let (report, attachment) = find(&replica, attachment_id)?;
+    if !envelope::valid_blob_id(&attachment.blob) {
+        bail!(
+            "attachment {} of report {report} names a malformed blob id; its report is damaged",
+            attachment.id
+        );
+    }
+    if out.is_dir() {
+        bail!("{} is a directory; give --out a file name", out.display());
+    }
     if out.exists() && !force {
         bail!(
             "{} already exists; choose another --out or pass --force to replace it",

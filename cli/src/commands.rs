@@ -476,8 +476,13 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
             );
         }
         for f in &uploads.failed {
+            let next = if f.will_retry {
+                "it stays on this device; the next `fieldsync sync` resumes it"
+            } else {
+                "it stays on this device, but sync will not get it through until the cause above is dealt with"
+            };
             println!(
-                "attachment {} of report {} not uploaded: {}\n  it stays on this device; the next `fieldsync sync` resumes it",
+                "attachment {} of report {} not uploaded: {}\n  {next}",
                 f.attachment, f.report, f.error
             );
         }

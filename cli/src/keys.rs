@@ -54,6 +54,7 @@ pub fn run(home: &Path, command: KeyCommand) -> Result<ExitCode> {
     match command {
         KeyCommand::New { case, qr } => {
             same_case(&replica, &case)?;
+            coordinator_only(&replica, "key new")?;
             let key = replica.new_case_key(&case)?;
             print_code(&case, &key, qr)?;
             eprintln!("hand this code to the case's devices in person; anyone holding it can read the case's attachments");
@@ -73,6 +74,7 @@ pub fn run(home: &Path, command: KeyCommand) -> Result<ExitCode> {
         }
         KeyCommand::Rotate { case, qr } => {
             same_case(&replica, &case)?;
+            coordinator_only(&replica, "key rotate")?;
             let key = replica.rotate_case_key(&case)?;
             print_code(&case, &key, qr)?;
             eprintln!(
@@ -98,6 +100,15 @@ pub fn run(home: &Path, command: KeyCommand) -> Result<ExitCode> {
 fn same_case(replica: &Replica, case: &str) -> Result<()> {
     if replica.meta("case_name")?.is_some() {
         check_case(&crate::commands::enrollment(replica)?, case)?;
+    }
+    Ok(())
+}
+
+/// A reporter making its own key would seal attachments nobody else can
+/// read; keys come from a coordinator.
+fn coordinator_only(replica: &Replica, command: &str) -> Result<()> {
+    if replica.meta("role")?.as_deref() == Some("reporter") {
+        anyhow::bail!("`{command}` is for a coordinator's device; a reporter adds the code its coordinator gives it with `fieldsync key add --case NAME CODE`");
     }
     Ok(())
 }

@@ -34,14 +34,25 @@ pub enum TransferError {
         #[source]
         source: std::io::Error,
     },
-    #[error("gave up after {attempts} attempts without progress; the last error was: {last}")]
-    GaveUp { attempts: u32, last: String },
+    #[error(
+        "gave up after {attempts} attempts in a row without progress; the last error was: {last}"
+    )]
+    GaveUp {
+        attempts: u32,
+        last: String,
+        /// The server could not be reached at all.
+        unreachable: bool,
+    },
     #[error("the server sent a blob that does not match its id (altered on the server or on the way); nothing was written, try again")]
     Mismatch,
     #[error("the server's answer lacks a valid {0} header")]
     Header(&'static str),
     #[error("the server no longer has the partial upload; starting it again")]
     Expired,
+    #[error("the server received bytes that do not hash to the blob id and discarded them; uploading again")]
+    UploadMismatch,
+    #[error("the sealed copy of this attachment on this device is damaged (it no longer matches its id); attach the original file again with `fieldsync edit REPORT_ID --attach FILE`")]
+    LocalDamaged,
 }
 
 /// The upload URL the outbox should remember, reported as it changes.
@@ -81,24 +92,23 @@ pub fn upload(
                 url = None;
                 return Err(TransferError::Expired);
             };
-            progress.set_position(base + offset.min(entry.size));
-            if offset >= entry.size {
-                return Ok(offset);
+            if offset > best {
+                // The last attempt gained bytes, even if it ended in an error.
+                best = offset;
+                failures = 0;
             }
-            match patch(
-                client,
-                key,
-                &location,
-                &entry.path,
-                offset,
-                entry.size,
-                progress,
-            ) {
+            let offset = offset.min(entry.size);
+            progress.set_position(base + offset);
+            // Even with every byte on the server, only a PATCH answered at
+            // the full length means verified and stored; with nothing left
+            // to send, an empty PATCH asks for exactly that.
+            match patch(client, key, &location, entry, offset, progress) {
                 Err(TransferError::Client(ClientError::Refused { status: 422, .. })) => {
                     // The server discarded bytes that did not hash to the id.
                     remember(UploadEvent::Forgotten)?;
                     url = None;
-                    Err(TransferError::Mismatch)
+                    check_local_copy(entry)?;
+                    Err(TransferError::UploadMismatch)
                 }
                 other => other,
             }
@@ -108,10 +118,6 @@ pub fn upload(
                 progress.set_position(base + entry.size);
                 return Ok(());
             }
-            Ok(offset) if offset > best => {
-                best = offset;
-                failures = 0;
-            }
             Ok(_) => failures += 1,
             Err(e) if !retryable(&e) => return Err(e),
             Err(e) => {
@@ -119,6 +125,10 @@ pub fn upload(
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
                     return Err(TransferError::GaveUp {
                         attempts: failures,
+                        unreachable: matches!(
+                            e,
+                            TransferError::Client(ClientError::Unreachable { .. })
+                        ),
                         last: e.to_string(),
                     });
                 }
@@ -129,9 +139,19 @@ pub fn upload(
         if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
             return Err(TransferError::GaveUp {
                 attempts: failures,
+                unreachable: false,
                 last: "the server accepted no new bytes".into(),
             });
         }
+    }
+}
+
+/// The sealed copy must still hash to its id; if not, uploading it again
+/// cannot help.
+fn check_local_copy(entry: &OutboxEntry) -> Result<(), TransferError> {
+    match sha256_file(&entry.path) {
+        Ok((len, hash)) if len == entry.size && hash == entry.blob => Ok(()),
+        _ => Err(TransferError::LocalDamaged),
     }
 }
 
@@ -169,6 +189,10 @@ pub fn download(
         if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
             return Err(TransferError::GaveUp {
                 attempts: failures,
+                unreachable: matches!(
+                    result,
+                    Err(TransferError::Client(ClientError::Unreachable { .. }))
+                ),
                 last: match result {
                     Err(e) => e.to_string(),
                     Ok(()) => "the server sent no new bytes".into(),
@@ -287,40 +311,50 @@ fn head(client: &Client, key: &DeviceKey, location: &str) -> Result<Option<u64>,
     }
 }
 
-/// Sends the file from `offset` to its end in one request; returns the
-/// server's new offset.
+/// Sends the sealed file from `offset` to its end in one request (nothing,
+/// at the end: the server then says whether the blob is stored); returns
+/// the server's new offset.
 fn patch(
     client: &Client,
     key: &DeviceKey,
     location: &str,
-    path: &Path,
+    entry: &OutboxEntry,
     offset: u64,
-    size: u64,
     progress: &ProgressBar,
 ) -> Result<u64, TransferError> {
-    let mut file = File::open(path).map_err(|source| TransferError::Io {
-        what: format!("cannot read the sealed attachment {}", path.display()),
+    let io = |source| TransferError::Io {
+        what: format!("cannot read the sealed attachment {}", entry.path.display()),
         source,
-    })?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|source| TransferError::Io {
-            what: format!("cannot read the sealed attachment {}", path.display()),
-            source,
-        })?;
+    };
+    let mut file = File::open(&entry.path).map_err(io)?;
+    if file.metadata().map_err(io)?.len() != entry.size {
+        return Err(TransferError::LocalDamaged);
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let left = entry.size - offset;
     let body = Counting {
-        inner: file.take(size - offset),
+        inner: file.take(left),
         progress,
     };
-    let response = client.outcome(
-        client
-            .signed(key, "PATCH", location)?
-            .set("Tus-Resumable", TUS_RESUMABLE)
-            .set("Content-Type", "application/offset+octet-stream")
-            .set("Upload-Offset", &offset.to_string())
-            .set("Content-Length", &(size - offset).to_string())
-            .send(body),
-    );
-    match response {
+    let result = client
+        .signed(key, "PATCH", location)?
+        .set("Tus-Resumable", TUS_RESUMABLE)
+        .set("Content-Type", "application/offset+octet-stream")
+        .set("Upload-Offset", &offset.to_string())
+        .set("Content-Length", &left.to_string())
+        .send(body);
+    // A body the server saw end early (or stall) is kept up to an offset
+    // it names: an interruption to resume from, not a refusal.
+    if let Err(ureq::Error::Status(400, response)) = &result {
+        if response.header("Upload-Offset").is_some() {
+            return Err(ClientError::Unreachable {
+                url: client.base().to_owned(),
+                reason: "the upload was cut short".into(),
+            }
+            .into());
+        }
+    }
+    match client.outcome(result) {
         Ok(response) => response
             .header("Upload-Offset")
             .and_then(|v| v.parse().ok())
@@ -343,8 +377,11 @@ fn retryable(e: &TransferError) -> bool {
             matches!(status, 408 | 423 | 429 | 502..=504)
         }
         TransferError::Client(ClientError::BadResponse(_)) => true,
-        TransferError::Mismatch | TransferError::Expired => true,
-        TransferError::Io { .. } | TransferError::GaveUp { .. } | TransferError::Header(_) => false,
+        TransferError::Mismatch | TransferError::Expired | TransferError::UploadMismatch => true,
+        TransferError::Io { .. }
+        | TransferError::GaveUp { .. }
+        | TransferError::Header(_)
+        | TransferError::LocalDamaged => false,
     }
 }
 

@@ -101,6 +101,8 @@ pub enum EnvelopeError {
     Digest,
     #[error("the system random number generator failed")]
     Random,
+    #[error("the file changed while it was being encrypted; attach it again once it is complete")]
+    Changed,
 }
 
 /// Encrypts `input` for `case_key`, writing the blob to `output`. Reads the
@@ -129,15 +131,33 @@ pub fn seal<R: Read + Seek, W: Write>(
         sha256,
         captured_at,
     };
-    seal_with(
+    // The header records the first read; the chunks come from a second.
+    // A file still being written (a recording) would make them disagree
+    // and the attachment unreadable, so compare.
+    let mut second = HashingReader {
+        inner: input,
+        hash: Context::new(&SHA256),
+        len: 0,
+    };
+    let sealed = seal_with(
         case_key,
         &content_key,
         &prefix,
         &header_nonce,
         meta,
-        input,
+        &mut second,
         output,
-    )
+    )?;
+    if second.len != sealed.meta.size || hex::encode(second.hash.finish()) != sealed.meta.sha256 {
+        return Err(EnvelopeError::Changed);
+    }
+    Ok(sealed)
+}
+
+/// Whether `id` can be a blob id: 64 lowercase hexadecimal characters.
+/// Blob ids arrive in reports from other devices and name files.
+pub fn valid_blob_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// [`seal`] with the random parts given: for test vectors only.
@@ -341,10 +361,14 @@ pub fn open_to_path<R: Read>(
         Ok(meta)
     })();
     match result {
-        Ok(meta) => {
-            std::fs::rename(&partial, path)?;
-            Ok(meta)
-        }
+        Ok(meta) => match std::fs::rename(&partial, path) {
+            Ok(()) => Ok(meta),
+            Err(e) => {
+                // Never leave a plaintext under a name the user did not give.
+                let _ = std::fs::remove_file(&partial);
+                Err(e.into())
+            }
+        },
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             Err(e)
@@ -398,6 +422,21 @@ fn hash_stream<R: Read>(input: &mut R) -> std::io::Result<(u64, String)> {
         size += n as u64;
     }
     Ok((size, hex::encode(hash.finish())))
+}
+
+struct HashingReader<'a, R: Read> {
+    inner: &'a mut R,
+    hash: Context,
+    len: u64,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
 }
 
 struct HashingWriter<'a, W: Write> {

@@ -22,6 +22,12 @@ impl Rng {
         Self(seed | 1)
     }
 
+    /// A generator derived from another's draw, so one printed seed
+    /// replays a whole test.
+    pub fn seeded(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;

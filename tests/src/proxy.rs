@@ -65,10 +65,6 @@ impl FaultProxy {
                     match listener.accept() {
                         Ok((device, _)) => {
                             let _ = device.set_nonblocking(false);
-                            counters.connections.fetch_add(1, Ordering::Relaxed);
-                            let Ok(server) = TcpStream::connect(&upstream) else {
-                                continue;
-                            };
                             let plan = faults.lock().expect("faults").clone();
                             let mut rng = rng.lock().expect("rng");
                             let mut draw =
@@ -76,9 +72,18 @@ impl FaultProxy {
                             let up_budget = draw(plan.cut_upstream_after);
                             let down_budget = draw(plan.cut_downstream_after);
                             drop(rng);
-                            let max_cuts = plan.max_cuts;
-                            pipe(&device, &server, up_budget, max_cuts, &counters, true);
-                            pipe(&server, &device, down_budget, max_cuts, &counters, false);
+                            let (counters, upstream) = (counters.clone(), upstream.clone());
+                            // Connect off the accept loop: one slow connect
+                            // must not hold up the other devices.
+                            thread::spawn(move || {
+                                let Ok(server) = TcpStream::connect(&upstream) else {
+                                    return;
+                                };
+                                counters.connections.fetch_add(1, Ordering::Relaxed);
+                                let max_cuts = plan.max_cuts;
+                                pipe(&device, &server, up_budget, max_cuts, &counters, true);
+                                pipe(&server, &device, down_budget, max_cuts, &counters, false);
+                            });
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             thread::sleep(Duration::from_millis(5));
@@ -121,7 +126,9 @@ impl Drop for FaultProxy {
 }
 
 /// Copies `from` → `to` on a thread; after `budget` bytes (if any, and
-/// while cuts remain) it shuts both connections down mid-stream.
+/// while cuts remain) it shuts both connections down mid-stream. The
+/// thread ends when either side closes (at the latest when the test's
+/// processes exit).
 fn pipe(
     from: &TcpStream,
     to: &TcpStream,
@@ -145,7 +152,16 @@ fn pipe(
             let mut n = n;
             let mut cut = false;
             if let Some(budget) = budget {
-                if sent + n as u64 >= budget && counters.cuts.load(Ordering::Relaxed) < max_cuts {
+                // Reserve the cut first, so concurrent connections never
+                // make more than `max_cuts` between them.
+                if sent + n as u64 >= budget
+                    && counters
+                        .cuts
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                            (c < max_cuts).then_some(c + 1)
+                        })
+                        .is_ok()
+                {
                     n = (budget - sent) as usize;
                     cut = true;
                 }
@@ -161,7 +177,6 @@ fn pipe(
             };
             counter.fetch_add(n as u64, Ordering::Relaxed);
             if cut {
-                counters.cuts.fetch_add(1, Ordering::Relaxed);
                 break;
             }
         }

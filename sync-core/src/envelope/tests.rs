@@ -106,6 +106,46 @@ fn the_head_a_report_carries_tells_name_and_type_only_with_the_key() {
     ));
 }
 
+/// A file that changes between the first read and the second, like a
+/// recording still being written.
+struct Growing {
+    data: Vec<u8>,
+    pos: usize,
+    reads_from_start: u32,
+}
+
+impl std::io::Read for Growing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Growing {
+    fn seek(&mut self, _: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = 0;
+        self.reads_from_start += 1;
+        self.data.extend_from_slice(b"more audio");
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_file_that_changes_while_it_is_sealed_is_refused() {
+    let key = CaseKey::generate(1).unwrap();
+    let mut file = Growing {
+        data: pattern(100_000),
+        pos: 0,
+        reads_from_start: 0,
+    };
+    let mut blob = Vec::new();
+    let result = seal(&key, "a.m4a", "audio/mp4", None, &mut file, &mut blob);
+    assert_eq!(file.reads_from_start, 1);
+    assert!(matches!(result, Err(EnvelopeError::Changed)), "{result:?}");
+}
+
 #[test]
 fn every_kind_of_damage_is_an_error_never_wrong_data() {
     let key = CaseKey::generate(1).unwrap();

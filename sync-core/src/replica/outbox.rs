@@ -144,6 +144,34 @@ impl Replica {
         })
     }
 
+    /// Removes what a process killed mid-way left in the outbox: sealed
+    /// files no row refers to and half-sealed files. Only files older than
+    /// an hour, so a `record` running right now is never disturbed.
+    pub fn sweep_outbox(&self) -> Result<usize, ReplicaError> {
+        let dir = self.outbox_dir()?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if !old {
+                continue;
+            }
+            let orphan = name.starts_with(".sealing-")
+                || (envelope::valid_blob_id(&name) && self.outbox_file(&name)?.is_none());
+            if orphan && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Attachments still to upload, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxEntry>, ReplicaError> {
         let dir = self.outbox_dir()?;
@@ -287,7 +315,8 @@ mod tests {
     fn an_attached_file_waits_sealed_in_the_outbox_and_never_in_the_clear() {
         let home = tempfile::tempdir().unwrap();
         let mut replica = enrolled_replica(home.path());
-        let photo = home.path().join("../photo-outside-home.txt");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let photo = elsewhere.path().join("photo-outside-home.txt");
         let plain = b"MARKER-arrest-of-a-journalist-at-10:40 ".repeat(5_000);
         std::fs::write(&photo, &plain).unwrap();
         let attachment = replica
