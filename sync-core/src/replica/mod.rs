@@ -349,28 +349,37 @@ impl Replica {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored =
-            load_document(&tx, id)?.ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?;
         outbox::enqueue(&tx, outbox.as_deref(), id, edits)?;
-        let mut doc = ReportDocument::from_automerge(stored.doc);
-        let Some(change) = doc.edit(&key, edits, now())? else {
+        let Some(hash) = edit_in(&tx, &key, id, edits)? else {
             return Ok(None);
         };
-        let verified = change
-            .verify()
-            .map_err(|e| ReplicaError::Corrupt(format!("own change does not verify: {e}")))?;
-        let mut am = doc.into_automerge();
-        append_changes(
-            &tx,
-            id,
-            &mut am,
-            stored.log_len,
-            std::slice::from_ref(&change.bytes),
-            &stored.acked,
-        )?;
-        store_signature(&tx, id, &change)?;
         tx.commit()?;
-        Ok(Some(verified.hash()))
+        Ok(Some(hash))
+    }
+
+    /// Creates and edits many reports in one transaction (an import): all
+    /// are saved or none, and a hundred thousand cost one commit, not a
+    /// hundred thousand. Attachments go through `create_report_with`.
+    pub fn write_batch(
+        &mut self,
+        creates: &[NewReport],
+        edits: &[(ReportId, Vec<Edit>)],
+    ) -> Result<(), ReplicaError> {
+        let key = self.require_key()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for new in creates {
+            let (doc, change) = ReportDocument::create(&key, new, now())?;
+            let mut am = doc.into_automerge();
+            insert_document(&tx, &new.id, &mut am)?;
+            store_signature(&tx, &new.id, &change)?;
+        }
+        for (id, list) in edits {
+            edit_in(&tx, &key, id, list)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The typed view of a report.
@@ -660,6 +669,34 @@ fn is_dirty(doc: &mut AutoCommit, acked: &[ChangeHash]) -> bool {
     heads.sort();
     acked.sort();
     heads != acked
+}
+
+/// Applies `edits` to a stored report as one signed change inside `tx`.
+fn edit_in(
+    tx: &Transaction<'_>,
+    key: &DeviceKey,
+    id: &ReportId,
+    edits: &[Edit],
+) -> Result<Option<ChangeHash>, ReplicaError> {
+    let stored = load_document(tx, id)?.ok_or_else(|| ReplicaError::UnknownReport(id.clone()))?;
+    let mut doc = ReportDocument::from_automerge(stored.doc);
+    let Some(change) = doc.edit(key, edits, now())? else {
+        return Ok(None);
+    };
+    let verified = change
+        .verify()
+        .map_err(|e| ReplicaError::Corrupt(format!("own change does not verify: {e}")))?;
+    let mut am = doc.into_automerge();
+    append_changes(
+        tx,
+        id,
+        &mut am,
+        stored.log_len,
+        std::slice::from_ref(&change.bytes),
+        &stored.acked,
+    )?;
+    store_signature(tx, id, &change)?;
+    Ok(Some(verified.hash()))
 }
 
 fn insert_document(
