@@ -128,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show { report_id, json } => show(&home(cli.home)?, &report_id, json),
         Command::Key(command) => crate::keys::run(&home(cli.home)?, command),
         Command::Attachment(command) => crate::attachments::run(&home(cli.home)?, command),
+        Command::Export(args) => crate::export::run(&home(cli.home)?, args),
     }
 }
 

@@ -4,6 +4,7 @@
 mod attachments;
 mod client;
 mod commands;
+mod export;
 mod keys;
 mod transfer;
 
@@ -79,6 +80,9 @@ pub enum Command {
     /// A report's attachments: list them, fetch and decrypt one.
     #[command(subcommand)]
     Attachment(attachments::AttachmentCommand),
+    /// The case's reports on this device, as JSON, CSV, GeoJSON, TimelineJS
+    /// or Markdown, optionally with every attachment decrypted.
+    Export(export::ExportArgs),
     /// One report, every field and its signed change history.
     Show {
         report_id: String,

@@ -3,6 +3,7 @@
 
 mod attachments;
 mod blob_api;
+mod export;
 mod hostile_requests;
 mod offline_sync;
 mod replica_crash;

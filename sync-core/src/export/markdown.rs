@@ -25,7 +25,7 @@
 
 use std::io::Write;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, SecondsFormat};
 
 use super::{timeline_in_order, Export, ExportError, ExportedReport};
 use crate::document::rfc3339;
@@ -91,7 +91,11 @@ fn report<W: Write>(
     }
     write!(out, "- Reported by: device {}", inline(&r.created_by))?;
     if let Some(created) = &r.created_at {
-        write!(out, ", recorded {}", rfc3339(created))?;
+        write!(
+            out,
+            ", recorded {}",
+            created.to_rfc3339_opts(SecondsFormat::Secs, false)
+        )?;
     }
     writeln!(out)?;
     write!(out, "- Status: {}", r.review.status)?;

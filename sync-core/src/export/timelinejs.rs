@@ -122,7 +122,8 @@ pub fn write<W: Write>(mut out: W, export: &Export) -> Result<Written, ExportErr
             text: Text {
                 headline: escape(&export.case),
                 text: format!(
-                    "<p>{reports} reports, exported {} by device {}.</p><p>Filters: {}.</p>",
+                    "<p>{reports} {}, exported {} by device {}.</p><p>Filters: {}.</p>",
+                    if reports == 1 { "report" } else { "reports" },
                     escape(&rfc3339(&export.exported_at)),
                     escape(&export.exported_by),
                     escape(&export.filters.describe()),
