@@ -21,7 +21,9 @@
 //!
 //! Every text from a report is escaped ([`escape_line`]) so that it reads
 //! as the text it is: no title or description can make a link, an image,
-//! HTML, a heading, a list or emphasis.
+//! HTML, a heading, a list or emphasis. (GitHub-flavoured renderers make
+//! bare `https://…` and `www.…` clickable whatever the escaping; such a
+//! link shows its own address, so it cannot pass for other text.)
 
 use std::io::Write;
 

@@ -24,7 +24,9 @@
 //!
 //! TimelineJS renders headlines and texts as HTML, so every text from a
 //! report is HTML-escaped (`<script>` arrives as `&lt;script&gt;`); the
-//! only markup is what this module writes around it.
+//! only markup is what this module writes around it. (TimelineJS's
+//! default `autolink` still makes bare URLs in a text clickable, showing
+//! the address itself.)
 
 use std::io::Write;
 
