@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::commands::{enrollment, open};
+use crate::commands::{enrollment, open, Enrollment};
 use crate::transfer::{self, UploadEvent};
 
 #[derive(Subcommand)]
@@ -269,8 +269,44 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
         );
     }
     let keys = replica.case_keys(&enrollment.case_name)?;
+    let meta = fetch_to_path(
+        &replica,
+        home,
+        &enrollment,
+        &keys,
+        &report,
+        &attachment,
+        out,
+    )?;
+    println!(
+        "{}: {} ({}, {} bytes, sha256 {}) written to {}",
+        attachment.id,
+        meta.name,
+        meta.media_type,
+        meta.size,
+        meta.sha256,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Decrypts `attachment` of `report` into `out`, from the sealed copy in
+/// the outbox while it waits there, else downloaded from the server
+/// (resuming an interrupted download into `<home>/downloads`) and checked
+/// against its blob id; downloaded ciphertext is deleted afterwards. Fails
+/// before downloading anything when `keys` lack the attachment's epoch.
+/// `out` is written only when everything authenticated.
+pub(crate) fn fetch_to_path(
+    replica: &Replica,
+    home: &Path,
+    enrollment: &Enrollment,
+    keys: &[CaseKey],
+    report: &ReportId,
+    attachment: &AttachmentRef,
+    out: &Path,
+) -> Result<AttachmentMeta> {
     // Fail before downloading anything when the key is missing.
-    header_meta(&attachment, &keys)?;
+    header_meta(attachment, keys)?;
     let (source, downloaded) = match replica.outbox_file(&attachment.blob)? {
         Some(local) => (local, false),
         None => {
@@ -303,28 +339,18 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
     };
     let file = std::fs::File::open(&source)
         .with_context(|| format!("cannot read {}", source.display()))?;
-    let opened = envelope::open_to_path(&lookup(&keys), &mut BufReader::new(file), out);
+    let opened = envelope::open_to_path(&lookup(keys), &mut BufReader::new(file), out);
     if downloaded {
         // Ciphertext is not kept: it was fetched for this one decryption.
         let _ = std::fs::remove_file(&source);
     }
-    let meta = opened.map_err(|e| {
+    opened.map_err(|e| {
         anyhow!(
             "attachment {} of report {report} cannot be decrypted: {e}\nno file was written to {}",
             attachment.id,
             out.display()
         )
-    })?;
-    println!(
-        "{}: {} ({}, {} bytes, sha256 {}) written to {}",
-        attachment.id,
-        meta.name,
-        meta.media_type,
-        meta.size,
-        meta.sha256,
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The report and attachment with this id, or the one whose id starts with

@@ -130,6 +130,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Attachment(command) => crate::attachments::run(&home(cli.home)?, command),
         Command::Bundle(command) => crate::bundle::run(&home(cli.home)?, command),
         Command::Import(args) => crate::import::run(&home(cli.home)?, args),
+        Command::Export(args) => crate::export::run(&home(cli.home)?, args),
     }
 }
 

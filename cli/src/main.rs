@@ -6,6 +6,7 @@ mod bundle;
 mod client;
 mod commands;
 mod import;
+mod export;
 mod keys;
 mod transfer;
 
@@ -88,6 +89,9 @@ pub enum Command {
     /// Brings reports from JSON, CSV or narrative text into a case, or
     /// applies a sync bundle from another device.
     Import(import::ImportArgs),
+    /// The case's reports on this device, as JSON, CSV, GeoJSON, TimelineJS
+    /// or Markdown, optionally with every attachment decrypted.
+    Export(export::ExportArgs),
     /// One report, every field and its signed change history.
     Show {
         report_id: String,

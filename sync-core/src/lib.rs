@@ -8,6 +8,8 @@
 //! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
 //!   functions over data for both sides.
 //! - [`replica`]: the device-side SQLite store.
+//! - [`export`]: a case's reports and their signed history as JSON, CSV,
+//!   GeoJSON, TimelineJS or Markdown.
 //!
 //! This crate must never open a socket, speak HTTP, or hold a case key or an
 //! attachment's plaintext outside the device. Everything here is what a phone
@@ -17,6 +19,7 @@ pub mod bundle;
 pub mod case_key;
 pub mod document;
 pub mod envelope;
+pub mod export;
 pub mod heads;
 pub mod identity;
 pub mod ids;

@@ -4,6 +4,7 @@
 mod attachments;
 mod blob_api;
 mod bundles;
+mod export;
 mod hostile_requests;
 mod offline_sync;
 mod replica_crash;
