@@ -5,8 +5,8 @@ mod attachments;
 mod bundle;
 mod client;
 mod commands;
-mod import;
 mod export;
+mod import;
 mod keys;
 mod transfer;
 
