@@ -22,6 +22,16 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sync traffic, for `sync --json` and the benchmarks.
+    pub traffic: std::cell::Cell<Traffic>,
+}
+
+/// Requests and body bytes of the signed JSON calls (not blob transfers).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Traffic {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 impl Client {
@@ -33,6 +43,7 @@ impl Client {
                 .timeout_read(Duration::from_secs(120))
                 .timeout_write(Duration::from_secs(120))
                 .build(),
+            traffic: Default::default(),
         }
     }
 
@@ -71,8 +82,14 @@ impl Client {
         for (name, value) in auth.headers() {
             request = request.set(name, &value);
         }
-        let response = self.outcome(request.send_bytes(body))?;
-        read_all(response)
+        let result = request.send_bytes(body);
+        let answer = read_all(self.outcome(result)?);
+        let mut traffic = self.traffic.get();
+        traffic.requests += 1;
+        traffic.bytes_sent += body.len() as u64;
+        traffic.bytes_received += answer.as_ref().map(|a| a.len() as u64).unwrap_or(0);
+        self.traffic.set(traffic);
+        answer
     }
 
     /// Turns ureq's result into a response or a [`ClientError`] carrying

@@ -458,6 +458,7 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
     if json {
         let mut out = serde_json::to_value(&summary)?;
         out["attachments"] = serde_json::to_value(&uploads)?;
+        out["http"] = serde_json::to_value(client.traffic.get())?;
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(

@@ -10,6 +10,7 @@
 
 mod attachments;
 mod measure;
+mod sync_throughput;
 mod table;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ struct Args {
     /// Small workloads: a smoke run in well under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run one section only: attachments.
+    /// Run one section only: sync, week, attachments.
     #[arg(long)]
     only: Option<String>,
     /// Attachment size in MiB (default 1024, quick 64).
@@ -40,6 +41,26 @@ fn main() -> Result<()> {
     use_release_cli()?;
     let mut table = table::Table::new();
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if wanted("sync") {
+        let work = if args.quick {
+            sync_throughput::Workload {
+                devices: 5,
+                reports: 40,
+                edits: 5,
+            }
+        } else {
+            sync_throughput::Workload {
+                devices: 20,
+                reports: 250,
+                edits: 10,
+            }
+        };
+        sync_throughput::concurrent(&mut table, &work)?;
+    }
+    if wanted("week") {
+        let (reports, edits) = if args.quick { (100, 9) } else { (1000, 9) };
+        sync_throughput::week_offline(&mut table, reports, edits)?;
+    }
     if wanted("attachments") {
         let mib = args
             .attachment_mib
