@@ -360,11 +360,12 @@ impl Replica {
     /// Creates and edits many reports in one transaction (an import): all
     /// are saved or none, and a hundred thousand cost one commit, not a
     /// hundred thousand. Attachments go through `create_report_with`.
+    /// Returns, per entry of `edits`, whether it changed the report.
     pub fn write_batch(
         &mut self,
         creates: &[NewReport],
         edits: &[(ReportId, Vec<Edit>)],
-    ) -> Result<(), ReplicaError> {
+    ) -> Result<Vec<bool>, ReplicaError> {
         let key = self.require_key()?;
         let tx = self
             .conn
@@ -375,11 +376,12 @@ impl Replica {
             insert_document(&tx, &new.id, &mut am)?;
             store_signature(&tx, &new.id, &change)?;
         }
+        let mut changed = Vec::with_capacity(edits.len());
         for (id, list) in edits {
-            edit_in(&tx, &key, id, list)?;
+            changed.push(edit_in(&tx, &key, id, list)?.is_some());
         }
         tx.commit()?;
-        Ok(())
+        Ok(changed)
     }
 
     /// The typed view of a report.
