@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod heads;
 pub mod identity;
 pub mod ids;
+pub mod import;
 pub mod model;
 pub mod protocol;
 pub mod replica;
