@@ -8,6 +8,8 @@
 //! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
 //!   functions over data for both sides.
 //! - [`replica`]: the device-side SQLite store.
+//! - [`import`]: reports from JSON, CSV and narrative text files, parsed
+//!   from bytes.
 //!
 //! This crate must never open a socket, speak HTTP, or hold a case key or an
 //! attachment's plaintext outside the device. Everything here is what a phone

@@ -685,8 +685,9 @@ fn when(
         let written = parse_datetime(v).map_err(|r| in_column(layout.submitted_at, r))?;
         // Kobo's _submission_time is UTC written without an offset.
         let utc = Zone::Fixed(Utc.fix());
-        let at =
-            dates::resolve(&written, Some(&utc)).map_err(|r| in_column(layout.submitted_at, r))?;
+        let kobo = name(layout.submitted_at).eq_ignore_ascii_case("_submission_time");
+        let at = dates::resolve(&written, if kobo { Some(&utc) } else { zone })
+            .map_err(|r| in_column(layout.submitted_at, r))?;
         return Ok((at, true));
     }
     if let Some(date) = options.default_date {

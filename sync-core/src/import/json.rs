@@ -10,6 +10,8 @@ use crate::model::{Person, Place, Role, TimelineEntry};
 
 /// The `format` of the project's export.
 pub const EXPORT_FORMAT: &str = "fieldsync-export";
+/// The export `version` this build reads.
+pub const EXPORT_VERSION: u64 = 1;
 
 /// Report keys read, after aliases.
 const CONTENT_KEYS: [&str; 12] = [
@@ -95,7 +97,9 @@ pub(super) fn parse(
                 ));
             }
             match map.get("version") {
-                Some(v) if v.as_u64() == Some(1) || v.as_str() == Some("1") => {}
+                Some(v)
+                    if v.as_u64() == Some(EXPORT_VERSION)
+                        || v.as_str() == Some(&EXPORT_VERSION.to_string()) => {}
                 Some(v) => {
                     return Err(ImportError::ExportVersion {
                         file: file.into(),
@@ -333,6 +337,17 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// Refuses an object with a key the reader would otherwise drop.
+fn only_keys(map: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), String> {
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(format!(
+            "{what} has an unknown key {key:?}; known keys: {}",
+            known.join(", ")
+        )),
+    }
+}
+
 fn string(value: Option<&Value>, key: &str) -> Result<String, String> {
     match value {
         None => Ok(String::new()),
@@ -392,6 +407,11 @@ fn place(place: Option<&Value>, lat: Option<&Value>, lon: Option<&Value>) -> Res
             ..Place::default()
         },
         Some(Value::Object(map)) => {
+            only_keys(
+                map,
+                &["name", "lat", "lon", "latitude", "longitude"],
+                "\"place\"",
+            )?;
             let get = |k: &str| map.get(k).filter(|v| !v.is_null());
             Place {
                 name: string(get("name"), "place.name")?.trim().to_owned(),
@@ -428,6 +448,7 @@ fn person(value: &Value) -> Result<Person, String> {
     match value {
         Value::String(s) => Ok(fields::person(s)),
         Value::Object(map) => {
+            only_keys(map, &["name", "role", "note"], "a person")?;
             let get = |k: &str| map.get(k).filter(|v| !v.is_null());
             let role = match get("role") {
                 None => Role::Other,
@@ -464,6 +485,11 @@ fn timeline_entry(
             kind(value)
         ));
     };
+    only_keys(
+        map,
+        &["at", "text", "approximate"],
+        &format!("timeline entry {index}"),
+    )?;
     let get = |k: &str| map.get(k).filter(|v| !v.is_null());
     let Some(at) = get("at") else {
         return Err(format!("timeline entry {index} has no \"at\" time"));

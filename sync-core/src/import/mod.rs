@@ -59,16 +59,20 @@
 //!    or `["Name", "Name (role)"]`), `timeline` (`[{at, text, approximate}]`),
 //!    `attachments` (file names), `id`. Another key is an error naming it,
 //!    unless [`ImportOptions::map`] maps it (to a key above or `ignore`).
+//!    Objects inside (`place`, people, timeline entries) take only the
+//!    keys shown; another key refuses that report.
 //!    `source_key` is `id` if given, else `item:<index from 0>`.
 //!
-//! **CSV** (or `;`/tab separated, guessed from the header line): see
-//! [`csv`](self) for the column names it knows, including ODK Central and
-//! KoboToolbox exports. `source_key` is an id column's value
+//! **CSV** (or `;`/tab separated, guessed from the header line): `csv.rs`
+//! lists the column names it knows, including ODK Central's and
+//! KoboToolbox's exports. `source_key` is an id column's value
 //! (`id`, `KEY`, `meta-rootUuid`, `meta-instanceID`, `_uuid`, `_id`, in that
 //! order of preference, a leading `uuid:` dropped) else `row:<n>` counting
 //! data rows from 1.
 //!
-//! **Text or Markdown**: one narrative report per file, see [`text`](self).
+//! **Text or Markdown**: one narrative report per file, read as `text.rs`
+//! says; people, plates and places it notices are [`Candidates`], never
+//! fields (except the place, offered as the report's place name).
 //! `source_key` is `text`.
 //!
 //! # Dates and times
@@ -104,6 +108,8 @@ mod dates;
 mod fields;
 mod json;
 mod text;
+
+pub use json::{EXPORT_FORMAT, EXPORT_VERSION};
 
 /// Longest line accepted, in bytes. A longer one is refused before any
 /// parsing: no report field needs it, and it keeps hostile files cheap.

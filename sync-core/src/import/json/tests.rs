@@ -186,18 +186,19 @@ fn a_bad_item_is_refused_with_its_line_and_the_others_import() {
   {"title": "naive", "occurred_at": "2016-05-21T10:40:00", "timeline": [{"at": "later", "text": "x"}]},
   "not an object",
   {"title": "tags wrong", "occurred_at": "2016-05-21", "tags": 5},
+  {"title": "street dropped", "occurred_at": "2016-05-21", "place": {"name": "Almaty", "street": "Abay"}},
   {"title": "good too",
    "occurred_at": "2016-05-22T09:00:00Z"}
 ]"#,
     );
-    assert_eq!(keys(&parsed), ["item:0", "item:8"]);
+    assert_eq!(keys(&parsed), ["item:0", "item:9"]);
     let refused: Vec<(usize, &str)> = parsed
         .refused
         .iter()
         .map(|r| (r.line, r.reason.as_str()))
         .collect();
     let lines: Vec<usize> = refused.iter().map(|r| r.0).collect();
-    assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10]);
     assert!(
         refused[0].1.contains("\"someday\" is not a date"),
         "{}",
@@ -230,6 +231,13 @@ fn a_bad_item_is_refused_with_its_line_and_the_others_import() {
         refused[6].1.contains("\"tags\" should be an array"),
         "{}",
         refused[6].1
+    );
+    assert!(
+        refused[7]
+            .1
+            .contains("\"place\" has an unknown key \"street\""),
+        "{}",
+        refused[7].1
     );
 }
 
