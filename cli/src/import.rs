@@ -1,12 +1,29 @@
 //! `fieldsync import`: reports that arrive some other way (JSON, CSV,
-//! narrative text) become ordinary reports of the case; a sync bundle is
+//! narrative text) become ordinary reports of the case; images, audio and
+//! video become encrypted attachments of `--report`; a sync bundle is
 //! recognised by its magic and relayed (see `bundle.rs`).
+//!
+//! Imports repeat safely: a report's id derives from the case, the file's
+//! name and the report's key inside the file, so importing again changes
+//! nothing and a corrected file updates the reports it made.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use fieldsync_core::import::{self, Candidates, Format, ImportOptions, ParsedFile, Zone};
+use fieldsync_core::model::Edit;
+use fieldsync_core::replica::{Replica, ReplicaError};
+use fieldsync_core::{NewReport, ReportId};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::commands::{check_case, enrollment, open, Enrollment};
+
+/// Reports written per transaction: big enough that a 100,000-row file
+/// costs a hundred commits, small enough to show progress.
+const BATCH: usize = 1000;
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -37,17 +54,298 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
 }
 
+#[derive(Default, Serialize)]
+struct FileSummary {
+    file: String,
+    format: Option<String>,
+    created: usize,
+    updated: usize,
+    unchanged: usize,
+    refused: Vec<Refused>,
+    /// Names, plates and places noticed in a narrative, for the coordinator
+    /// to confirm; never put into fields.
+    candidates: CandidatesOut,
+    /// The whole file was refused: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Attachments sealed onto --report.
+    attached: usize,
+}
+
+#[derive(Serialize)]
+struct Refused {
+    line: usize,
+    reason: String,
+}
+
+#[derive(Default, Serialize)]
+struct CandidatesOut {
+    people: Vec<String>,
+    plates: Vec<String>,
+    places: Vec<String>,
+}
+
+impl From<Candidates> for CandidatesOut {
+    fn from(c: Candidates) -> Self {
+        Self {
+            people: c.people,
+            plates: c.plates,
+            places: c.places,
+        }
+    }
+}
+
 pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
     let (bundles, others): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.files.iter().partition(|f| crate::bundle::is_bundle(f));
-    if !others.is_empty() {
-        bail!(
-            "importing {} is not available in this build yet",
-            others[0].display()
-        );
-    }
-    for file in bundles {
+    for file in &bundles {
         crate::bundle::import(home, file, args.dry_run, args.json)?;
     }
-    Ok(ExitCode::SUCCESS)
+    if others.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let case = args.case.as_deref().ok_or_else(|| {
+        anyhow!("give the case the reports go into with --case NAME (bundles need none)")
+    })?;
+    let mut replica = open(home)?;
+    let enrollment = enrollment(&replica)?;
+    check_case(&enrollment, case)?;
+    let options = options(&args)?;
+    let (media, documents): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        others.into_iter().partition(|f| is_media(f));
+
+    let mut summaries = Vec::new();
+    if !media.is_empty() {
+        summaries.push(attach_media(&mut replica, &enrollment, &args, &media)?);
+    }
+    for file in documents {
+        summaries.push(import_file(
+            &mut replica,
+            &enrollment,
+            &options,
+            &args,
+            file,
+        )?);
+    }
+    let troubled = summaries
+        .iter()
+        .any(|s| s.error.is_some() || !s.refused.is_empty());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    } else {
+        print_summaries(&summaries, args.dry_run);
+    }
+    Ok(if troubled {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn options(args: &ImportArgs) -> Result<ImportOptions> {
+    let format: Format = args.format.parse()?;
+    let timezone = args
+        .timezone
+        .as_deref()
+        .map(|z| z.parse::<Zone>())
+        .transpose()?;
+    let map = args
+        .map
+        .iter()
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(c, f)| (c.trim().to_owned(), f.trim().to_owned()))
+                .ok_or_else(|| anyhow!("--map {entry:?}: write COLUMN=FIELD"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(ImportOptions {
+        format,
+        file_name: String::new(),
+        map,
+        timezone,
+        default_date: None,
+    })
+}
+
+fn import_file(
+    replica: &mut Replica,
+    enrollment: &Enrollment,
+    options: &ImportOptions,
+    args: &ImportArgs,
+    path: &Path,
+) -> Result<FileSummary> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut summary = FileSummary {
+        file: path.display().to_string(),
+        ..FileSummary::default()
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed: ParsedFile = match import::parse(
+        &bytes,
+        &ImportOptions {
+            file_name: name.clone(),
+            ..options.clone()
+        },
+    ) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            summary.error = Some(e.to_string());
+            return Ok(summary);
+        }
+    };
+    summary.format = Some(parsed.format.as_str().to_owned());
+    summary.candidates = parsed.candidates.into();
+    summary.refused = parsed
+        .refused
+        .into_iter()
+        .map(|r| Refused {
+            line: r.line,
+            reason: r.reason,
+        })
+        .collect();
+
+    let progress = if args.json || parsed.reports.len() < 2 * BATCH {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(
+            Some(parsed.reports.len() as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            ProgressStyle::with_template(
+                "importing {msg} [{bar:30}] {pos}/{len} reports, eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.clone());
+        bar
+    };
+    for chunk in parsed.reports.chunks(BATCH) {
+        let mut creates: Vec<NewReport> = Vec::new();
+        let mut edits: Vec<(ReportId, Vec<Edit>)> = Vec::new();
+        for imported in chunk {
+            let id = ReportId::derived_from(&[
+                b"import v1",
+                enrollment.case_id.as_str().as_bytes(),
+                name.as_bytes(),
+                imported.source_key.as_bytes(),
+            ]);
+            match replica.report(&id) {
+                Ok(existing) => {
+                    let list = import::plan::update_edits(imported, &existing);
+                    if list.is_empty() {
+                        summary.unchanged += 1;
+                    } else {
+                        edits.push((id, list));
+                    }
+                }
+                Err(ReplicaError::UnknownReport(_)) => {
+                    creates.push(imported.to_new_report(id, enrollment.case_id.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        summary.created += creates.len();
+        if args.dry_run {
+            summary.updated += edits.len();
+        } else {
+            let changed = replica.write_batch(&creates, &edits)?;
+            let updated = changed.iter().filter(|c| **c).count();
+            summary.updated += updated;
+            summary.unchanged += changed.len() - updated;
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    Ok(summary)
+}
+
+/// Files named beside the documents that are photos, recordings or video.
+fn is_media(path: &Path) -> bool {
+    let kind = mime_guess::from_path(path).first_or_octet_stream();
+    matches!(kind.type_().as_str(), "image" | "audio" | "video")
+}
+
+fn attach_media(
+    replica: &mut Replica,
+    enrollment: &Enrollment,
+    args: &ImportArgs,
+    media: &[&PathBuf],
+) -> Result<FileSummary> {
+    let Some(report) = &args.report else {
+        bail!(
+            "{} is a photo, recording or video; name the report it belongs to with --report REPORT_ID",
+            media[0].display()
+        );
+    };
+    let id: ReportId = report.parse()?;
+    replica.report(&id)?;
+    let mut summary = FileSummary {
+        file: media
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        format: Some("attachments".into()),
+        ..FileSummary::default()
+    };
+    if args.dry_run {
+        summary.attached = media.len();
+        return Ok(summary);
+    }
+    let files: Vec<PathBuf> = media.iter().map(|m| (*m).clone()).collect();
+    let sealed = crate::attachments::seal_files(replica, &enrollment.case_name, &files)?;
+    let edits: Vec<Edit> = sealed.iter().cloned().map(Edit::AddAttachment).collect();
+    replica
+        .edit_report(&id, &edits)
+        .inspect_err(|_| crate::attachments::discard(replica, &sealed))?;
+    summary.attached = sealed.len();
+    Ok(summary)
+}
+
+fn print_summaries(summaries: &[FileSummary], dry_run: bool) {
+    let verb = if dry_run { "would be " } else { "" };
+    for s in summaries {
+        if let Some(error) = &s.error {
+            println!("{}: refused, nothing imported: {error}", s.file);
+            continue;
+        }
+        if s.attached > 0 {
+            println!(
+                "{}: {} attachments {verb}encrypted and attached",
+                s.file, s.attached
+            );
+            continue;
+        }
+        println!(
+            "{} ({}): {} {verb}created, {} {verb}updated, {} unchanged, {} refused",
+            s.file,
+            s.format.as_deref().unwrap_or("?"),
+            s.created,
+            s.updated,
+            s.unchanged,
+            s.refused.len()
+        );
+        for r in &s.refused {
+            println!("  line {}: {}", r.line, r.reason);
+        }
+        let c = &s.candidates;
+        if !c.places.is_empty() {
+            println!("  place offered from the title: {}", c.places.join("; "));
+        }
+        if !c.people.is_empty() {
+            println!(
+                "  people named in the text (confirm and add with `fieldsync edit ID --person`): {}",
+                c.people.join("; ")
+            );
+        }
+        if !c.plates.is_empty() {
+            println!("  plate numbers in the text: {}", c.plates.join("; "));
+        }
+    }
 }

@@ -148,7 +148,7 @@ impl ReportDocument {
         new: &NewReport,
         now: DateTime<FixedOffset>,
     ) -> Result<(Self, SignedChange), EditError> {
-        validate_text("title", &new.title, MAX_TITLE_BYTES)?;
+        validate_title(&new.title)?;
         let mut doc = AutoCommit::new();
         doc.set_actor(key.public_key().actor_id());
         let result = (|| -> Result<(), EditError> {
@@ -251,11 +251,11 @@ impl ReportDocument {
         let doc = &mut self.doc;
         match edit {
             Edit::SetTitle(title) => {
-                validate_text("title", title, MAX_TITLE_BYTES)?;
+                validate_title(title)?;
                 doc.put(ROOT, "title", title.as_str())?;
             }
             Edit::SetDescription(text) => {
-                validate_text("description", text, MAX_DESCRIPTION_BYTES)?;
+                validate_description(text)?;
                 let obj = object(doc, &ROOT, "description", ObjType::Text)?;
                 doc.update_text(&obj, text)?;
             }
@@ -277,17 +277,7 @@ impl ReportDocument {
                 doc.put(ROOT, "approximate", *approximate)?;
             }
             Edit::SetPlace(place) => {
-                validate_text("place name", &place.name, MAX_FIELD_BYTES)?;
-                match (place.lat, place.lon) {
-                    (Some(lat), _) if !(-90.0..=90.0).contains(&lat) => {
-                        return Err(EditError::Latitude(lat))
-                    }
-                    (_, Some(lon)) if !(-180.0..=180.0).contains(&lon) => {
-                        return Err(EditError::Longitude(lon))
-                    }
-                    (Some(_), None) | (None, Some(_)) => return Err(EditError::HalfCoordinate),
-                    _ => {}
-                }
+                validate_place(place)?;
                 let obj = object(doc, &ROOT, "place", ObjType::Map)?;
                 doc.put(&obj, "name", place.name.as_str())?;
                 doc.put(&obj, "lat", optional_f64(place.lat))?;
@@ -306,11 +296,7 @@ impl ReportDocument {
                 }
             }
             Edit::AddPerson(person) => {
-                if person.name.trim().is_empty() {
-                    return Err(EditError::Empty("a person's name"));
-                }
-                validate_text("a person's name", &person.name, MAX_FIELD_BYTES)?;
-                validate_text("a person's note", &person.note, MAX_FIELD_BYTES)?;
+                validate_person(person)?;
                 let list = object(doc, &ROOT, "people", ObjType::List)?;
                 let end = doc.length(&list);
                 let obj = doc.insert_object(&list, end, ObjType::Map)?;
@@ -319,10 +305,7 @@ impl ReportDocument {
                 doc.put(&obj, "note", person.note.as_str())?;
             }
             Edit::AddTimelineEntry(entry) => {
-                if entry.text.trim().is_empty() {
-                    return Err(EditError::Empty("a timeline entry's text"));
-                }
-                validate_text("a timeline entry's text", &entry.text, MAX_FIELD_BYTES)?;
+                validate_timeline_entry(entry)?;
                 let list = object(doc, &ROOT, "timeline", ObjType::List)?;
                 let end = doc.length(&list);
                 let obj = doc.insert_object(&list, end, ObjType::Map)?;
@@ -507,6 +490,53 @@ pub fn read_report(doc: &impl ReadDoc) -> Result<Report, ViewError> {
 /// the reporter's clock was, so it is never normalised to UTC.
 pub fn rfc3339(t: &DateTime<FixedOffset>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+// The checks an edit makes before it touches a document. They are public so
+// that code building a report from outside (the importers) refuses a bad
+// value with the same rule and the same message, before creating anything.
+
+/// A title fits in [`MAX_TITLE_BYTES`].
+pub fn validate_title(title: &str) -> Result<(), EditError> {
+    validate_text("title", title, MAX_TITLE_BYTES)
+}
+
+/// A description fits in [`MAX_DESCRIPTION_BYTES`].
+pub fn validate_description(text: &str) -> Result<(), EditError> {
+    validate_text("description", text, MAX_DESCRIPTION_BYTES)
+}
+
+/// A place's name fits; its coordinates are in range and come as a pair.
+pub fn validate_place(place: &Place) -> Result<(), EditError> {
+    validate_text("place name", &place.name, MAX_FIELD_BYTES)?;
+    match (place.lat, place.lon) {
+        (Some(lat), _) if !(-90.0..=90.0).contains(&lat) => Err(EditError::Latitude(lat)),
+        (_, Some(lon)) if !(-180.0..=180.0).contains(&lon) => Err(EditError::Longitude(lon)),
+        (Some(_), None) | (None, Some(_)) => Err(EditError::HalfCoordinate),
+        _ => Ok(()),
+    }
+}
+
+/// A person has a name; name and note fit.
+pub fn validate_person(person: &Person) -> Result<(), EditError> {
+    if person.name.trim().is_empty() {
+        return Err(EditError::Empty("a person's name"));
+    }
+    validate_text("a person's name", &person.name, MAX_FIELD_BYTES)?;
+    validate_text("a person's note", &person.note, MAX_FIELD_BYTES)
+}
+
+/// A tag is not blank once trimmed, and fits.
+pub fn validate_tag(tag: &str) -> Result<(), EditError> {
+    normalize_tag(tag).map(drop)
+}
+
+/// A timeline entry has text, and it fits.
+pub fn validate_timeline_entry(entry: &TimelineEntry) -> Result<(), EditError> {
+    if entry.text.trim().is_empty() {
+        return Err(EditError::Empty("a timeline entry's text"));
+    }
+    validate_text("a timeline entry's text", &entry.text, MAX_FIELD_BYTES)
 }
 
 fn validate_text(field: &'static str, text: &str, max: usize) -> Result<(), EditError> {

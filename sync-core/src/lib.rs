@@ -10,6 +10,8 @@
 //! - [`replica`]: the device-side SQLite store.
 //! - [`export`]: a case's reports and their signed history as JSON, CSV,
 //!   GeoJSON, TimelineJS or Markdown.
+//! - [`import`]: reports from JSON, CSV and narrative text files, parsed
+//!   from bytes.
 //!
 //! This crate must never open a socket, speak HTTP, or hold a case key or an
 //! attachment's plaintext outside the device. Everything here is what a phone
@@ -23,6 +25,7 @@ pub mod export;
 pub mod heads;
 pub mod identity;
 pub mod ids;
+pub mod import;
 pub mod model;
 pub mod protocol;
 pub mod replica;

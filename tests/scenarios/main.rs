@@ -6,6 +6,7 @@ mod blob_api;
 mod bundles;
 mod export;
 mod hostile_requests;
+mod import;
 mod offline_sync;
 mod replica_crash;
 mod server_crash;

@@ -9,6 +9,7 @@
 //! written as Markdown to `--markdown FILE` for BENCHMARKS.md.
 
 mod attachments;
+mod import;
 mod measure;
 mod sync_throughput;
 mod table;
@@ -25,7 +26,7 @@ struct Args {
     /// Small workloads: a smoke run in well under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run one section only: sync, week, attachments.
+    /// Run one section only: sync, week, import, attachments.
     #[arg(long)]
     only: Option<String>,
     /// Attachment size in MiB (default 1024, quick 64).
@@ -60,6 +61,9 @@ fn main() -> Result<()> {
     if wanted("week") {
         let (reports, edits) = if args.quick { (100, 9) } else { (1000, 9) };
         sync_throughput::week_offline(&mut table, reports, edits)?;
+    }
+    if wanted("import") {
+        import::csv_rows(&mut table, if args.quick { 5_000 } else { 100_000 })?;
     }
     if wanted("attachments") {
         let mib = args
