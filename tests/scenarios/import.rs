@@ -328,3 +328,49 @@ fn a_json_export_imported_into_another_case_exports_the_same_reports() {
     let (_, again) = import_json(&target, &["--case", "archive", first.to_str().unwrap()]);
     assert_eq!(again[0]["unchanged"], 2);
 }
+
+#[test]
+fn photos_named_to_import_become_encrypted_attachments_of_the_report() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    server.create_case("almaty");
+    let coordinator = enrolled_device(&server, "almaty", "coordinator");
+    coordinator.ok(&["key", "new", "--case", "almaty"]);
+    coordinator.ok(&[
+        "import",
+        "--case",
+        "almaty",
+        "--timezone",
+        "Asia/Almaty",
+        SAMPLE,
+    ]);
+    let report = timeline(&coordinator, "almaty")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = write(
+        dir.path(),
+        "plate.jpg",
+        b"\xff\xd8\xff\xe0 not really a jpeg, but named one",
+    );
+    // Without --report the photo has nowhere to go.
+    let out = coordinator.run(&["import", "--case", "almaty", photo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--report"));
+    coordinator.ok(&[
+        "import",
+        "--case",
+        "almaty",
+        "--report",
+        &report,
+        photo.to_str().unwrap(),
+    ]);
+    let listed: Value =
+        serde_json::from_str(&coordinator.ok(&["attachment", "list", &report, "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], "plate.jpg");
+    assert_eq!(listed[0]["media_type"], "image/jpeg");
+    assert_eq!(listed[0]["waiting_for_upload"], true);
+    let synced: Value = serde_json::from_str(&coordinator.ok(&["sync", "--json"])).unwrap();
+    assert_eq!(synced["attachments"]["uploaded"], 1);
+}
