@@ -181,7 +181,12 @@ impl<'a, R: Read> BundleReader<'a, R> {
                 "attachments must be read in order".into(),
             ));
         }
-        let attachment = self.manifest.attachments[index].clone();
+        let attachment = self
+            .manifest
+            .attachments
+            .get(index)
+            .cloned()
+            .ok_or_else(|| BundleError::Damaged(format!("it has no attachment {index}")))?;
         let mut blob_hash = Context::new(&SHA256);
         let mut left = attachment.size;
         let mut buf = vec![0u8; 256 * 1024];
