@@ -45,29 +45,10 @@ fn case() -> Case {
 
     let arrest = a
         .ok(&[
-            "record",
-            "--case",
-            "almaty",
-            "--title",
-            "Arrest at the bus stop",
-            "--at",
-            "2016-05-21T10:40:00+06:00",
-            "--approximate",
-            "--place",
-            "Bus stop",
-            "--lat",
-            "43.25",
-            "--lon",
-            "76.95",
-            "--text",
-            "Aleksey was arrested.",
-            "--tag",
-            "arrest",
-            "--person",
-            "Tulegen Shakirov:officer:car kz380KP02",
-            "--attach",
-            photo_path.to_str().unwrap(),
-        ])
+            fieldsync_tests::BUS_STOP_ARREST,
+            &["--attach", photo_path.to_str().unwrap()],
+        ]
+        .concat())
         .trim()
         .to_owned();
     a.ok(&[

@@ -259,28 +259,7 @@ fn a_json_export_imported_into_another_case_exports_the_same_reports() {
         "Asia/Almaty",
         SAMPLE,
     ]);
-    source.ok(&[
-        "record",
-        "--case",
-        "almaty",
-        "--title",
-        "Arrest at the bus stop",
-        "--at",
-        "2016-05-21T10:40:00+06:00",
-        "--approximate",
-        "--place",
-        "Bus stop",
-        "--lat",
-        "43.25",
-        "--lon",
-        "76.95",
-        "--text",
-        "Aleksey was arrested.",
-        "--tag",
-        "arrest",
-        "--person",
-        "Tulegen Shakirov:officer:car kz380KP02",
-    ]);
+    source.ok(fieldsync_tests::BUS_STOP_ARREST);
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("almaty.json");
     source.ok(&[

@@ -27,28 +27,7 @@ fn reports_recorded_while_the_server_is_down_reach_the_coordinator_in_order() {
         "--tag",
         "release",
     ]);
-    let early = bob.ok(&[
-        "record",
-        "--case",
-        "almaty",
-        "--title",
-        "Arrest at the bus stop",
-        "--at",
-        "2016-05-21T10:40:00+06:00",
-        "--approximate",
-        "--place",
-        "Bus stop",
-        "--lat",
-        "43.25",
-        "--lon",
-        "76.95",
-        "--text",
-        "Aleksey was arrested.",
-        "--tag",
-        "arrest",
-        "--person",
-        "Tulegen Shakirov:officer:car kz380KP02",
-    ]);
+    let early = bob.ok(fieldsync_tests::BUS_STOP_ARREST);
     let middle = alice.ok(&[
         "record",
         "--case",

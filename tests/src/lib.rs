@@ -255,6 +255,31 @@ impl DeviceHome {
     }
 }
 
+/// `fieldsync record` of the arrest at the bus stop from the Almaty sample,
+/// with every kind of field; several scenarios record it.
+pub const BUS_STOP_ARREST: &[&str] = &[
+    "record",
+    "--case",
+    "almaty",
+    "--title",
+    "Arrest at the bus stop",
+    "--at",
+    "2016-05-21T10:40:00+06:00",
+    "--approximate",
+    "--place",
+    "Bus stop",
+    "--lat",
+    "43.25",
+    "--lon",
+    "76.95",
+    "--text",
+    "Aleksey was arrested.",
+    "--tag",
+    "arrest",
+    "--person",
+    "Tulegen Shakirov:officer:car kz380KP02",
+];
+
 /// Makes a device, invites it into `case` with `role` and enrolls it.
 pub fn enrolled_device(server: &ServerProcess, case: &str, role: &str) -> DeviceHome {
     let home = DeviceHome::new();
