@@ -253,12 +253,6 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
     let replica = open(home)?;
     let enrollment = enrollment(&replica)?;
     let (report, attachment) = find(&replica, attachment_id)?;
-    if !envelope::valid_blob_id(&attachment.blob) {
-        bail!(
-            "attachment {} of report {report} names a malformed blob id; its report is damaged",
-            attachment.id
-        );
-    }
     if out.is_dir() {
         bail!("{} is a directory; give --out a file name", out.display());
     }
@@ -305,6 +299,14 @@ pub(crate) fn fetch_to_path(
     attachment: &AttachmentRef,
     out: &Path,
 ) -> Result<AttachmentMeta> {
+    // The blob id names files and URLs here; it comes from a report that
+    // another device wrote.
+    if !envelope::valid_blob_id(&attachment.blob) {
+        bail!(
+            "attachment {} of report {report} names a malformed blob id; its report is damaged",
+            attachment.id
+        );
+    }
     // Fail before downloading anything when the key is missing.
     header_meta(attachment, keys)?;
     let (source, downloaded) = match replica.outbox_file(&attachment.blob)? {

@@ -56,7 +56,19 @@ impl Client {
         method: &str,
         path: &str,
     ) -> Result<ureq::Request, ClientError> {
-        let auth = RequestAuth::sign(key, method, path, b"", chrono::Utc::now().timestamp())
+        self.signed_over(key, method, path, b"")
+    }
+
+    /// A request to `path` signed by `key` over `body`, which the caller
+    /// must then send unchanged.
+    fn signed_over(
+        &self,
+        key: &DeviceKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<ureq::Request, ClientError> {
+        let auth = RequestAuth::sign(key, method, path, body, chrono::Utc::now().timestamp())
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         let mut request = self
             .agent
@@ -73,16 +85,10 @@ impl Client {
     }
 
     fn post(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let auth = RequestAuth::sign(key, "POST", path, body, chrono::Utc::now().timestamp())
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        let mut request = self
-            .agent
-            .post(&format!("{}{}", self.base, path))
-            .set("content-type", "application/json");
-        for (name, value) in auth.headers() {
-            request = request.set(name, &value);
-        }
-        let result = request.send_bytes(body);
+        let result = self
+            .signed_over(key, "POST", path, body)?
+            .set("content-type", "application/json")
+            .send_bytes(body);
         let answer = read_all(self.outcome(result)?);
         let mut traffic = self.traffic.get();
         traffic.requests += 1;

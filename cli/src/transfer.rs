@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use fieldsync_core::hashing::sha256_file;
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::replica::OutboxEntry;
 use indicatif::ProgressBar;
@@ -395,22 +396,6 @@ fn path_of(client: &Client, location: &str) -> String {
         .strip_prefix(client.base())
         .unwrap_or(location)
         .to_owned()
-}
-
-pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((len, hex::encode(hash.finish())))
 }
 
 struct Counting<'a, R> {

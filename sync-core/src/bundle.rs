@@ -25,6 +25,7 @@ use std::io::{Read, Write};
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+use crate::hashing::Hashing;
 use crate::identity::{DeviceKey, Domain, PublicKey, Signature, SIGNATURE_LEN};
 use crate::ids::{CaseId, DeviceId, ReportId};
 use crate::signed_change::SignedChange;
@@ -84,10 +85,7 @@ pub fn write<W: Write>(
     blob: &mut dyn FnMut(&BundleAttachment) -> std::io::Result<Box<dyn Read>>,
     out: &mut W,
 ) -> Result<(), BundleError> {
-    let mut out = Hashing {
-        inner: out,
-        hash: Context::new(&SHA256),
-    };
+    let mut out = Hashing::new(out);
     let json = serde_json::to_vec(manifest).map_err(|e| BundleError::Damaged(e.to_string()))?;
     out.write_all(MAGIC)?;
     out.write_all(&(json.len() as u64).to_be_bytes())?;
@@ -102,7 +100,7 @@ pub fn write<W: Write>(
             )));
         }
     }
-    let digest = out.hash.finish();
+    let digest = out.digest();
     let signature = key.sign(Domain::Bundle, digest.as_ref());
     out.inner.write_all(signature.as_bytes())?;
     out.inner.flush()?;
@@ -132,10 +130,7 @@ pub struct BundleReader<'a, R: Read> {
 
 impl<'a, R: Read> BundleReader<'a, R> {
     pub fn open(input: &'a mut R, len: u64) -> Result<Self, BundleError> {
-        let mut input = Hashing {
-            inner: input,
-            hash: Context::new(&SHA256),
-        };
+        let mut input = Hashing::new(input);
         let mut fixed = [0u8; 12];
         input
             .read_exact(&mut fixed)
@@ -213,7 +208,7 @@ impl<'a, R: Read> BundleReader<'a, R> {
         if self.next != self.manifest.attachments.len() {
             return Err(BundleError::Damaged("not every attachment was read".into()));
         }
-        let digest = self.input.hash.clone().finish();
+        let digest = self.input.digest();
         let mut signature = [0u8; SIGNATURE_LEN];
         self.input
             .inner
@@ -230,31 +225,6 @@ impl<'a, R: Read> BundleReader<'a, R> {
         key.verify(Domain::Bundle, digest.as_ref(), &signature)
             .map_err(|_| BundleError::BadSignature)?;
         Ok(self.manifest)
-    }
-}
-
-struct Hashing<T> {
-    inner: T,
-    hash: Context,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
     }
 }
 

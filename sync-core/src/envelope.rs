@@ -39,6 +39,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::case_key::CaseKey;
+use crate::hashing::{sha256_stream, Hashing};
 
 pub const MAGIC: &[u8; 4] = b"FSA1";
 /// Plaintext bytes per chunk.
@@ -122,7 +123,7 @@ pub fn seal<R: Read + Seek, W: Write>(
     for buf in [&mut content_key[..], &mut prefix[..], &mut header_nonce[..]] {
         rng.fill(buf).map_err(|_| EnvelopeError::Random)?;
     }
-    let (size, sha256) = hash_stream(input)?;
+    let (size, sha256) = sha256_stream(input)?;
     input.seek(SeekFrom::Start(0))?;
     let meta = AttachmentMeta {
         name: name.to_owned(),
@@ -134,11 +135,7 @@ pub fn seal<R: Read + Seek, W: Write>(
     // The header records the first read; the chunks come from a second.
     // A file still being written (a recording) would make them disagree
     // and the attachment unreadable, so compare.
-    let mut second = HashingReader {
-        inner: input,
-        hash: Context::new(&SHA256),
-        len: 0,
-    };
+    let mut second = Hashing::new(input);
     let sealed = seal_with(
         case_key,
         &content_key,
@@ -148,7 +145,7 @@ pub fn seal<R: Read + Seek, W: Write>(
         &mut second,
         output,
     )?;
-    if second.len != sealed.meta.size || hex::encode(second.hash.finish()) != sealed.meta.sha256 {
+    if second.len != sealed.meta.size || second.hex() != sealed.meta.sha256 {
         return Err(EnvelopeError::Changed);
     }
     Ok(sealed)
@@ -170,11 +167,7 @@ pub fn seal_with<R: Read, W: Write>(
     input: &mut R,
     output: &mut W,
 ) -> Result<Sealed, EnvelopeError> {
-    let mut out = HashingWriter {
-        inner: output,
-        hash: Context::new(&SHA256),
-        len: 0,
-    };
+    let mut out = Hashing::new(output);
     let header = Header {
         content_key: STANDARD.encode(content_key),
         nonce_prefix: STANDARD.encode(prefix),
@@ -226,7 +219,7 @@ pub fn seal_with<R: Read, W: Write>(
     out.flush()?;
     Ok(Sealed {
         meta,
-        blob_id: hex::encode(out.hash.finish()),
+        blob_id: out.hex(),
         blob_len: out.len,
         key_epoch: case_key.epoch,
         head,
@@ -407,55 +400,6 @@ fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-fn hash_stream<R: Read>(input: &mut R) -> std::io::Result<(u64, String)> {
-    let mut hash = Context::new(&SHA256);
-    let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let n = read_full(input, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hash.finish())))
-}
-
-struct HashingReader<'a, R: Read> {
-    inner: &'a mut R,
-    hash: Context,
-    len: u64,
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-}
-
-struct HashingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    hash: Context,
-    len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

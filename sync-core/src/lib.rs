@@ -22,6 +22,7 @@ pub mod case_key;
 pub mod document;
 pub mod envelope;
 pub mod export;
+pub mod hashing;
 pub mod heads;
 pub mod identity;
 pub mod ids;

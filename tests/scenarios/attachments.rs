@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use fieldsync_tests::proxy::{FaultProxy, Faults};
 use fieldsync_tests::{enrolled_device, DeviceHome, Rng, ServerProcess};
-use serde_json::Value;
 
 /// A case with a coordinator holding the case key and a reporter that
 /// added it from the share code.
@@ -70,12 +69,6 @@ fn record_with(device: &DeviceHome, title: &str, files: &[&Path]) -> String {
     device.ok(&args).trim().to_owned()
 }
 
-fn attachments_of(device: &DeviceHome, report: &str) -> Vec<Value> {
-    let listed: Value =
-        serde_json::from_str(&device.ok(&["attachment", "list", report, "--json"])).unwrap();
-    listed.as_array().unwrap().clone()
-}
-
 fn every_file(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -125,7 +118,7 @@ fn the_server_never_holds_a_plaintext_byte_of_an_attachment() {
     case.coordinator.ok(&["sync"]);
 
     // The coordinator reads every attachment of the report.
-    let listed = attachments_of(&case.coordinator, &report);
+    let listed = case.coordinator.attachments(&report);
     assert_eq!(listed.len(), 3);
     let out = tempfile::tempdir().unwrap();
     for (item, original, name) in [
@@ -135,18 +128,13 @@ fn the_server_never_holds_a_plaintext_byte_of_an_attachment() {
     ] {
         assert_eq!(item["name"], name);
         let target = out.path().join(name);
-        case.coordinator.ok(&[
-            "attachment",
-            "get",
-            item["id"].as_str().unwrap(),
-            "--out",
-            target.to_str().unwrap(),
-        ]);
+        case.coordinator
+            .fetch_attachment(item["id"].as_str().unwrap(), &target);
         assert_eq!(&std::fs::read(&target).unwrap(), original);
     }
 
     // Nothing of any plaintext anywhere in the server's data or its log.
-    let reporter_view = attachments_of(&case.reporter, &report);
+    let reporter_view = case.reporter.attachments(&report);
     assert!(reporter_view
         .iter()
         .all(|a| a["waiting_for_upload"] == false));
@@ -228,7 +216,7 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sent = proxy.bytes_up() - before;
-    let blob = attachments_of(&reporter, &report)[0].clone();
+    let blob = reporter.attachments(&report)[0].clone();
     let blob_len = blob["ciphertext_size"].as_u64().unwrap();
     let cuts = proxy.cuts();
     println!(
@@ -270,13 +258,7 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("march.mp4");
     let down_before = proxy.bytes_down();
-    coordinator.ok(&[
-        "attachment",
-        "get",
-        blob["id"].as_str().unwrap(),
-        "--out",
-        target.to_str().unwrap(),
-    ]);
+    coordinator.fetch_attachment(blob["id"].as_str().unwrap(), &target);
     let received = proxy.bytes_down() - down_before;
     println!(
         "download: {} cuts, {received} bytes received for a {blob_len}-byte blob",
@@ -296,7 +278,7 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
     let report = record_with(&case.reporter, "Photo of the arrest", &[&file]);
     case.reporter.ok(&["sync"]);
     case.coordinator.ok(&["sync"]);
-    let item = attachments_of(&case.coordinator, &report)[0].clone();
+    let item = case.coordinator.attachments(&report)[0].clone();
     let id = item["id"].as_str().unwrap();
     let blob_id = item["blob"].as_str().unwrap();
     let stored = every_file(&case.server.data)
@@ -359,8 +341,7 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
     assert!(!target.exists());
 
     // The untouched blob still decrypts exactly.
-    case.coordinator
-        .ok(&["attachment", "get", id, "--out", target.to_str().unwrap()]);
+    case.coordinator.fetch_attachment(id, &target);
     assert_eq!(std::fs::read(&target).unwrap(), original);
 }
 
@@ -396,23 +377,18 @@ fn a_revoked_coordinator_cannot_fetch_attachments_and_rotation_keeps_old_ones_re
     );
     case.reporter.ok(&["sync"]);
     case.coordinator.ok(&["sync"]);
-    assert_eq!(attachments_of(&case.coordinator, &old)[0]["key_epoch"], 1);
-    assert_eq!(attachments_of(&case.coordinator, &new)[0]["key_epoch"], 2);
+    assert_eq!(case.coordinator.attachments(&old)[0]["key_epoch"], 1);
+    assert_eq!(case.coordinator.attachments(&new)[0]["key_epoch"], 2);
     let out_dir = tempfile::tempdir().unwrap();
     for (report, original) in [(&old, &first), (&new, &second)] {
-        let item = attachments_of(&case.coordinator, report)[0].clone();
+        let item = case.coordinator.attachments(report)[0].clone();
         let target = out_dir.path().join(item["id"].as_str().unwrap());
-        case.coordinator.ok(&[
-            "attachment",
-            "get",
-            item["id"].as_str().unwrap(),
-            "--out",
-            target.to_str().unwrap(),
-        ]);
+        case.coordinator
+            .fetch_attachment(item["id"].as_str().unwrap(), &target);
         assert_eq!(&std::fs::read(&target).unwrap(), original);
     }
 
-    let item = attachments_of(&case.coordinator, &old)[0].clone();
+    let item = case.coordinator.attachments(&old)[0].clone();
     let data = case.server.data.to_str().unwrap().to_owned();
     fieldsync_tests::fieldsync_ok(&["admin", "--data", &data, "revoke", &case.coordinator.id]);
     let target = out_dir.path().join("after-revocation");

@@ -118,16 +118,9 @@ fn a_bundle_carried_by_hand_reaches_the_server_with_the_reporters_signatures() {
         .as_str()
         .unwrap()
         .contains("After 1:00 pm."));
-    let listed: Value =
-        serde_json::from_str(&witness.ok(&["attachment", "list", &arrest, "--json"])).unwrap();
+    let listed = witness.attachments(&arrest);
     let target = files.path().join("fetched.jpg");
-    witness.ok(&[
-        "attachment",
-        "get",
-        listed[0]["id"].as_str().unwrap(),
-        "--out",
-        target.to_str().unwrap(),
-    ]);
+    witness.fetch_attachment(listed[0]["id"].as_str().unwrap(), &target);
     assert_eq!(std::fs::read(&target).unwrap(), photo);
 
     // The reporter's own later sync overlaps the bundle and duplicates nothing.

@@ -352,8 +352,7 @@ fn photos_named_to_import_become_encrypted_attachments_of_the_report() {
         &report,
         photo.to_str().unwrap(),
     ]);
-    let listed: Value =
-        serde_json::from_str(&coordinator.ok(&["attachment", "list", &report, "--json"])).unwrap();
+    let listed = coordinator.attachments(&report);
     assert_eq!(listed[0]["name"], "plate.jpg");
     assert_eq!(listed[0]["media_type"], "image/jpeg");
     assert_eq!(listed[0]["waiting_for_upload"], true);

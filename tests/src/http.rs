@@ -24,29 +24,8 @@ impl Reply {
 
 /// Sends `body` to `url` + `path` with `headers`, whatever the status.
 pub fn send(method: &str, url: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
-    let mut request = ureq::request(method, &format!("{url}{path}"));
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let result = if method == "GET" || method == "HEAD" {
-        request.call()
-    } else {
-        request.send_bytes(body)
-    };
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request to {url}{path} failed: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|name| {
-            let value = response.header(&name)?.to_owned();
-            Some((name.to_ascii_lowercase(), value))
-        })
-        .collect();
+    let response = call(method, url, path, headers, body);
+    let (status, headers) = status_and_headers(&response);
     let body = if method == "HEAD" {
         String::new()
     } else {
@@ -67,24 +46,8 @@ pub fn send_for_bytes(
     path: &str,
     headers: &[(&str, String)],
 ) -> (Reply, Vec<u8>) {
-    let mut request = ureq::request(method, &format!("{url}{path}"));
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let response = match request.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request to {url}{path} failed: {e}"),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|name| {
-            let value = response.header(&name)?.to_owned();
-            Some((name.to_ascii_lowercase(), value))
-        })
-        .collect();
+    let response = call(method, url, path, headers, b"");
+    let (status, headers) = status_and_headers(&response);
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("read body");
     (
@@ -95,6 +58,44 @@ pub fn send_for_bytes(
         },
         bytes,
     )
+}
+
+/// The response to a request, whatever its status; panics only when no
+/// response came at all.
+fn call(
+    method: &str,
+    url: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> ureq::Response {
+    let mut request = ureq::request(method, &format!("{url}{path}"));
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = if method == "GET" || method == "HEAD" {
+        request.call()
+    } else {
+        request.send_bytes(body)
+    };
+    match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request to {url}{path} failed: {e}"),
+    }
+}
+
+/// Status and headers (names in lowercase) of a response.
+fn status_and_headers(response: &ureq::Response) -> (u16, Vec<(String, String)>) {
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    (response.status(), headers)
 }
 
 /// Opens a raw HTTP/1.1 request to `addr` (host:port) with `headers` and a

@@ -248,6 +248,20 @@ impl DeviceHome {
         fieldsync(&all)
     }
 
+    /// `attachment list REPORT --json`, parsed.
+    pub fn attachments(&self, report: &str) -> Vec<serde_json::Value> {
+        let listed: serde_json::Value =
+            serde_json::from_str(&self.ok(&["attachment", "list", report, "--json"]))
+                .expect("attachment list --json prints JSON");
+        listed.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `attachment get ID --out OUT`, failing the test if it fails.
+    pub fn fetch_attachment(&self, id: &str, out: &Path) {
+        let out = out.to_str().expect("utf-8 path");
+        self.ok(&["attachment", "get", id, "--out", out]);
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let mut all = vec!["--home", self.path()];
         all.extend_from_slice(args);

@@ -526,5 +526,26 @@ fn detect(file_name: &str, text: &str) -> Format {
     }
 }
 
+/// What every parser's tests start from.
+#[cfg(test)]
+impl ImportOptions {
+    /// Options for `file` with naive times read in Almaty.
+    pub(crate) fn almaty(file: &str) -> Self {
+        Self {
+            timezone: Some(Zone::Named(chrono_tz::Asia::Almaty)),
+            ..Self::new(file)
+        }
+    }
+}
+
+/// Parses `bytes` with `options`, failing the test on an error or when
+/// another format than `format` was chosen.
+#[cfg(test)]
+pub(crate) fn parse_as(bytes: &[u8], options: &ImportOptions, format: Format) -> ParsedFile {
+    let parsed = parse(bytes, options).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.format, format);
+    parsed
+}
+
 #[cfg(test)]
 mod tests;

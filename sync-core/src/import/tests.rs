@@ -22,8 +22,7 @@ const FORMATS: [(Format, &str); 3] = [
 fn options(format: Format, file: &str) -> ImportOptions {
     ImportOptions {
         format,
-        timezone: Some(Zone::Named(chrono_tz::Asia::Almaty)),
-        ..ImportOptions::new(file)
+        ..ImportOptions::almaty(file)
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 
-use super::outbox::OutboxError;
-use super::{absorb_update, load_document, now, Replica, ReplicaError, RoundReport};
+use super::outbox::{self, OutboxError};
+use super::{absorb_update, load_document, Replica, ReplicaError, RoundReport};
 use crate::bundle::{BundleAttachment, BundleDoc};
 use crate::protocol::DocUpdate;
 use crate::signed_change::SignedChange;
@@ -103,16 +103,12 @@ impl Replica {
                 path: target.clone(),
                 source,
             })?;
-        self.conn.execute(
-            "INSERT INTO outbox (blob, report_id, attachment_id, size, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (blob) DO NOTHING",
-            params![
-                attachment.blob,
-                attachment.report.as_str(),
-                attachment.attachment_id,
-                i64::try_from(attachment.size).unwrap_or(i64::MAX),
-                now().to_rfc3339()
-            ],
+        outbox::insert_row(
+            &self.conn,
+            &attachment.blob,
+            &attachment.report,
+            &attachment.attachment_id,
+            attachment.size,
         )?;
         Ok(true)
     }

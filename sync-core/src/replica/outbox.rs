@@ -266,18 +266,36 @@ pub(super) fn enqueue(
             }
             .into());
         }
-        tx.execute(
-            "INSERT INTO outbox (blob, report_id, attachment_id, size, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (blob) DO NOTHING",
-            params![
-                attachment.blob,
-                report.as_str(),
-                attachment.id,
-                i64::try_from(attachment.size).unwrap_or(i64::MAX),
-                now().to_rfc3339()
-            ],
+        insert_row(
+            tx,
+            &attachment.blob,
+            report,
+            &attachment.id,
+            attachment.size,
         )?;
     }
+    Ok(())
+}
+
+/// Puts a sealed blob in the outbox table (its file is already in place).
+pub(super) fn insert_row(
+    conn: &rusqlite::Connection,
+    blob: &str,
+    report: &ReportId,
+    attachment_id: &str,
+    size: u64,
+) -> Result<(), ReplicaError> {
+    conn.execute(
+        "INSERT INTO outbox (blob, report_id, attachment_id, size, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (blob) DO NOTHING",
+        params![
+            blob,
+            report.as_str(),
+            attachment_id,
+            i64::try_from(size).unwrap_or(i64::MAX),
+            now().to_rfc3339()
+        ],
+    )?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use fieldsync_core::hashing::sha256_file;
 use fieldsync_tests::{enrolled_device, fieldsync_bin, DeviceHome, ServerProcess};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -86,7 +87,7 @@ pub fn run(table: &mut Table, size: u64) -> Result<()> {
         format!("{:.1} MiB", mib(measure::peak_rss_of(server.child.id())?)),
     );
     ensure!(
-        sha256(&out)? == sha256(&plain)?,
+        sha256_file(&out)?.1 == sha256_file(&plain)?.1,
         "the downloaded file differs from the original"
     );
     server.kill();
@@ -156,21 +157,6 @@ fn raw_aes_gcm(size: u64) -> Result<f64> {
         let _ = std::hint::black_box(tag);
     }
     Ok(mb_per_s(chunks * 64 * 1024, started.elapsed()))
-}
-
-fn sha256(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    Ok(hash.finish().as_ref().to_vec())
 }
 
 pub fn human(bytes: u64) -> String {

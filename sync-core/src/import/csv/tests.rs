@@ -1,14 +1,11 @@
 use std::time::Instant;
 
 use super::*;
-use crate::import::{parse as parse_file, Format, ParsedFile};
+use crate::import::{parse as parse_file, parse_as, Format, ParsedFile};
 use crate::model::Role;
 
 fn options(file: &str) -> ImportOptions {
-    ImportOptions {
-        timezone: Some("Asia/Almaty".parse::<Zone>().unwrap()),
-        ..ImportOptions::new(file)
-    }
+    ImportOptions::almaty(file)
 }
 
 fn check(csv: &str) -> ParsedFile {
@@ -16,9 +13,7 @@ fn check(csv: &str) -> ParsedFile {
 }
 
 fn check_with(csv: &str, options: ImportOptions) -> ParsedFile {
-    let parsed = parse_file(csv.as_bytes(), &options).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(parsed.format, Format::Csv);
-    parsed
+    parse_as(csv.as_bytes(), &options, Format::Csv)
 }
 
 fn refuse(csv: &str, options: ImportOptions) -> ImportError {

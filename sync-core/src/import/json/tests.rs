@@ -4,14 +4,11 @@ use chrono::DateTime;
 use serde_json::json;
 
 use super::*;
-use crate::import::{parse as parse_file, Format, ParsedFile};
+use crate::import::{parse as parse_file, parse_as, Format, ParsedFile};
 use crate::model::{AttachmentRef, Report, Review, ReviewStatus};
 
 fn options(file: &str) -> ImportOptions {
-    ImportOptions {
-        timezone: Some("Asia/Almaty".parse::<Zone>().unwrap()),
-        ..ImportOptions::new(file)
-    }
+    ImportOptions::almaty(file)
 }
 
 fn check(json: &str) -> ParsedFile {
@@ -19,9 +16,7 @@ fn check(json: &str) -> ParsedFile {
 }
 
 fn check_with(json: &str, options: ImportOptions) -> ParsedFile {
-    let parsed = parse_file(json.as_bytes(), &options).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(parsed.format, Format::Json);
-    parsed
+    parse_as(json.as_bytes(), &options, Format::Json)
 }
 
 fn keys(parsed: &ParsedFile) -> Vec<&str> {

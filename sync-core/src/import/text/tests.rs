@@ -4,10 +4,7 @@ use crate::import::{parse, Format, ParsedFile, Zone};
 const SAMPLE: &str = include_str!("../../../tests/samples/almaty-2016-05-21-rally-arrests.txt");
 
 fn almaty(file: &str) -> ImportOptions {
-    ImportOptions {
-        timezone: Some("Asia/Almaty".parse::<Zone>().unwrap()),
-        ..ImportOptions::new(file)
-    }
+    ImportOptions::almaty(file)
 }
 
 fn check(text: &str) -> ParsedFile {
