@@ -54,19 +54,11 @@ fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 fn record_with(device: &DeviceHome, title: &str, files: &[&Path]) -> String {
-    let mut args = vec![
-        "record",
-        "--case",
-        "almaty",
-        "--title",
-        title,
-        "--at",
-        "2016-05-21T10:40:00+06:00",
-    ];
-    for f in files {
-        args.extend(["--attach", f.to_str().unwrap()]);
-    }
-    device.ok(&args).trim().to_owned()
+    let attach: Vec<&str> = files
+        .iter()
+        .flat_map(|f| ["--attach", f.to_str().unwrap()])
+        .collect();
+    device.record("almaty", title, &attach)
 }
 
 fn every_file(dir: &Path) -> Vec<PathBuf> {

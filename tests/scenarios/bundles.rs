@@ -5,20 +5,6 @@
 use fieldsync_tests::{enrolled_device, fieldsync_ok, DeviceHome, Rng, ServerProcess};
 use serde_json::Value;
 
-fn record(device: &DeviceHome, title: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "record",
-        "--case",
-        "almaty",
-        "--title",
-        title,
-        "--at",
-        "2016-05-21T10:40:00+06:00",
-    ];
-    args.extend_from_slice(extra);
-    device.ok(&args).trim().to_owned()
-}
-
 fn import(device: &DeviceHome, bundle: &std::path::Path) -> std::process::Output {
     device.run(&["import", bundle.to_str().unwrap()])
 }
@@ -46,12 +32,12 @@ fn a_bundle_carried_by_hand_reaches_the_server_with_the_reporters_signatures() {
     let photo: Vec<u8> = (0..200_000).map(|_| rng.next_u64() as u8).collect();
     let photo_path = files.path().join("plate.jpg");
     std::fs::write(&photo_path, &photo).unwrap();
-    let arrest = record(
-        &reporter,
+    let arrest = reporter.record(
+        "almaty",
         "Arrest at the bus stop",
         &["--attach", photo_path.to_str().unwrap()],
     );
-    let release = record(&reporter, "Released", &[]);
+    let release = reporter.record("almaty", "Released", &[]);
     reporter.ok(&["edit", &release, "--append-text", "After 1:00 pm."]);
     let bundle = files.path().join("reporter.fsb");
     reporter.ok(&["bundle", "export", "--out", bundle.to_str().unwrap()]);
@@ -70,7 +56,7 @@ fn a_bundle_carried_by_hand_reaches_the_server_with_the_reporters_signatures() {
         (&revoked, "revoked"),
         (&latecomer, "not enrolled in this case"),
     ] {
-        record(device, "Offline report", &[]);
+        device.record("almaty", "Offline report", &[]);
         let path = files.path().join(format!("{}.fsb", device.id));
         device.ok(&["bundle", "export", "--out", path.to_str().unwrap()]);
         let out = import(&coordinator, &path);

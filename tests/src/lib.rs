@@ -248,6 +248,22 @@ impl DeviceHome {
         fieldsync(&all)
     }
 
+    /// Records a report in `case` at 10:40 on 21 May 2016 (Almaty) with
+    /// `title` and any `extra` arguments; returns its id.
+    pub fn record(&self, case: &str, title: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "record",
+            "--case",
+            case,
+            "--title",
+            title,
+            "--at",
+            "2016-05-21T10:40:00+06:00",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args).trim().to_owned()
+    }
+
     /// `attachment list REPORT --json`, parsed.
     pub fn attachments(&self, report: &str) -> Vec<serde_json::Value> {
         let listed: serde_json::Value =
