@@ -132,6 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bundle(command) => crate::bundle::run(&home(cli.home)?, command),
         Command::Import(args) => crate::import::run(&home(cli.home)?, args),
         Command::Export(args) => crate::export::run(&home(cli.home)?, args),
+        Command::WebLogin(args) => crate::web_login::run(&home(cli.home)?, args),
     }
 }
 

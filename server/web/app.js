@@ -1,0 +1,1 @@
+// placeholder: the review app lands from the webfe branch
