@@ -19,7 +19,7 @@
 //! | `review` | map {`status`, `reviewer`, `note`, `reviewed_at`: str} |
 //! | `attachments` | list of map {`id`, `blob`, `header`: str, `size`, `key_epoch`: uint} |
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
@@ -445,17 +445,18 @@ impl ReportDocument {
 struct OpWriter {
     actor: ActorId,
     ops: Vec<legacy::Op>,
-    /// Index in `ops` of the last write to each map key (object counter,
-    /// key): a later write to it (a tag given twice) overwrites it.
-    written: HashMap<(u64, String), usize>,
+    /// Map writes so far, (object counter, index in `ops`): a later write
+    /// to the same key (a tag given twice) overwrites the last. A few dozen,
+    /// so a scan costs less than hashing each key.
+    written: Vec<(u64, usize)>,
 }
 
 impl OpWriter {
     fn new(actor: ActorId) -> Self {
         Self {
             actor,
-            ops: Vec::with_capacity(64),
-            written: HashMap::new(),
+            ops: Vec::with_capacity(128),
+            written: Vec::with_capacity(48),
         }
     }
 
@@ -481,8 +482,10 @@ impl OpWriter {
             legacy::ObjectId::Root => 0,
             legacy::ObjectId::Id(id) => id.counter(),
         };
-        let slot = (counter, key.to_owned());
-        let previous = self.written.get(&slot).copied();
+        let previous = self.written.iter().rev().find_map(|&(c, i)| {
+            let same = c == counter && matches!(&self.ops[i].key, legacy::Key::Map(k) if k == key);
+            same.then_some(i)
+        });
         if let Some(i) = previous {
             // Automerge writes nothing when a key already holds the value.
             if matches!(&action, legacy::OpType::Put(_)) && self.ops[i].action == action {
@@ -500,7 +503,7 @@ impl OpWriter {
             pred,
             insert: false,
         });
-        self.written.insert(slot, self.ops.len() - 1);
+        self.written.push((counter, self.ops.len() - 1));
         id
     }
 
