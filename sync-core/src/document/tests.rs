@@ -306,3 +306,150 @@ fn every_change_is_signed_by_its_device_and_names_it_as_actor() {
         assert_eq!(verified.author, key.public_key());
     }
 }
+
+mod creating_change {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text that exercises what Automerge splits or encodes specially:
+    /// multi-byte scalars, emoji with modifiers and joiners, combining
+    /// marks, CRLF, right-to-left text and whitespace around tags.
+    fn text() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a",
+            "Aleksey",
+            " ",
+            "  ",
+            "\n",
+            "\r\n",
+            "\t",
+            "é",
+            "e\u{301}",
+            "👍🏽",
+            "👩‍👩‍👧",
+            "Алматы",
+            "שלום",
+            "中文",
+            "\u{0}",
+            "",
+            ",",
+            ";",
+        ]);
+        prop::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
+    }
+
+    /// Mostly text a field accepts, sometimes text it refuses (blank).
+    fn filled() -> impl Strategy<Value = String> {
+        prop_oneof![9 => text().prop_map(|t| format!("x{t}")), 1 => text()]
+    }
+
+    /// Tags that repeat, once trimmed, often.
+    fn tag() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec!["arrest", " arrest", "arrest ", "rally", "👍🏽", "police violence"])
+                .prop_map(String::from),
+            1 => text(),
+        ]
+    }
+
+    fn time() -> impl Strategy<Value = DateTime<FixedOffset>> {
+        (
+            0i64..2_000_000_000,
+            0u32..1_000_000_000,
+            -12 * 3600..14 * 3600i32,
+        )
+            .prop_map(|(secs, nanos, offset)| {
+                DateTime::from_timestamp(secs, nanos)
+                    .unwrap()
+                    .with_timezone(&FixedOffset::east_opt(offset - offset % 60).unwrap())
+            })
+    }
+
+    fn coordinate(max: f64) -> impl Strategy<Value = Option<f64>> {
+        prop::option::of(-max * 1.5..max * 1.5)
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop::sample::select(vec![
+            Role::Officer,
+            Role::Detainee,
+            Role::Witness,
+            Role::Other,
+        ])
+    }
+
+    prop_compose! {
+        fn new_reports()(
+            title in text(),
+            occurred_at in time(),
+            approximate in any::<bool>(),
+            name in text(),
+            lat in coordinate(90.0),
+            lon in coordinate(180.0),
+            description in text(),
+            people in prop::collection::vec((filled(), role(), text()), 0..3),
+            tags in prop::collection::vec(tag(), 0..5),
+            timeline in prop::collection::vec((time(), filled(), any::<bool>()), 0..3),
+        ) -> NewReport {
+            NewReport {
+                id: ReportId::derived_from(&[title.as_bytes()]),
+                case: CaseId::random().unwrap(),
+                title,
+                occurred_at,
+                approximate,
+                place: Place { name, lat, lon },
+                description,
+                people: people
+                    .into_iter()
+                    .map(|(name, role, note)| Person { name, role, note })
+                    .collect(),
+                tags,
+                timeline: timeline
+                    .into_iter()
+                    .map(|(at, text, approximate)| TimelineEntry { at, text, approximate })
+                    .collect(),
+            }
+        }
+    }
+
+    fn same_as_create(key: &DeviceKey, new: &NewReport, now: DateTime<FixedOffset>) {
+        let slow = ReportDocument::create(key, new, now);
+        let fast = ReportDocument::creating_change(key, new, now);
+        match (slow, fast) {
+            (Ok((_, slow)), Ok((fast, hash))) => {
+                assert_eq!(fast, slow, "{new:?}");
+                assert_eq!(fast.verify().unwrap().hash(), hash);
+            }
+            (Err(slow), Err(fast)) => assert_eq!(fast, slow),
+            (slow, fast) => panic!("create: {slow:?}, creating_change: {fast:?}, for {new:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fast_creating_change_is_the_one_create_makes() {
+        let key = DeviceKey::generate().unwrap();
+        let now = t("2026-11-23T10:00:00+01:00");
+        same_as_create(&key, &new_report(), now);
+        let mut twice = new_report();
+        twice.tags = vec!["arrest".into(), " arrest ".into(), "rally".into()];
+        twice.description = String::new();
+        same_as_create(&key, &twice, now);
+        let mut long = new_report();
+        long.description = "x".repeat(MAX_DESCRIPTION_BYTES + 1);
+        same_as_create(&key, &long, now);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_fast_creating_change_is_the_one_create_makes_for_any_report(
+            new in new_reports(),
+            now in time(),
+        ) {
+            let key = DeviceKey::generate().unwrap();
+            same_as_create(&key, &new, now);
+        }
+    }
+}

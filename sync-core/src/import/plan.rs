@@ -7,6 +7,9 @@
 //! nothing is removed: a coordinator may have added some since the first
 //! import, and an import must never erase their work.
 
+use ring::digest::{Context, SHA256};
+
+use crate::document::rfc3339;
 use crate::import::ImportedReport;
 use crate::model::{Edit, Report};
 
@@ -49,6 +52,72 @@ pub fn update_edits(imported: &ImportedReport, existing: &Report) -> Vec<Edit> {
         }
     }
     edits
+}
+
+/// A digest of everything in `imported` that [`update_edits`] compares (and
+/// so everything a report created from it holds): two rows with the same
+/// digest need the same edits against any document. The replica keeps the
+/// digest of the row each report was last imported from, so importing an
+/// unchanged row again needs no look at the document (see
+/// `replica::imports`).
+pub fn digest(imported: &ImportedReport) -> [u8; 32] {
+    let mut d = Digest(Context::new(&SHA256));
+    d.0.update(b"fieldsync import digest v1");
+    d.text(&imported.title);
+    d.text(&imported.description);
+    d.text(&rfc3339(&imported.occurred_at));
+    d.flag(imported.approximate);
+    d.text(&imported.place.name);
+    d.coordinate(imported.place.lat);
+    d.coordinate(imported.place.lon);
+    d.count(imported.tags.len());
+    for tag in &imported.tags {
+        d.text(tag);
+    }
+    d.count(imported.people.len());
+    for person in &imported.people {
+        d.text(&person.name);
+        d.text(person.role.as_str());
+        d.text(&person.note);
+    }
+    d.count(imported.timeline.len());
+    for entry in &imported.timeline {
+        d.text(&rfc3339(&entry.at));
+        d.text(&entry.text);
+        d.flag(entry.approximate);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.0.finish().as_ref());
+    out
+}
+
+/// Every value length-prefixed or of fixed size, so that no two different
+/// rows hash the same bytes.
+struct Digest(Context);
+
+impl Digest {
+    fn count(&mut self, n: usize) {
+        self.0.update(&(n as u64).to_be_bytes());
+    }
+
+    fn text(&mut self, text: &str) {
+        self.count(text.len());
+        self.0.update(text.as_bytes());
+    }
+
+    fn flag(&mut self, flag: bool) {
+        self.0.update(&[u8::from(flag)]);
+    }
+
+    fn coordinate(&mut self, value: Option<f64>) {
+        match value {
+            None => self.0.update(&[0]),
+            Some(v) => {
+                self.0.update(&[1]);
+                self.0.update(&v.to_bits().to_be_bytes());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,14 @@
 //! directory holding the device identity, every report document it has
 //! (compact snapshot plus appended changes), each change's signature, the
 //! server heads last acknowledged per document, refused changes and the
-//! case feed cursor; the case keys ([`case_keys`]) and the encrypted
-//! attachments waiting for upload ([`outbox`]).
+//! case feed cursor; the case keys ([`case_keys`]), the encrypted
+//! attachments waiting for upload ([`outbox`]) and what imports wrote
+//! ([`imports`]).
+//!
+//! A snapshot is whatever `AutoCommit::load` reads: a saved document, or,
+//! for a report created by [`Replica::write_batch`] or an import, its one
+//! creating change (building the document only to save it would cost an
+//! import most of its time). Compaction rewrites either as a document.
 //!
 //! Every write is one SQLite transaction (WAL, `synchronous=FULL`), taken
 //! with `BEGIN IMMEDIATE` so two processes on one home never fork the same
@@ -12,6 +18,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use automerge::{AutoCommit, ChangeHash};
@@ -30,17 +38,19 @@ use crate::sync::device::{
 
 pub mod bundles;
 pub mod case_keys;
+pub mod imports;
 pub mod outbox;
 pub mod roster;
 
 pub use case_keys::KeyAdded;
+pub use imports::ImportOutcome;
 pub use outbox::OutboxEntry;
 pub use roster::RosterEntry;
 
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 3;
+pub const REPLICA_SCHEMA: i64 = 4;
 /// Appended changes per document before the snapshot is rewritten.
 const COMPACT_AFTER: i64 = 64;
 
@@ -239,6 +249,22 @@ impl Replica {
                  PRAGMA user_version = 3;",
             )?;
         }
+        if version < 4 {
+            // The digest of the imported row a document was last written
+            // from (see `imports`). It is only true of the document that
+            // import wrote: any later change to the document (an edit, a
+            // sync, a bundle, compaction), by whatever code path, clears it.
+            tx.execute_batch(
+                "ALTER TABLE documents ADD COLUMN import_digest BLOB;
+                 CREATE TRIGGER documents_import_digest_stale
+                     AFTER UPDATE OF snapshot, log_len ON documents
+                     WHEN NEW.log_len IS NOT OLD.log_len OR NEW.snapshot IS NOT OLD.snapshot
+                 BEGIN
+                     UPDATE documents SET import_digest = NULL WHERE id = NEW.id;
+                 END;
+                 PRAGMA user_version = 4;",
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -331,7 +357,7 @@ impl Replica {
         let mut am = doc.into_automerge();
         insert_document(&tx, &new.id, &mut am)?;
         for change in &changes {
-            store_signature(&tx, &new.id, change)?;
+            store_signed_change(&tx, &new.id, change)?;
         }
         tx.commit()?;
         Ok(new.id.clone())
@@ -357,10 +383,10 @@ impl Replica {
         Ok(Some(hash))
     }
 
-    /// Creates and edits many reports in one transaction (an import): all
-    /// are saved or none, and a hundred thousand cost one commit, not a
-    /// hundred thousand. Attachments go through `create_report_with`.
-    /// Returns, per entry of `edits`, whether it changed the report.
+    /// Creates and edits many reports in one transaction: all are saved or
+    /// none, and a hundred thousand cost one commit, not a hundred
+    /// thousand. Attachments go through `create_report_with`. Returns, per
+    /// entry of `edits`, whether it changed the report.
     pub fn write_batch(
         &mut self,
         creates: &[NewReport],
@@ -370,12 +396,9 @@ impl Replica {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for new in creates {
-            let (doc, change) = ReportDocument::create(&key, new, now())?;
-            let mut am = doc.into_automerge();
-            insert_document(&tx, &new.id, &mut am)?;
-            store_signature(&tx, &new.id, &change)?;
-        }
+        for_each_creating_change(&key, creates, |i, created| {
+            insert_created(&tx, &creates[i].id, &created, None)
+        })?;
         let mut changed = Vec::with_capacity(edits.len());
         for (id, list) in edits {
             changed.push(edit_in(&tx, &key, id, list)?.is_some());
@@ -697,7 +720,7 @@ fn edit_in(
         std::slice::from_ref(&change.bytes),
         &stored.acked,
     )?;
-    store_signature(tx, id, &change)?;
+    store_signature(tx, id, &verified.hash(), &change.signature)?;
     Ok(Some(verified.hash()))
 }
 
@@ -746,7 +769,8 @@ fn append_changes(
     Ok(())
 }
 
-fn store_signature(
+/// Stores the signature of a change whose hash the caller does not have.
+fn store_signed_change(
     tx: &Transaction<'_>,
     id: &ReportId,
     change: &SignedChange,
@@ -754,11 +778,107 @@ fn store_signature(
     let hash = automerge::Change::try_from(change.bytes.as_slice())
         .map_err(|e| ReplicaError::Corrupt(format!("change of report {id}: {e}")))?
         .hash();
-    tx.execute(
+    store_signature(tx, id, &hash, &change.signature)
+}
+
+fn store_signature(
+    tx: &Transaction<'_>,
+    id: &ReportId,
+    hash: &ChangeHash,
+    signature: &[u8],
+) -> Result<(), ReplicaError> {
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO signatures (doc_id, hash, signature) VALUES (?1, ?2, ?3)",
-        params![id.as_str(), hash.to_string(), change.signature],
-    )?;
+    )?
+    .execute(params![id.as_str(), hash.to_string(), signature])?;
     Ok(())
+}
+
+/// A new report's signed creating change, made by
+/// [`ReportDocument::creating_change`].
+struct Created {
+    change: SignedChange,
+    hash: ChangeHash,
+}
+
+/// Reports below this many are made on the calling thread: a thread costs
+/// more than it saves.
+const PARALLEL_FROM: usize = 64;
+/// Reports a worker makes before handing them over.
+const HANDOVER: usize = 64;
+
+/// Makes the creating change of each of `news` and hands it, with its index
+/// in `news`, to `store`, in no particular order. Building and signing a
+/// change is most of what creating a report costs and each is independent
+/// of the others, so every core makes them while the calling thread
+/// stores what is made (SQLite stays on the caller's thread). Stops at the
+/// first error, a worker's or `store`'s.
+fn for_each_creating_change(
+    key: &DeviceKey,
+    news: &[NewReport],
+    mut store: impl FnMut(usize, Created) -> Result<(), ReplicaError>,
+) -> Result<(), ReplicaError> {
+    let make = |new: &NewReport| -> Result<Created, EditError> {
+        let (change, hash) = ReportDocument::creating_change(key, new, now())?;
+        Ok(Created { change, hash })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || news.len() < PARALLEL_FROM {
+        for (i, new) in news.iter().enumerate() {
+            store(i, make(new)?)?;
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        // Bounded, so that workers stay a little ahead of the store and no
+        // further; dropping the receiver (on an error) stops them.
+        let (sender, receiver) = mpsc::sync_channel(threads * 4);
+        for _ in 0..threads {
+            let sender = sender.clone();
+            let (next, make) = (&next, &make);
+            scope.spawn(move || loop {
+                let start = next.fetch_add(HANDOVER, Ordering::Relaxed);
+                if start >= news.len() {
+                    return;
+                }
+                let end = (start + HANDOVER).min(news.len());
+                let made: Result<Vec<Created>, EditError> =
+                    news[start..end].iter().map(make).collect();
+                if sender.send((start, made)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(sender);
+        for (start, made) in receiver {
+            for (i, created) in (start..).zip(made?) {
+                store(i, created)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Stores a report made by [`for_each_creating_change`]: its change as the
+/// snapshot, and its signature.
+fn insert_created(
+    tx: &Transaction<'_>,
+    id: &ReportId,
+    created: &Created,
+    import_digest: Option<&[u8]>,
+) -> Result<(), ReplicaError> {
+    tx.prepare_cached(
+        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, import_digest)
+         VALUES (?1, ?2, 0, '', 1, ?3, ?4)",
+    )?
+    .execute(params![
+        id.as_str(),
+        created.change.bytes,
+        now().to_rfc3339(),
+        import_digest
+    ])?;
+    store_signature(tx, id, &created.hash, &created.change.signature)
 }
 
 fn refused_hashes(conn: &Connection, id: &ReportId) -> Result<HashSet<ChangeHash>, ReplicaError> {
@@ -811,7 +931,7 @@ fn absorb_update(
         append_changes(tx, &update.id, &mut doc, log_len, &bytes, &acked)?;
     }
     for v in &absorbed.applied {
-        store_signature(tx, &update.id, &v.signed)?;
+        store_signature(tx, &update.id, &v.hash(), &v.signed.signature)?;
     }
     report.received += absorbed.applied.len();
     record_refusals(tx, update, report)

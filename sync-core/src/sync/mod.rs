@@ -13,4 +13,4 @@ pub mod policy;
 pub mod server;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
