@@ -140,6 +140,8 @@ export class TimelineView {
         this.firstRendered = true;
         performance.mark("fieldsync:first-rows");
         this.root.setAttribute("data-first-page", "rendered");
+        // After the next frame the rows have been laid out and painted.
+        requestAnimationFrame(() => setTimeout(() => performance.mark("fieldsync:first-rows-painted")));
       }
       this.status.textContent = this.done
         ? this.count ? `${this.count} reports · end of the timeline` : "No report matches these filters."
@@ -156,10 +158,11 @@ export class TimelineView {
       if (generation === this.generation) this.loading = false;
     }
     // The end of the list may still be in view (a short page, or rows the
-    // day filter dropped): go on without waiting for a scroll.
+    // day filter dropped). Observing the sentinel anew makes the observer
+    // report where it is after the next layout, which loads on if needed.
     if (!this.done && this.sentinel.isConnected) {
-      const rect = this.sentinel.getBoundingClientRect();
-      if (rect.top < window.innerHeight + 800) queueMicrotask(() => this.loadMore());
+      this.observer.unobserve(this.sentinel);
+      this.observer.observe(this.sentinel);
     }
   }
 
