@@ -12,8 +12,9 @@ use clap::Args;
 use fieldsync_core::document::rfc3339;
 use fieldsync_core::model::{Edit, Person, Place, Report, ReviewStatus, Role, TimelineEntry};
 use fieldsync_core::replica::{Replica, SyncFailure};
+use fieldsync_core::signed_change::attribute;
 use fieldsync_core::sync::policy::DeviceRole;
-use fieldsync_core::{CaseId, DeviceId, NewReport, ReportId, SignedChange};
+use fieldsync_core::{CaseId, DeviceId, NewReport, ReportId};
 use fieldsync_server::store::Store;
 
 use crate::attachments::{discard, seal_files, upload_outbox};
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bundle(command) => crate::bundle::run(&home(cli.home)?, command),
         Command::Import(args) => crate::import::run(&home(cli.home)?, args),
         Command::Export(args) => crate::export::run(&home(cli.home)?, args),
+        Command::WebLogin(args) => crate::web_login::run(&home(cli.home)?, args),
     }
 }
 
@@ -572,6 +574,7 @@ fn timeline(home: &Path, args: TimelineArgs) -> Result<ExitCode> {
 struct HistoryEntry {
     hash: String,
     author: String,
+    via_web_session: bool,
     time: Option<String>,
     signature_verified: bool,
 }
@@ -590,19 +593,16 @@ fn show(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
     let mut history = Vec::new();
     for change in doc.get_changes(&[]) {
         let signature = replica.signature(&id, &change.hash())?.unwrap_or_default();
-        let signed = SignedChange {
-            bytes: change.raw_bytes().to_vec(),
-            signature,
-        };
-        let verified = signed.verify();
+        let who = attribute(&change, &signature);
         history.push(HistoryEntry {
             hash: change.hash().to_string(),
-            author: match fieldsync_core::PublicKey::from_bytes(change.actor_id().to_bytes()) {
-                Ok(key) => key.device_id().to_string(),
-                Err(_) => format!("unknown actor {}", change.actor_id()),
+            author: match who.device {
+                Some(key) => key.device_id().to_string(),
+                None => format!("unknown actor {}", change.actor_id()),
             },
+            via_web_session: who.via_web_session,
             time: DateTime::from_timestamp_millis(change.timestamp()).map(|t| t.to_rfc3339()),
-            signature_verified: verified.is_ok(),
+            signature_verified: who.signature_verified,
         });
     }
     if json {
@@ -651,9 +651,14 @@ fn show(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
     println!("\n{}\n", r.description);
     for h in &history {
         println!(
-            "change {}… by {} at {} — signature {}",
+            "change {}… by {}{} at {} — signature {}",
             &h.hash[..12],
             h.author,
+            if h.via_web_session {
+                " (web session)"
+            } else {
+                ""
+            },
             h.time.as_deref().unwrap_or("?"),
             if h.signature_verified {
                 "verified"

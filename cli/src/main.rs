@@ -9,6 +9,7 @@ mod export;
 mod import;
 mod keys;
 mod transfer;
+mod web_login;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,9 @@ pub enum Command {
     /// The case's reports on this device, as JSON, CSV, GeoJSON, TimelineJS
     /// or Markdown, optionally with every attachment decrypted.
     Export(export::ExportArgs),
+    /// Prints a one-time link that opens the review web app in a browser
+    /// as this coordinator device (keys travel in the link's fragment only).
+    WebLogin(web_login::WebLoginArgs),
     /// One report, every field and its signed change history.
     Show {
         report_id: String,

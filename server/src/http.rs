@@ -154,7 +154,10 @@ async fn healthz() -> HttpResponse {
 
 /// Reads a request body, refusing it with 413 once it passes `limit`.
 /// (actix's `PayloadConfig` does not apply to a raw `Payload`.)
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {

@@ -12,12 +12,14 @@ pub mod blob_store;
 pub mod http;
 pub mod store;
 pub mod uploads;
+pub mod web;
+pub mod web_assets;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{App, HttpServer};
 use fieldsync_core::protocol::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 use fieldsync_core::request_auth::DEFAULT_WINDOW_SECS;
 
@@ -81,14 +83,23 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
     });
     uploads::sweep_at_start(&state);
     uploads::spawn_sweeper(Arc::downgrade(&state));
-    let state = web::Data::from(state);
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-            .listen(listener)
-            .map_err(|source| StoreError::Io {
-                path: "listener".into(),
-                source,
-            })?
-            .run();
+    let state = actix_web::web::Data::from(state);
+    let server = HttpServer::new(move || {
+        let mut headers = actix_web::middleware::DefaultHeaders::new();
+        for header in web::SECURITY_HEADERS {
+            headers = headers.add(header);
+        }
+        App::new()
+            .wrap(headers)
+            .app_data(state.clone())
+            .configure(http::routes)
+            .configure(web::routes)
+    })
+    .listen(listener)
+    .map_err(|source| StoreError::Io {
+        path: "listener".into(),
+        source,
+    })?
+    .run();
     Ok(server)
 }

@@ -74,10 +74,13 @@ use rusqlite::{
 
 use crate::blob_store::{BlobId, UploadId};
 
+mod web;
+pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};
+
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
@@ -202,6 +205,29 @@ pub struct TimelineRow {
     pub reporter: String,
     /// When the server last changed this report (RFC 3339, UTC).
     pub updated_at: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// The report's own timeline entries, in its order.
+    pub entries: Vec<TimelineEntryRow>,
+}
+
+/// A timeline entry inside a report, as the timeline shows it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TimelineEntryRow {
+    /// RFC 3339 with the recorded offset.
+    pub at: String,
+    pub approximate: bool,
+    pub text: String,
+}
+
+impl TimelineEntryRow {
+    fn of(entry: &fieldsync_core::model::TimelineEntry) -> Self {
+        Self {
+            at: rfc3339(&entry.at),
+            approximate: entry.approximate,
+            text: entry.text.clone(),
+        }
+    }
 }
 
 /// One page of the timeline; `next` is the `after` of the following page.
@@ -380,11 +406,7 @@ impl Store {
         role: DeviceRole,
         ttl: Duration,
     ) -> Result<String, StoreError> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| StoreError::Random)?;
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let token = random_token()?;
         let token_hash = token_hash(&token);
         let created = Utc::now();
         let ttl = chrono::Duration::from_std(ttl.min(MAX_INVITE_TTL))
@@ -1076,14 +1098,16 @@ impl ServerStore for CaseStore<'_> {
         };
         self.tx.execute(
             "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
-                                   title, search_text, status, tags, reporter, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                   title, search_text, status, tags, reporter, updated_at,
+                                   lat, lon, entries)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT (report_id) DO UPDATE SET
                  occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
                  approximate = excluded.approximate, place = excluded.place,
                  title = excluded.title, search_text = excluded.search_text,
                  status = excluded.status, tags = excluded.tags,
-                 reporter = excluded.reporter, updated_at = excluded.updated_at",
+                 reporter = excluded.reporter, updated_at = excluded.updated_at,
+                 lat = excluded.lat, lon = excluded.lon, entries = excluded.entries",
             params![
                 id.as_str(),
                 self.case_id,
@@ -1097,6 +1121,9 @@ impl ServerStore for CaseStore<'_> {
                 projection.tags,
                 creator.as_str(),
                 self.now,
+                projection.lat,
+                projection.lon,
+                projection.entries,
             ],
         )?;
         Ok(())
@@ -1187,6 +1214,10 @@ struct Projection {
     search_text: String,
     status: String,
     tags: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    /// The report's own timeline entries, JSON.
+    entries: String,
 }
 
 impl Projection {
@@ -1204,6 +1235,16 @@ impl Projection {
             status: report.review.status.as_str().to_owned(),
             tags: serde_json::to_string(&tags)
                 .map_err(|e| StoreError::Corrupt(format!("tags do not encode: {e}")))?,
+            lat: report.place.lat,
+            lon: report.place.lon,
+            entries: serde_json::to_string(
+                &report
+                    .timeline
+                    .iter()
+                    .map(TimelineEntryRow::of)
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| StoreError::Corrupt(format!("timeline entries do not encode: {e}")))?,
         })
     }
 
@@ -1217,6 +1258,9 @@ impl Projection {
             search_text: String::new(),
             status: String::new(),
             tags: "[]".into(),
+            lat: None,
+            lon: None,
+            entries: "[]".into(),
         }
     }
 }
@@ -1311,7 +1355,7 @@ impl TimelineFilter {
     }
 }
 
-const TIMELINE_SELECT: &str = "SELECT report_id, occurred_at, approximate, place, title, status, tags, reporter, updated_at, occurred_utc FROM timeline";
+const TIMELINE_SELECT: &str = "SELECT report_id, occurred_at, approximate, place, title, status, tags, reporter, updated_at, occurred_utc, lat, lon, entries FROM timeline";
 
 struct RawTimelineRow {
     row: TimelineRow,
@@ -1337,16 +1381,23 @@ fn timeline_rows(
                     tags: Vec::new(),
                     reporter: r.get(7)?,
                     updated_at: r.get(8)?,
+                    lat: r.get(10)?,
+                    lon: r.get(11)?,
+                    entries: Vec::new(),
                 },
                 r.get::<_, String>(6)?,
                 r.get::<_, Option<String>>(9)?,
+                r.get::<_, String>(12)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
-        .map(|(mut row, tags, occurred_utc)| {
+        .map(|(mut row, tags, occurred_utc, entries)| {
             row.tags = serde_json::from_str(&tags).map_err(|_| {
                 StoreError::Corrupt(format!("timeline tags of report {}", row.report_id))
+            })?;
+            row.entries = serde_json::from_str(&entries).map_err(|_| {
+                StoreError::Corrupt(format!("timeline entries of report {}", row.report_id))
             })?;
             Ok(RawTimelineRow { row, occurred_utc })
         })
@@ -1750,7 +1801,51 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              PRAGMA user_version = 2;",
         )?;
     }
+    if version < 3 {
+        // The review app shows coordinates and a report's own timeline
+        // entries in the case timeline, and keeps browser sessions.
+        tx.execute_batch(
+            "ALTER TABLE timeline ADD COLUMN lat REAL;
+             ALTER TABLE timeline ADD COLUMN lon REAL;
+             ALTER TABLE timeline ADD COLUMN entries TEXT NOT NULL DEFAULT '[]';
+             CREATE TABLE web_sessions (
+                 cookie_hash TEXT PRIMARY KEY,
+                 device_id TEXT NOT NULL REFERENCES devices(device_id),
+                 session_key TEXT NOT NULL,
+                 certificate BLOB NOT NULL,
+                 nonce TEXT NOT NULL UNIQUE,
+                 csrf TEXT NOT NULL,
+                 created_at TEXT NOT NULL,
+                 expires_at INTEGER NOT NULL,
+                 ended_at TEXT);
+             CREATE INDEX web_sessions_device ON web_sessions(device_id);",
+        )?;
+        reproject_places_and_entries(&tx)?;
+        tx.execute_batch("PRAGMA user_version = 3;")?;
+    }
     tx.commit()?;
+    Ok(())
+}
+
+/// Fills the timeline columns added in schema 3 from the stored documents.
+fn reproject_places_and_entries(tx: &Connection) -> Result<(), StoreError> {
+    let mut select = tx.prepare("SELECT id, snapshot FROM documents")?;
+    let mut update =
+        tx.prepare("UPDATE timeline SET lat = ?2, lon = ?3, entries = ?4 WHERE report_id = ?1")?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let snapshot: Vec<u8> = row.get(1)?;
+        let Ok(doc) = Automerge::load(&snapshot) else {
+            tracing::warn!(report = %id, "stored document does not load; its timeline row keeps no coordinates");
+            continue;
+        };
+        let Ok(report) = read_report(&doc) else {
+            continue;
+        };
+        let p = Projection::of(&report)?;
+        update.execute(params![id, p.lat, p.lon, p.entries])?;
+    }
     Ok(())
 }
 
@@ -1764,6 +1859,15 @@ fn validate_case_name(name: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::InvalidCaseName(shorten(name)))
     }
+}
+
+/// 256 random bits, base64url: invite tokens, session cookies, CSRF tokens.
+fn random_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn token_hash(token: &str) -> String {

@@ -609,7 +609,7 @@ async fn get_blob(
     }
 }
 
-async fn serve_blob(
+pub(crate) async fn serve_blob(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     device: &DeviceRecord,

@@ -22,10 +22,12 @@
 use std::collections::BTreeSet;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{AutoCommit, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{
+    AutoCommit, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+};
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 
-use crate::identity::DeviceKey;
+use crate::identity::{DeviceKey, PublicKey};
 use crate::ids::{CaseId, ReportId};
 use crate::model::*;
 use crate::signed_change::SignedChange;
@@ -230,6 +232,30 @@ impl ReportDocument {
             return Err(e);
         }
         Ok(self.commit(key, now))
+    }
+
+    /// Applies `edits` as one change by `actor`, left unsigned: the server
+    /// builds a web session's change this way and the browser, which holds
+    /// the session key, signs it. The change stays in this document only;
+    /// drop the document unless the signed change comes back.
+    pub fn prepare_edit(
+        &mut self,
+        actor: &PublicKey,
+        edits: &[Edit],
+        now: DateTime<FixedOffset>,
+    ) -> Result<Option<Change>, EditError> {
+        self.doc.set_actor(actor.actor_id());
+        if let Err(e) = self.apply_all(edits) {
+            self.doc.rollback();
+            return Err(e);
+        }
+        let Some(hash) = self
+            .doc
+            .commit_with(CommitOptions::default().with_time(now.timestamp_millis()))
+        else {
+            return Ok(None);
+        };
+        Ok(self.doc.get_change_by_hash(&hash))
     }
 
     fn commit(&mut self, key: &DeviceKey, now: DateTime<FixedOffset>) -> Option<SignedChange> {

@@ -107,7 +107,7 @@ impl Domain {
         }
     }
 
-    fn framed(self, message: &[u8]) -> Vec<u8> {
+    pub(crate) fn framed(self, message: &[u8]) -> Vec<u8> {
         let mut framed = Vec::with_capacity(self.tag().len() + message.len());
         framed.extend_from_slice(self.tag());
         framed.extend_from_slice(message);
@@ -125,6 +125,10 @@ impl PublicKey {
             .try_into()
             .map_err(|_| IdentityError::BadPublicKeyLength(bytes.len()))?;
         Ok(Self(key))
+    }
+
+    pub fn from_array(bytes: [u8; PUBLIC_KEY_LEN]) -> Self {
+        Self(bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
@@ -167,6 +171,10 @@ impl Signature {
             .try_into()
             .map_err(|_| IdentityError::BadSignatureLength(bytes.len()))?;
         Ok(Self(sig))
+    }
+
+    pub fn from_array(bytes: [u8; SIGNATURE_LEN]) -> Self {
+        Self(bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {

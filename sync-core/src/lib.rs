@@ -10,6 +10,8 @@
 //! - [`replica`]: the device-side SQLite store.
 //! - [`export`]: a case's reports and their signed history as JSON, CSV,
 //!   GeoJSON, TimelineJS or Markdown.
+//! - [`web_login`]: the certificate by which a coordinator's device lends a
+//!   browser session a key of its own for review edits.
 //! - [`import`]: reports from JSON, CSV and narrative text files, parsed
 //!   from bytes.
 //!
@@ -33,6 +35,7 @@ pub mod replica;
 pub mod request_auth;
 pub mod signed_change;
 pub mod sync;
+pub mod web_login;
 mod wire;
 
 pub use document::{NewReport, ReportDocument};

@@ -9,6 +9,9 @@ use automerge::{Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DeviceKey, Domain, IdentityError, PublicKey, Signature};
+use crate::web_login::{
+    verify_delegated, LoginCertificate, WebLoginError, DELEGATED_SIGNATURE_LEN,
+};
 use crate::wire::b64;
 
 /// Change bytes and the author's signature over the change hash, as stored
@@ -27,6 +30,11 @@ pub enum ChangeError {
     Malformed(String),
     #[error("change {hash} has an actor id that is not a fieldsync device key ({len} bytes instead of 32)")]
     ForeignActor { hash: ChangeHash, len: usize },
+    #[error("change {hash} was made in a web session: {source}")]
+    Session {
+        hash: ChangeHash,
+        source: WebLoginError,
+    },
     #[error("change {hash}: {source}")]
     Signature {
         hash: ChangeHash,
@@ -46,25 +54,46 @@ impl SignedChange {
     }
 
     /// Parses the change, checks that its actor is an Ed25519 public key and
-    /// that the signature over the change hash verifies under that key.
+    /// that the signature over the change hash verifies under that key, or,
+    /// for a change made in a web session, that the session's certificate is
+    /// signed by a device and the session key signed the change
+    /// ([`crate::web_login`]).
     pub fn verify(&self) -> Result<VerifiedChange, ChangeError> {
         let change = Change::try_from(self.bytes.as_slice())
             .map_err(|e| ChangeError::Malformed(e.to_string()))?;
         let hash = change.hash();
-        let actor = change.actor_id().to_bytes();
-        let author = PublicKey::from_bytes(actor).map_err(|_| ChangeError::ForeignActor {
+        let actor_bytes = change.actor_id().to_bytes();
+        let actor = PublicKey::from_bytes(actor_bytes).map_err(|_| ChangeError::ForeignActor {
             hash,
-            len: actor.len(),
+            len: actor_bytes.len(),
         })?;
+        if self.signature.len() == DELEGATED_SIGNATURE_LEN {
+            let cert = verify_delegated(
+                &self.signature,
+                &actor,
+                &hash.0,
+                change.timestamp().div_euclid(1000),
+            )
+            .map_err(|source| ChangeError::Session { hash, source })?;
+            return Ok(VerifiedChange {
+                change,
+                signed: self.clone(),
+                author: cert.device,
+                actor,
+                session: Some(cert),
+            });
+        }
         let signature = Signature::from_bytes(&self.signature)
             .map_err(|source| ChangeError::Signature { hash, source })?;
-        author
+        actor
             .verify(Domain::Change, &hash.0, &signature)
             .map_err(|source| ChangeError::Signature { hash, source })?;
         Ok(VerifiedChange {
             change,
             signed: self.clone(),
-            author,
+            author: actor,
+            actor,
+            session: None,
         })
     }
 
@@ -80,7 +109,13 @@ impl SignedChange {
 pub struct VerifiedChange {
     pub change: Change,
     pub signed: SignedChange,
+    /// The device answerable for the change: its actor, or the device that
+    /// authorised the web session whose key is the actor.
     pub author: PublicKey,
+    /// The change's Automerge actor.
+    pub actor: PublicKey,
+    /// The login certificate, for a change made in a web session.
+    pub session: Option<LoginCertificate>,
 }
 
 impl VerifiedChange {
@@ -148,4 +183,36 @@ pub fn causal_order(changes: Vec<VerifiedChange>) -> Vec<VerifiedChange> {
 /// `get_change_by_hash`, which rebuilds the whole change from the op set.
 pub fn has_change(doc: &impl automerge::ReadDoc, hash: &ChangeHash) -> bool {
     doc.get_missing_deps(std::slice::from_ref(hash)).is_empty()
+}
+
+/// Who answers for a stored change, as far as its signature proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribution {
+    /// The device answerable for the change; when the signature does not
+    /// verify, the device the actor claims to be, if any.
+    pub device: Option<PublicKey>,
+    /// Made in a web session that `device` authorised.
+    pub via_web_session: bool,
+    pub signature_verified: bool,
+}
+
+/// Checks a stored change's signature and says whom it attributes the
+/// change to, without failing: history views show unverified changes too.
+pub fn attribute(change: &Change, signature: &[u8]) -> Attribution {
+    let signed = SignedChange {
+        bytes: change.raw_bytes().to_vec(),
+        signature: signature.to_vec(),
+    };
+    match signed.verify() {
+        Ok(v) => Attribution {
+            device: Some(v.author),
+            via_web_session: v.session.is_some(),
+            signature_verified: true,
+        },
+        Err(_) => Attribution {
+            device: PublicKey::from_bytes(change.actor_id().to_bytes()).ok(),
+            via_web_session: false,
+            signature_verified: false,
+        },
+    }
 }

@@ -11,3 +11,4 @@ mod offline_sync;
 mod replica_crash;
 mod server_crash;
 mod server_memory;
+mod web_api;

@@ -46,11 +46,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::case_key::CaseKey;
 use crate::document::rfc3339;
 use crate::envelope::{self, AttachmentMeta};
-use crate::identity::PublicKey;
 use crate::ids::{CaseId, ReportId};
 use crate::model::{AttachmentRef, Report, ReviewStatus};
 use crate::replica::{Replica, ReplicaError};
-use crate::signed_change::SignedChange;
+use crate::signed_change::attribute;
 
 pub mod csv;
 pub mod geojson;
@@ -95,10 +94,16 @@ pub struct HistoryEntry {
     /// The Automerge change hash, hex.
     pub hash: String,
     /// Device id of the author (`unknown actor …` for an actor that is not
-    /// a device key, which no verified change has).
+    /// a device key, which no verified change has). For a change made in a
+    /// web session, the device that authorised the session.
     pub author: String,
-    /// The author's Ed25519 public key (its Automerge actor id), hex.
+    /// The change's Automerge actor, hex: the author's Ed25519 public key,
+    /// or the web session's key.
     pub author_key: String,
+    /// Made in the review web app, under a session the author's device
+    /// signed for (the certificate is part of `signature`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub via_web_session: bool,
     /// The time the author's device recorded with the change, RFC 3339 in
     /// UTC; `null` only for a timestamp no calendar can hold.
     pub time: Option<String>,
@@ -276,23 +281,21 @@ fn exported_report_with(
 
 fn history_entry(change: &Change, signature: Vec<u8>) -> HistoryEntry {
     let actor = change.actor_id().to_bytes();
-    let signed = SignedChange {
-        bytes: change.raw_bytes().to_vec(),
-        signature,
-    };
+    let who = attribute(change, &signature);
     HistoryEntry {
         hash: change.hash().to_string(),
-        author: match PublicKey::from_bytes(actor) {
-            Ok(key) => key.device_id().to_string(),
-            Err(_) => format!("unknown actor {}", change.actor_id()),
+        author: match who.device {
+            Some(key) => key.device_id().to_string(),
+            None => format!("unknown actor {}", change.actor_id()),
         },
         author_key: hex::encode(actor),
+        via_web_session: who.via_web_session,
         time: DateTime::from_timestamp_millis(change.timestamp())
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         message: change.message().map(str::to_owned),
-        signature_verified: signed.verify().is_ok(),
-        signature: STANDARD.encode(&signed.signature),
-        change: STANDARD.encode(&signed.bytes),
+        signature_verified: who.signature_verified,
+        signature: STANDARD.encode(&signature),
+        change: STANDARD.encode(change.raw_bytes()),
     }
 }
 

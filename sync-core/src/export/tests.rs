@@ -48,6 +48,7 @@ pub(crate) fn entry(hash_digit: char, verified: bool) -> HistoryEntry {
         hash: hash_digit.to_string().repeat(64),
         author: REPORTER.into(),
         author_key: "ab".repeat(32),
+        via_web_session: false,
         time: Some("2016-05-21T06:00:00.000Z".into()),
         message: None,
         signature: STANDARD.encode([7u8; 64]),
@@ -329,7 +330,7 @@ fn the_history_of_a_report_carries_raw_changes_and_checked_signatures() {
         assert_eq!(h.author_key, hex::encode(device.public_key().as_bytes()));
         assert!(h.time.as_deref().is_some_and(|t| t.ends_with('Z')));
         // The raw change and signature verify without the replica.
-        let signed = SignedChange {
+        let signed = crate::SignedChange {
             bytes: STANDARD.decode(&h.change).unwrap(),
             signature: STANDARD.decode(&h.signature).unwrap(),
         };

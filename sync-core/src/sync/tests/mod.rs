@@ -4,6 +4,7 @@
 
 mod convergence;
 mod scenarios;
+mod web_session;
 
 use std::convert::Infallible;
 
