@@ -294,9 +294,11 @@ export function parseShareCodes(list) {
 export function parseLoginFragment(hash) {
   const params = new URLSearchParams(String(hash).replace(/^#/, ""));
   const t = params.get("t");
-  const k = params.get("k");
+  // k is empty when the device holds no case key: the page then lists
+  // attachments without opening them.
+  const k = params.get("k") ?? "";
   const s = params.get("s");
-  if (!t || !k || !s) {
+  if (!t || !s) {
     throw new CryptoError("this login link is incomplete; run `fieldsync web-login` again and open the whole link");
   }
   return { t, k, s };

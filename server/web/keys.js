@@ -51,4 +51,4 @@ export async function getSigningKey() {
 }
 
 export const MISSING_KEYS =
-  "this tab holds no case key (keys live only in the tab the login link was opened in); open a new link from `fieldsync web-login` here";
+  "this tab holds no case key: the login link carried none (add the case key on the coordinator device with `fieldsync key add`), or the link was opened in another tab (keys live only in that tab); run `fieldsync web-login` again and open the link here";

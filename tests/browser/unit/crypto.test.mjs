@@ -214,6 +214,9 @@ test("login fragments and tokens parse; a forged or cut token is caught", async 
   const parsed = parseLoginFragment(fragment);
   assert.deepEqual(parsed, { t, k: codes, s: sessionSeed.toString("base64url") });
   assert.throws(() => parseLoginFragment(`#t=${t}&k=${codes}`), /incomplete/);
+  // A device without case keys prints an empty k: the login still works.
+  assert.equal(parseLoginFragment(`#t=${t}&k=&s=abc`).k, "");
+  assert.equal(parseShareCodes("").size, 0);
 
   const token = parseLoginToken(t);
   assert.deepEqual(token.sessionPublicKey, sessionPub);
