@@ -7,7 +7,7 @@ import { Attachments } from "./attachments.js";
 import { h, replace } from "./dom.js";
 import { shortId, timeLabel } from "./format.js";
 import { applyEdits, reviewPanel } from "./review.js";
-import { statusBadge, tagList } from "./timeline.js";
+import { noteEdited, statusBadge, tagList } from "./timeline.js";
 
 const FIELD_NAMES = {
   "review.status": "status",
@@ -134,7 +134,11 @@ export class ReportView {
       fieldsTable(r),
       conflictsSection(data.conflicts),
       h("section", { class: "attachments-section" }, h("h2", null, "Attachments"), this.attachments.render(r.attachments)),
-      reviewPanel(r, async (edits) => this.render(await applyEdits(this.id, edits))),
+      reviewPanel(r, async (edits) => {
+        const after = await applyEdits(this.id, edits);
+        noteEdited(after.report ?? {});
+        this.render(after);
+      }),
       historySection(data.history),
     );
   }

@@ -60,6 +60,28 @@ export function reportRow(row, dayOffset) {
   );
 }
 
+/** Reports edited in this tab since their rows were rendered: id → report. */
+const edited = new Map();
+
+/** Called after a review edit, so a kept list shows the new values when it comes back. */
+export function noteEdited(report) {
+  edited.set(report.id, report);
+}
+
+function rowOf(report) {
+  return {
+    report_id: report.id,
+    occurred_at: report.occurred_at,
+    approximate: report.approximate,
+    place: report.place?.name ?? "",
+    title: report.title,
+    status: report.review?.status,
+    tags: report.tags ?? [],
+    reporter: report.created_by,
+    entries: report.timeline ?? [],
+  };
+}
+
 export class TimelineView {
   constructor({ filters, devices, navigate, onUrl }) {
     this.onUrl = onUrl ?? (() => {});
@@ -114,6 +136,12 @@ export class TimelineView {
   }
 
   mount(container) {
+    for (const [id, report] of edited) {
+      for (const li of this.list.querySelectorAll(`.report[data-report-id="${CSS.escape(id)}"]`)) {
+        li.replaceWith(reportRow(rowOf(report), li.closest(".day")?.getAttribute("data-offset") ?? null));
+      }
+    }
+    edited.clear();
     replace(container, this.root);
     this.observer.observe(this.sentinel);
   }
@@ -178,7 +206,7 @@ export class TimelineView {
         fragment.append(
           h(
             "section",
-            { class: "day", "data-day": day ?? "none" },
+            { class: "day", "data-day": day ?? "none", "data-offset": this.lastOffset ?? "" },
             h("h2", { class: "day-head" }, day ? dayLabel(day) : "No time recorded", t ? h("span", { class: "offset" }, offsetLabel(t.offset)) : null),
             this.lastDayList,
           ),
