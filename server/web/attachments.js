@@ -5,7 +5,7 @@
 // report names and the SHA-256 its header records, and shown through a
 // blob: URL. Any failure shows what failed and nothing of the file.
 
-import { SessionEnded, api } from "./api.js";
+import { ApiError, SessionEnded, api } from "./api.js";
 import { BlobDecryptor, fromBase64, openHeader } from "./crypto.js";
 import { h, on, replace } from "./dom.js";
 import { shortId, sizeLabel, timeLabel } from "./format.js";
@@ -143,7 +143,11 @@ export class Attachments {
       replace(view);
       status.classList.add("error");
       status.setAttribute("role", "alert");
-      status.textContent = `Refused: ${e.message}. Nothing of this file is shown.`;
+      status.textContent = e instanceof ApiError
+        ? e.status === 404
+          ? `The encrypted file is not on the server (yet): ${e.message}. The reporter's device uploads it on its next sync.`
+          : `Could not fetch the encrypted file: ${e.message}.`
+        : `Refused: ${e.message}. Nothing of this file is shown.`;
     }
   }
 }

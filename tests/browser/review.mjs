@@ -335,12 +335,12 @@ await step("image", async () => {
   if (!expect.image_sha256) return { skipped: "no image_sha256 expected" };
   const img = page.locator(".attachment img.att-image");
   try {
-    await page.waitForSelector(".attachment img.att-image, .att-status.error", { timeout: WAIT });
+    await page.waitForSelector(".attachment img.att-image, .attachment .error", { timeout: WAIT });
   } catch {
     fail("image", "no image was decrypted within the wait");
     return {};
   }
-  const errors = await page.locator(".att-status.error").allTextContents();
+  const errors = await page.locator(".attachment .error").allTextContents();
   if (errors.length) fail("image", `attachment errors shown: ${JSON.stringify(errors)}`);
   const shown = [];
   for (let i = 0; i < (await img.count()); i++) {
