@@ -45,8 +45,8 @@ export function apiQuery(filters) {
  */
 export function filterBar(filters, devices, apply) {
   const field = (label, input) => h("label", { class: "filter" }, h("span", null, label), input);
-  const from = h("input", { name: "from", type: "text", value: filters.from ?? "", placeholder: "2016-05-21", autocomplete: "off", spellcheck: "false", "aria-label": "from (date or RFC 3339 time)" });
-  const to = h("input", { name: "to", type: "text", value: filters.to ?? "", placeholder: "2016-05-31", autocomplete: "off", spellcheck: "false", "aria-label": "to (date or RFC 3339 time)" });
+  const from = h("input", { name: "from", type: "text", value: filters.from ?? "", placeholder: "YYYY-MM-DD", autocomplete: "off", spellcheck: "false", "aria-label": "from (date or RFC 3339 time)" });
+  const to = h("input", { name: "to", type: "text", value: filters.to ?? "", placeholder: "YYYY-MM-DD", autocomplete: "off", spellcheck: "false", "aria-label": "to (date or RFC 3339 time)" });
   const tag = h("input", { name: "tag", type: "text", value: filters.tag ?? "", placeholder: "arrest", autocomplete: "off", spellcheck: "false" });
   const status = h(
     "select",
