@@ -15,7 +15,7 @@
 import http from "node:http";
 import crypto from "node:crypto";
 import zlib from "node:zlib";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -233,6 +233,27 @@ blobs.set(sealedImage.id, sealedImage.blob);
 const big = crypto.randomBytes(200_000);
 const sealedBig = seal(big, { name: "statement.bin", mediaType: "application/octet-stream", epoch: 1 });
 blobs.set(sealedBig.id, sealedBig.blob);
+function wav(seconds) {
+  const rate = 8000;
+  const samples = Buffer.alloc(rate * seconds * 2);
+  for (let i = 0; i < rate * seconds; i++) samples.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 2 * i);
+  const head = Buffer.alloc(44);
+  head.write("RIFF", 0, "latin1");
+  head.writeUInt32LE(36 + samples.length, 4);
+  head.write("WAVEfmt ", 8, "latin1");
+  head.writeUInt32LE(16, 16);
+  head.writeUInt16LE(1, 20);
+  head.writeUInt16LE(1, 22);
+  head.writeUInt32LE(rate, 24);
+  head.writeUInt32LE(rate * 2, 28);
+  head.writeUInt16LE(2, 32);
+  head.writeUInt16LE(16, 34);
+  head.write("data", 36, "latin1");
+  head.writeUInt32LE(samples.length, 40);
+  return Buffer.concat([head, samples]);
+}
+const sealedAudio = seal(wav(2), { name: "statement.wav", mediaType: "audio/wav", epoch: 1 });
+blobs.set(sealedAudio.id, sealedAudio.blob);
 const attachment = (s, i) => ({ id: crypto.createHash("sha256").update(`att ${i}`).digest("hex").slice(0, 32), blob: s.id, size: s.blob.length, header: s.head.toString("base64"), key_epoch: s.epoch });
 
 const featured = baseReport(0, {
@@ -244,7 +265,7 @@ const featured = baseReport(0, {
   tags: ["arrest", "police"],
   timeline: [{ at: "2016-05-21T10:40:00+06:00", approximate: true, text: "arrested at the bus stop" }, { at: "2016-05-21T13:00:00+06:00", approximate: false, text: "released" }],
   review: { status: "unverified", note: "", by: null, at: null },
-  attachments: [attachment(sealedImage, 1), attachment(sealedBig, 2)],
+  attachments: [attachment(sealedImage, 1), attachment(sealedBig, 2), attachment(sealedAudio, 4)],
   conflicts: [{ field: "title", values: ["Arrest at the bus stop", "Arrest near the bus stop"] }],
 });
 addReport(featured);
@@ -385,6 +406,15 @@ function readBody(req) {
 
 const TYPES = { ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml" };
 const ASSETS = new Set(["index.html", "app.js", "app.css", "api.js", "attachments.js", "crypto.js", "dom.js", "filters.js", "format.js", "keys.js", "map.js", "report.js", "review.js", "timeline.js", "icon.svg"]);
+
+// Like the Rust side, serve a fixed list; refuse to start when the folder differs from it.
+const onDisk = readdirSync(webDir).filter((f) => f !== "index.html");
+const missing = [...ASSETS].filter((f) => f !== "index.html" && !onDisk.includes(f));
+const unlisted = onDisk.filter((f) => !ASSETS.has(f));
+if (missing.length || unlisted.length) {
+  console.error(`mock-server: the asset list differs from server/web: missing ${missing}, unlisted ${unlisted}`);
+  process.exit(1);
+}
 
 function securityHeaders(res) {
   res.setHeader("Content-Security-Policy", CSP);
