@@ -12,3 +12,4 @@ mod replica_crash;
 mod server_crash;
 mod server_memory;
 mod web_api;
+mod web_review;
