@@ -152,6 +152,9 @@ pub enum DeviceCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        end_quietly_when_the_reader_goes_away();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -160,3 +163,19 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `fieldsync timeline --json | head` must end quietly, as any Unix tool
+/// does, when the reader closes the pipe. Rust ignores SIGPIPE, which turns
+/// the next `println!` into a panic. The server keeps ignoring it: its
+/// sockets must never kill it (they write with MSG_NOSIGNAL anyway).
+#[cfg(unix)]
+fn end_quietly_when_the_reader_goes_away() {
+    // SAFETY: called first thing in main, before any thread exists, and
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_when_the_reader_goes_away() {}

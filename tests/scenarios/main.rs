@@ -4,6 +4,7 @@
 mod attachments;
 mod blob_api;
 mod bundles;
+mod cli_output;
 mod export;
 mod hostile_requests;
 mod import;
