@@ -4,6 +4,7 @@
 mod attachments;
 mod blob_api;
 mod bundles;
+mod chaos;
 mod export;
 mod hostile_requests;
 mod import;
