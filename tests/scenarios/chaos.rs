@@ -189,8 +189,11 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     // Every replica equals the server.
     let on_server = reports(&checker);
     let server_heads = heads(checker.dir.path());
-    for d in &devices {
-        let mine = reports(&d.home);
+    let views: Vec<BTreeMap<String, Value>> = std::thread::scope(|s| {
+        let handles: Vec<_> = devices.iter().map(|d| s.spawn(|| reports(&d.home))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (d, mine) in devices.iter().zip(views) {
         let expected: BTreeMap<&String, &Value> = on_server
             .iter()
             .filter(|(_, r)| d.coordinator || r["created_by"] == d.home.id.as_str())
@@ -214,10 +217,33 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
         }
     }
 
+    // Every attachment downloads and decrypts: the checker exports them all.
+    let fetched = tempfile::tempdir().unwrap();
+    let dir = fetched.path().to_str().unwrap();
+    checker.ok(&[
+        "export",
+        "--case",
+        CASE,
+        "--format",
+        "json",
+        "--out",
+        &format!("{dir}/export.json"),
+        "--with-attachments",
+        dir,
+    ]);
+    // `<attachment id>-<file name>`; file names are unique in this test.
+    let decrypted: HashMap<String, (String, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let file = path.file_name()?.to_str()?.to_owned();
+            let (id, name) = file.split_once('-')?;
+            Some((name.to_owned(), (id.to_owned(), path.clone())))
+        })
+        .collect();
+
     // Every change any device recorded is there.
     let (mut changes, mut checked_attachments, mut syncs) = (0, 0, HashMap::new());
-    let fetched = tempfile::tempdir().unwrap();
-    let mut listed: HashMap<String, Vec<Value>> = HashMap::new();
     for d in &devices {
         for entry in &d.ledger {
             let report = |id: &str| -> &Value {
@@ -253,17 +279,15 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
                     name,
                     sha256,
                 } => {
-                    let items = listed
-                        .entry(id.clone())
-                        .or_insert_with(|| checker.attachments(id));
-                    let item = items
-                        .iter()
-                        .find(|i| i["name"] == name.as_str())
-                        .unwrap_or_else(|| panic!("attachment {name} lost from {id}"));
-                    assert_eq!(item["sha256"], sha256.as_str());
-                    let out = fetched.path().join(name);
-                    checker.fetch_attachment(item["id"].as_str().unwrap(), &out);
-                    let (_, got) = sha256_file(&out).unwrap();
+                    let (attachment, path) = decrypted
+                        .get(name)
+                        .unwrap_or_else(|| panic!("attachment {name} of {id} not exported"));
+                    let listed = report(id)["attachments"].as_array().unwrap();
+                    assert!(
+                        listed.iter().any(|a| a["id"] == attachment.as_str()),
+                        "attachment {name} is not on report {id}"
+                    );
+                    let (_, got) = sha256_file(path).unwrap();
                     assert_eq!(&got, sha256, "attachment {name} of {id} decrypts to other bytes");
                     checked_attachments += 1;
                 }

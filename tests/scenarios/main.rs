@@ -5,6 +5,8 @@ mod attachments;
 mod blob_api;
 mod bundles;
 mod chaos;
+mod clock_skew;
+mod disk_full;
 mod export;
 mod hostile_requests;
 mod import;
