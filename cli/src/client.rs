@@ -158,9 +158,9 @@ impl Client {
                 let body = read_all(response).unwrap_or_default();
                 let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
                 let skew = parsed.as_ref().and_then(|e| e.clock_skew_secs);
-                let message = parsed.map(|e| e.error).unwrap_or_else(|| {
-                    String::from_utf8_lossy(&body).chars().take(300).collect()
-                });
+                let message = parsed
+                    .map(|e| e.error)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
                 match skew {
                     Some(skew_secs) if status == 401 => {
                         let offset = corrected_offset(self.clock_offset.get(), skew_secs);

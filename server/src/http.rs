@@ -126,10 +126,7 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ref full if full.is_disk_full() => {
                 tracing::error!(error = %full, "disk full");
-                ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    DISK_FULL,
-                )
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
             }
             ref busy if is_busy(busy) => {
                 tracing::warn!(error = %busy, "store busy");

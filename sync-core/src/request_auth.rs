@@ -140,7 +140,11 @@ pub fn corrected_offset(offset_secs: i64, skew_secs: i64) -> i64 {
 /// minutes ahead". `offset_secs` is what the device adds to its clock to
 /// match the server's (positive: the device is behind).
 pub fn describe_offset(offset_secs: i64) -> String {
-    let way = if offset_secs > 0 { "behind" } else { "ahead of" };
+    let way = if offset_secs > 0 {
+        "behind"
+    } else {
+        "ahead of"
+    };
     let secs = offset_secs.unsigned_abs();
     let (n, unit) = if secs >= 2 * 3600 {
         ((secs + 1800) / 3600, "hours")
@@ -231,16 +235,21 @@ mod tests {
         // A device a day behind signs with its own clock and is refused.
         let device_now = server_now - 86_400;
         let auth = RequestAuth::sign(&key, "POST", "/v1/sync", b"", device_now).unwrap();
-        let Err(AuthError::Clock { skew_secs, .. }) =
-            check(&auth, &key.public_key(), "POST", "/v1/sync", b"", server_now)
-        else {
+        let Err(AuthError::Clock { skew_secs, .. }) = check(
+            &auth,
+            &key.public_key(),
+            "POST",
+            "/v1/sync",
+            b"",
+            server_now,
+        ) else {
             panic!("a day off must be refused for the clock");
         };
         let offset = corrected_offset(0, skew_secs);
         assert_eq!(offset, 86_400);
         // A few seconds later it signs again with the offset: accepted.
-        let auth = RequestAuth::sign(&key, "POST", "/v1/sync", b"", device_now + 3 + offset)
-            .unwrap();
+        let auth =
+            RequestAuth::sign(&key, "POST", "/v1/sync", b"", device_now + 3 + offset).unwrap();
         let later = server_now + 3;
         assert_eq!(
             check(&auth, &key.public_key(), "POST", "/v1/sync", b"", later),

@@ -85,11 +85,7 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     let files = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), "127.0.0.1:0");
     server.create_case(CASE);
-    let proxy = FaultProxy::start(
-        &server.addr,
-        Faults::default(),
-        Rng::seeded(rng.next_u64()),
-    );
+    let proxy = FaultProxy::start(&server.addr, Faults::default(), Rng::seeded(rng.next_u64()));
 
     // The checker: a coordinator straight on the server, never faulted.
     let checker = enrolled_device(&server, CASE, "coordinator");
@@ -101,7 +97,11 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
                 let (server, proxy, code) = (&server, &proxy, &code);
                 s.spawn(move || {
                     let coordinator = n < COORDINATORS;
-                    let role = if coordinator { "coordinator" } else { "reporter" };
+                    let role = if coordinator {
+                        "coordinator"
+                    } else {
+                        "reporter"
+                    };
                     let home = DeviceHome::new();
                     let token = server.invite(CASE, role);
                     home.ok(&[
@@ -178,8 +178,7 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     std::thread::scope(|s| {
         for d in &devices {
             s.spawn(|| {
-                let summary: Value =
-                    serde_json::from_str(&d.home.ok(&["sync", "--json"])).unwrap();
+                let summary: Value = serde_json::from_str(&d.home.ok(&["sync", "--json"])).unwrap();
                 assert_eq!(summary["sent"], 0, "device {} still had changes", d.home.id);
             });
         }
@@ -190,7 +189,10 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     let on_server = reports(&checker);
     let server_heads = heads(checker.dir.path());
     let views: Vec<BTreeMap<String, Value>> = std::thread::scope(|s| {
-        let handles: Vec<_> = devices.iter().map(|d| s.spawn(|| reports(&d.home))).collect();
+        let handles: Vec<_> = devices
+            .iter()
+            .map(|d| s.spawn(|| reports(&d.home)))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (d, mine) in devices.iter().zip(views) {
@@ -252,7 +254,11 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
                     .unwrap_or_else(|| panic!("report {id} by {} lost", d.home.id))
             };
             match entry {
-                Entry::Recorded { report: id, title, at } => {
+                Entry::Recorded {
+                    report: id,
+                    title,
+                    at,
+                } => {
                     let r = report(id);
                     assert_eq!(r["created_by"], d.home.id.as_str());
                     assert_eq!(r["occurred_at"], at.as_str());
@@ -288,7 +294,10 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
                         "attachment {name} is not on report {id}"
                     );
                     let (_, got) = sha256_file(path).unwrap();
-                    assert_eq!(&got, sha256, "attachment {name} of {id} decrypts to other bytes");
+                    assert_eq!(
+                        &got, sha256,
+                        "attachment {name} of {id} decrypts to other bytes"
+                    );
                     checked_attachments += 1;
                 }
                 Entry::Synced { outcome } => {
@@ -478,7 +487,10 @@ fn settle(home: &DeviceHome) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    panic!("device {} could not sync on a healed network: {last}", home.id);
+    panic!(
+        "device {} could not sync on a healed network: {last}",
+        home.id
+    );
 }
 
 /// A small random file, named uniquely; returns (path, name, sha256).

@@ -25,11 +25,7 @@ fn a_device_whose_clock_is_a_day_off_still_syncs_and_keeps_its_times() {
     let id = reporter.record(
         "almaty",
         "Arrest at the bus stop",
-        &[
-            "--approximate",
-            "--text",
-            "Aleksey was arrested.",
-        ],
+        &["--approximate", "--text", "Aleksey was arrested."],
     );
     reporter.ok(&[
         "edit",
@@ -67,10 +63,7 @@ fn a_device_whose_clock_is_a_day_off_still_syncs_and_keeps_its_times() {
     assert_eq!(theirs["approximate"], true);
     assert_eq!(theirs["created_at"], mine["created_at"]);
     assert_eq!(theirs["timeline"], mine["timeline"]);
-    assert_eq!(
-        theirs["description"],
-        "Aleksey was arrested. Two officers."
-    );
+    assert_eq!(theirs["description"], "Aleksey was arrested. Two officers.");
     let times = |shown: &Value| -> Vec<Value> {
         shown["history"]
             .as_array()

@@ -270,7 +270,9 @@ enum Fault {
     TruncateRequest,
     TruncateResponse,
     /// Replay first (the original then arrives second) or after.
-    Duplicate { first: bool },
+    Duplicate {
+        first: bool,
+    },
 }
 
 impl Fault {
@@ -392,10 +394,8 @@ impl Pipe {
                         if sent + n as u64 >= at {
                             n = (at - sent) as usize;
                             end = true;
-                            half_close = matches!(
-                                fault,
-                                Fault::TruncateRequest | Fault::TruncateResponse
-                            );
+                            half_close =
+                                matches!(fault, Fault::TruncateRequest | Fault::TruncateResponse);
                             let counter = match fault {
                                 Fault::DropRequest => &counters.dropped_requests,
                                 Fault::DropResponse => &counters.dropped_responses,
@@ -405,7 +405,9 @@ impl Pipe {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Fault::Duplicate { first: replay_first } => match first_len {
+                    Fault::Duplicate {
+                        first: replay_first,
+                    } => match first_len {
                         Some(len) if first.len() >= len => {
                             let request = first[..len].to_vec();
                             let upstream = self.upstream.clone().expect("device → server");
@@ -490,7 +492,10 @@ fn replay(upstream: &str, request: &[u8]) {
 
 /// The end of an HTTP message's head (after the blank line), if it arrived.
 fn header_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 /// The length of the HTTP message at the start of `bytes`, head and body,
@@ -539,9 +544,15 @@ mod tests {
             Some(27)
         );
         assert_eq!(
-            message_len(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", true),
+            message_len(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                true
+            ),
             None
         );
-        assert_eq!(message_len(b"HTTP/1.1 204 No Content\r\n\r\n", true), Some(27));
+        assert_eq!(
+            message_len(b"HTTP/1.1 204 No Content\r\n\r\n", true),
+            Some(27)
+        );
     }
 }
