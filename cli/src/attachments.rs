@@ -319,7 +319,7 @@ pub(crate) fn fetch_to_path(
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let partial = dir.join(format!("{}.part", attachment.blob));
-            let client = Client::new(&enrollment.server);
+            let client = crate::commands::client_for(replica, &enrollment.server)?;
             let progress = bar(attachment.size, false, "downloading");
             let fetched = transfer::download(
                 &client,

@@ -1,5 +1,7 @@
 //! The device's HTTP client: signed requests to a fieldsync server.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use fieldsync_core::identity::DeviceKey;
@@ -7,7 +9,7 @@ use fieldsync_core::protocol::{
     EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
 };
 use fieldsync_core::replica::RosterEntry;
-use fieldsync_core::request_auth::RequestAuth;
+use fieldsync_core::request_auth::{corrected_offset, RequestAuth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -17,13 +19,34 @@ pub enum ClientError {
     Refused { status: u16, message: String },
     #[error("the server's answer could not be read: {0}")]
     BadResponse(String),
+    /// Refused for the request's time; the client has corrected its
+    /// signing clock by `skew_secs`, so a new request goes through.
+    #[error("the server refused the request's time ({skew_secs} s off): {message}")]
+    Clock { skew_secs: i64, message: String },
+}
+
+/// Seconds added to this machine's clock to play a device whose clock is
+/// wrong (the hidden `--simulate-clock-skew`, for tests).
+static SIMULATED_SKEW_SECS: AtomicI64 = AtomicI64::new(0);
+
+/// Makes this process's device clock `secs` off (tests only).
+pub fn simulate_clock_skew(secs: i64) {
+    SIMULATED_SKEW_SECS.store(secs, Ordering::Relaxed);
+}
+
+/// The device's clock, Unix seconds: the machine's, or a simulated wrong one.
+fn device_clock() -> i64 {
+    chrono::Utc::now().timestamp() + SIMULATED_SKEW_SECS.load(Ordering::Relaxed)
 }
 
 pub struct Client {
     base: String,
     agent: ureq::Agent,
     /// Sync traffic, for `sync --json` and the benchmarks.
-    pub traffic: std::cell::Cell<Traffic>,
+    pub traffic: Cell<Traffic>,
+    /// Seconds added to the device's clock when signing: learned from a
+    /// server that refused a request for its time, kept in the device home.
+    clock_offset: Cell<i64>,
 }
 
 /// Requests and body bytes of the signed JSON calls (not blob transfers).
@@ -44,7 +67,21 @@ impl Client {
                 .timeout_write(Duration::from_secs(120))
                 .build(),
             traffic: Default::default(),
+            clock_offset: Cell::new(0),
         }
+    }
+
+    /// Signs with the device's clock plus `secs` (what the device home
+    /// kept from an earlier correction).
+    pub fn with_clock_offset(self, secs: i64) -> Self {
+        self.clock_offset.set(secs);
+        self
+    }
+
+    /// The offset requests are signed with now; changed by a server's
+    /// clock refusal.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset.get()
     }
 
     /// A request to `path` (with query) signed by `key` over an empty body.
@@ -68,7 +105,8 @@ impl Client {
         path: &str,
         body: &[u8],
     ) -> Result<ureq::Request, ClientError> {
-        let auth = RequestAuth::sign(key, method, path, body, chrono::Utc::now().timestamp())
+        let now = device_clock().saturating_add(self.clock_offset.get());
+        let auth = RequestAuth::sign(key, method, path, body, now)
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         let mut request = self
             .agent
@@ -84,7 +122,16 @@ impl Client {
         &self.base
     }
 
+    /// A signed POST. Refused for its time, it is signed again once with
+    /// the clock the server's answer implies.
     fn post(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        match self.post_once(key, path, body) {
+            Err(ClientError::Clock { .. }) => self.post_once(key, path, body),
+            other => other,
+        }
+    }
+
+    fn post_once(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
         let result = self
             .signed_over(key, "POST", path, body)?
             .set("content-type", "application/json")
@@ -99,7 +146,8 @@ impl Client {
     }
 
     /// Turns ureq's result into a response or a [`ClientError`] carrying
-    /// the server's own message.
+    /// the server's own message. A refusal for the request's time corrects
+    /// the clock offset, so the next request is signed right.
     pub fn outcome(
         &self,
         result: Result<ureq::Response, ureq::Error>,
@@ -108,10 +156,19 @@ impl Client {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
                 let body = read_all(response).unwrap_or_default();
-                let message = serde_json::from_slice::<ErrorBody>(&body)
+                let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
+                let skew = parsed.as_ref().and_then(|e| e.clock_skew_secs);
+                let message = parsed
                     .map(|e| e.error)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect());
-                Err(ClientError::Refused { status, message })
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+                match skew {
+                    Some(skew_secs) if status == 401 => {
+                        let offset = corrected_offset(self.clock_offset.get(), skew_secs);
+                        self.clock_offset.set(offset);
+                        Err(ClientError::Clock { skew_secs, message })
+                    }
+                    _ => Err(ClientError::Refused { status, message }),
+                }
             }
             Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
                 url: self.base.clone(),

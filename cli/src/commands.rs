@@ -12,6 +12,7 @@ use clap::Args;
 use fieldsync_core::document::rfc3339;
 use fieldsync_core::model::{Edit, Person, Place, Report, ReviewStatus, Role, TimelineEntry};
 use fieldsync_core::replica::{Replica, SyncFailure};
+use fieldsync_core::request_auth::describe_offset;
 use fieldsync_core::signed_change::attribute;
 use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::{CaseId, DeviceId, NewReport, ReportId};
@@ -254,7 +255,9 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
             if let Some(case) = replica.meta("case_name")? {
                 bail!("this device is already enrolled in case {case}; a device belongs to one case, use another --home for another");
             }
-            let enrolled = Client::new(&server).enroll(&key, token.trim())?;
+            let client = client_for(&replica, &server)?;
+            let enrolled = client.enroll(&key, token.trim())?;
+            keep_clock_offset(&mut replica, &client)?;
             replica.set_meta("server", &server)?;
             replica.set_meta("case_id", &enrolled.case_id)?;
             replica.set_meta("case_name", &enrolled.case_name)?;
@@ -268,6 +271,44 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the device home keeps the clock offset learned from the server.
+const CLOCK_OFFSET: &str = "clock_offset_secs";
+
+/// A client for `server` that signs with the clock offset this device
+/// home learned from the server, if any.
+pub(crate) fn client_for(replica: &Replica, server: &str) -> Result<Client> {
+    let offset = match replica.meta(CLOCK_OFFSET)? {
+        Some(text) => text.parse().unwrap_or(0),
+        None => 0,
+    };
+    Ok(Client::new(server).with_clock_offset(offset))
+}
+
+/// Keeps a clock offset the client learned in the device home and tells
+/// the user their clock is off. The times a user records are never
+/// changed by it; only request signatures use it.
+pub(crate) fn keep_clock_offset(replica: &mut Replica, client: &Client) -> Result<()> {
+    let kept: i64 = replica
+        .meta(CLOCK_OFFSET)?
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let offset = client.clock_offset();
+    if offset == kept {
+        return Ok(());
+    }
+    replica.set_meta(CLOCK_OFFSET, &offset.to_string())?;
+    if offset == 0 {
+        eprintln!("this device's clock now agrees with the server's");
+    } else {
+        eprintln!(
+            "warning: this device's clock is {} the server's; fieldsync signs its requests with the server's time from now on. \
+             Times you record (--at, --timeline) are kept exactly as you give them, but set this device's clock: times it stamps by itself are off by as much",
+            describe_offset(offset)
+        );
+    }
+    Ok(())
 }
 
 pub(crate) struct Enrollment {
@@ -422,7 +463,7 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
     let key = replica
         .device_key()?
         .context("this device has no identity")?;
-    let client = Client::new(&enrollment.server);
+    let client = client_for(&replica, &enrollment.server)?;
     let pending = replica.pending_change_count()?;
     let result = replica.sync(
         max_request_bytes,
@@ -436,6 +477,7 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
             }
         },
     );
+    keep_clock_offset(&mut replica, &client)?;
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
@@ -450,6 +492,7 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
     // After the changes: the server accepts a blob only once it holds the
     // report that references it.
     let uploads = upload_outbox(&mut replica, &client, &key, json)?;
+    keep_clock_offset(&mut replica, &client)?;
     if enrollment.role == DeviceRole::Coordinator {
         // Kept for checking bundles offline; a failure here loses nothing.
         match client.roster(&key) {

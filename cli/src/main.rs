@@ -27,6 +27,9 @@ pub struct Cli {
     /// else the platform data directory.
     #[arg(long, global = true, env = "FIELDSYNC_HOME")]
     home: Option<PathBuf>,
+    /// Tests only: sign requests as if this device's clock were SECS off.
+    #[arg(long, global = true, hide = true, allow_hyphen_values = true)]
+    simulate_clock_skew: Option<i64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,6 +157,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
         end_quietly_when_the_reader_goes_away();
+    }
+    if let Some(secs) = cli.simulate_clock_skew {
+        client::simulate_clock_skew(secs);
     }
     match commands::run(cli) {
         Ok(code) => code,

@@ -378,6 +378,8 @@ fn retryable(e: &TransferError) -> bool {
             matches!(status, 408 | 423 | 429 | 502..=504)
         }
         TransferError::Client(ClientError::BadResponse(_)) => true,
+        // The client corrected its clock from the answer.
+        TransferError::Client(ClientError::Clock { .. }) => true,
         TransferError::Mismatch | TransferError::Expired | TransferError::UploadMismatch => true,
         TransferError::Io { .. }
         | TransferError::GaveUp { .. }

@@ -45,6 +45,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     headers: Vec<(&'static str, String)>,
+    /// For a request refused for its clock: how far off it was.
+    clock_skew_secs: Option<i64>,
 }
 
 impl ApiError {
@@ -53,7 +55,18 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            clock_skew_secs: None,
         }
+    }
+
+    /// A refusal of a request's signature or clock; for the clock, the
+    /// body also says by how much, so the device can correct and retry.
+    pub(crate) fn unauthorized(e: &AuthError) -> Self {
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, e.to_string());
+        if let AuthError::Clock { skew_secs, .. } = e {
+            error.clock_skew_secs = Some(*skew_secs);
+        }
+        error
     }
 
     /// Adds a header to the error response.
@@ -98,6 +111,7 @@ impl ResponseError for ApiError {
         response.json(ErrorBody {
             error: self.message.clone(),
             server_time: Some(chrono::Utc::now().timestamp()),
+            clock_skew_secs: self.clock_skew_secs,
         })
     }
 }
@@ -110,6 +124,10 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, e.to_string())
             }
             StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            ref full if full.is_disk_full() => {
+                tracing::error!(error = %full, "disk full");
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
+            }
             ref busy if is_busy(busy) => {
                 tracing::warn!(error = %busy, "store busy");
                 ApiError::new(
@@ -121,6 +139,10 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// What a client is told when the server's disk is full and a write of
+/// the store failed (the transaction rolled back).
+pub(crate) const DISK_FULL: &str = "the server is out of disk space; nothing was acknowledged, sync again once its operator has freed space";
 
 /// Lock contention or an exhausted connection pool: retryable, not a fault.
 fn is_busy(e: &StoreError) -> bool {
@@ -202,10 +224,10 @@ pub(crate) async fn authenticate(
             return Err(refuse(StatusCode::UNAUTHORIZED, format!("device {} is not enrolled on this server; enroll it with `fieldsync device enroll`", auth.device)));
         };
         let now = chrono::Utc::now().timestamp();
-        match auth.verify(&device.public_key, &method, &path, &body, now, window) {
-            Ok(()) => {}
-            Err(e @ AuthError::Clock { .. }) => return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
-            Err(e) => return Err(refuse(StatusCode::UNAUTHORIZED, e.to_string())),
+        if let Err(e) = auth.verify(&device.public_key, &method, &path, &body, now, window) {
+            // Audited like every refusal; the answer says how far off a clock is.
+            let _ = refuse(StatusCode::UNAUTHORIZED, e.to_string());
+            return Err(ApiError::unauthorized(&e));
         }
         if device.revoked_at.is_some() {
             return Err(refuse(StatusCode::FORBIDDEN, format!("device {} was revoked; it can no longer sync. Its unsynced reports remain on the device", device.device_id)));
@@ -250,7 +272,7 @@ async fn enroll(
         chrono::Utc::now().timestamp(),
         state.config.auth_window_secs,
     )
-    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    .map_err(|e| ApiError::unauthorized(&e))?;
     let st = state.clone();
     let device = web::block(move || {
         let result = st.store.enroll(&request.token, &key);
@@ -359,4 +381,33 @@ async fn devices(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         })
         .collect();
     Ok(HttpResponse::Ok().json(roster))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn a_full_disk_is_507_with_a_message_that_says_so_and_busy_is_503() {
+        let full = ApiError::from(sqlite(rusqlite::ffi::SQLITE_FULL));
+        assert_eq!(full.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(full.message().contains("out of disk space"), "{full}");
+        let io = ApiError::from(StoreError::Io {
+            path: "data".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        assert_eq!(io.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let busy = ApiError::from(sqlite(rusqlite::ffi::SQLITE_BUSY));
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let other = ApiError::from(sqlite(rusqlite::ffi::SQLITE_CORRUPT));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!other.message().contains("corrupt"), "{other}");
+    }
 }

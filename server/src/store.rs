@@ -133,6 +133,25 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The disk holding the data directory is full (`SQLITE_FULL`, or
+    /// `ENOSPC`/`EDQUOT` from a file operation): retryable once space is
+    /// freed, and never a corruption. The transaction that met it rolled
+    /// back, so nothing was acknowledged.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A case as the server knows it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CaseRecord {

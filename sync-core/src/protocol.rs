@@ -183,4 +183,9 @@ pub struct ErrorBody {
     /// tell by how much.
     #[serde(default)]
     pub server_time: Option<i64>,
+    /// Set when a request was refused for its timestamp: that timestamp
+    /// minus the server's clock, in seconds (negative: the device is
+    /// behind). A device corrects its signing clock by it and retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_secs: Option<i64>,
 }

@@ -129,6 +129,35 @@ impl RequestAuth {
     }
 }
 
+/// The offset a device adds to its own clock to sign requests, after the
+/// server refused one signed with `offset_secs` as `skew_secs` off: the
+/// corrected offset lands the next request on the server's clock.
+pub fn corrected_offset(offset_secs: i64, skew_secs: i64) -> i64 {
+    offset_secs.saturating_sub(skew_secs)
+}
+
+/// How far off a device's clock is, in words: "24 hours behind", "5
+/// minutes ahead". `offset_secs` is what the device adds to its clock to
+/// match the server's (positive: the device is behind).
+pub fn describe_offset(offset_secs: i64) -> String {
+    let way = if offset_secs > 0 {
+        "behind"
+    } else {
+        "ahead of"
+    };
+    let secs = offset_secs.unsigned_abs();
+    let (n, unit) = if secs >= 2 * 3600 {
+        ((secs + 1800) / 3600, "hours")
+    } else if secs >= 3600 {
+        (1, "hour")
+    } else if secs >= 120 {
+        ((secs + 30) / 60, "minutes")
+    } else {
+        (secs, if secs == 1 { "second" } else { "seconds" })
+    };
+    format!("{n} {unit} {way}")
+}
+
 fn message(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
     let body_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
     format!("{method}\n{path}\n{timestamp}\n{nonce}\n{body_hash}").into_bytes()
@@ -197,6 +226,47 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("set this device's clock"), "{err}");
+    }
+
+    #[test]
+    fn a_corrected_offset_lands_the_next_request_inside_the_window() {
+        let key = DeviceKey::generate().unwrap();
+        let server_now = 1_000_000;
+        // A device a day behind signs with its own clock and is refused.
+        let device_now = server_now - 86_400;
+        let auth = RequestAuth::sign(&key, "POST", "/v1/sync", b"", device_now).unwrap();
+        let Err(AuthError::Clock { skew_secs, .. }) = check(
+            &auth,
+            &key.public_key(),
+            "POST",
+            "/v1/sync",
+            b"",
+            server_now,
+        ) else {
+            panic!("a day off must be refused for the clock");
+        };
+        let offset = corrected_offset(0, skew_secs);
+        assert_eq!(offset, 86_400);
+        // A few seconds later it signs again with the offset: accepted.
+        let auth =
+            RequestAuth::sign(&key, "POST", "/v1/sync", b"", device_now + 3 + offset).unwrap();
+        let later = server_now + 3;
+        assert_eq!(
+            check(&auth, &key.public_key(), "POST", "/v1/sync", b"", later),
+            Ok(())
+        );
+        // An offset that went stale (the clock was fixed) is corrected too.
+        assert_eq!(corrected_offset(86_400, 86_400), 0);
+    }
+
+    #[test]
+    fn an_offset_is_described_in_words() {
+        assert_eq!(describe_offset(86_400), "24 hours behind");
+        assert_eq!(describe_offset(-86_400), "24 hours ahead of");
+        assert_eq!(describe_offset(3_700), "1 hour behind");
+        assert_eq!(describe_offset(-7 * 60 - 10), "7 minutes ahead of");
+        assert_eq!(describe_offset(45), "45 seconds behind");
+        assert_eq!(describe_offset(-1), "1 second ahead of");
     }
 
     #[test]

@@ -198,6 +198,7 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
         cut_upstream_after: Some((64 * 1024, 900 * 1024)),
         cut_downstream_after: None,
         max_cuts: 12,
+        ..Faults::default()
     });
 
     // One sync gets through every cut: each attempt gains bytes.
@@ -246,6 +247,7 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
         cut_upstream_after: None,
         cut_downstream_after: Some((128 * 1024, 1024 * 1024)),
         max_cuts: cuts + 6,
+        ..Faults::default()
     });
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("march.mp4");

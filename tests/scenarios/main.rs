@@ -4,7 +4,10 @@
 mod attachments;
 mod blob_api;
 mod bundles;
+mod chaos;
 mod cli_output;
+mod clock_skew;
+mod disk_full;
 mod export;
 mod hostile_requests;
 mod import;
