@@ -23,6 +23,10 @@ pub enum ClientError {
     /// signing clock by `skew_secs`, so a new request goes through.
     #[error("the server refused the request's time ({skew_secs} s off): {message}")]
     Clock { skew_secs: i64, message: String },
+    /// Refused because a copy of this very request reached the server
+    /// first (a network that duplicates requests).
+    #[error("the server had already received this request ({message})")]
+    Replayed { message: String },
 }
 
 /// Seconds added to this machine's clock to play a device whose clock is
@@ -158,6 +162,7 @@ impl Client {
                 let body = read_all(response).unwrap_or_default();
                 let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
                 let skew = parsed.as_ref().and_then(|e| e.clock_skew_secs);
+                let replayed = parsed.as_ref().is_some_and(|e| e.replayed);
                 let message = parsed
                     .map(|e| e.error)
                     .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
@@ -167,6 +172,7 @@ impl Client {
                         self.clock_offset.set(offset);
                         Err(ClientError::Clock { skew_secs, message })
                     }
+                    _ if status == 401 && replayed => Err(ClientError::Replayed { message }),
                     _ => Err(ClientError::Refused { status, message }),
                 }
             }
@@ -192,7 +198,14 @@ impl Client {
         key: &DeviceKey,
         request: &SyncRequest,
     ) -> Result<SyncResponse, ClientError> {
-        let answer = self.post(key, "/v1/sync", &request.to_json())?;
+        let body = request.to_json();
+        // The server applies a sync request at most once and answers a
+        // repeated one as if new, so when a duplicate of ours got there
+        // first, the same request signed afresh gets our answer.
+        let answer = match self.post(key, "/v1/sync", &body) {
+            Err(ClientError::Replayed { .. }) => self.post(key, "/v1/sync", &body),
+            other => other,
+        }?;
         SyncResponse::from_json(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 }

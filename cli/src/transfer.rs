@@ -380,6 +380,9 @@ fn retryable(e: &TransferError) -> bool {
         TransferError::Client(ClientError::BadResponse(_)) => true,
         // The client corrected its clock from the answer.
         TransferError::Client(ClientError::Clock { .. }) => true,
+        // A copy got there first; the next try is signed afresh and starts
+        // from the offset the server reports, so nothing is written twice.
+        TransferError::Client(ClientError::Replayed { .. }) => true,
         TransferError::Mismatch | TransferError::Expired | TransferError::UploadMismatch => true,
         TransferError::Io { .. }
         | TransferError::GaveUp { .. }

@@ -47,6 +47,8 @@ pub struct ApiError {
     headers: Vec<(&'static str, String)>,
     /// For a request refused for its clock: how far off it was.
     clock_skew_secs: Option<i64>,
+    /// For a request refused because its nonce was already used.
+    replayed: bool,
 }
 
 impl ApiError {
@@ -56,6 +58,7 @@ impl ApiError {
             message: message.into(),
             headers: Vec::new(),
             clock_skew_secs: None,
+            replayed: false,
         }
     }
 
@@ -67,6 +70,12 @@ impl ApiError {
             error.clock_skew_secs = Some(*skew_secs);
         }
         error
+    }
+
+    /// Marks a refusal of a replayed nonce, so a device can tell it apart.
+    pub(crate) fn replayed(mut self) -> Self {
+        self.replayed = true;
+        self
     }
 
     /// Adds a header to the error response.
@@ -112,6 +121,7 @@ impl ResponseError for ApiError {
             error: self.message.clone(),
             server_time: Some(chrono::Utc::now().timestamp()),
             clock_skew_secs: self.clock_skew_secs,
+            replayed: self.replayed,
         })
     }
 }
@@ -233,7 +243,7 @@ pub(crate) async fn authenticate(
             return Err(refuse(StatusCode::FORBIDDEN, format!("device {} was revoked; it can no longer sync. Its unsynced reports remain on the device", device.device_id)));
         }
         if !store.use_nonce(&device.device_id, &auth.nonce, auth.timestamp, window)? {
-            return Err(refuse(StatusCode::UNAUTHORIZED, "this request was already received (replayed nonce); a new request needs a new nonce".into()));
+            return Err(refuse(StatusCode::UNAUTHORIZED, "this request was already received (replayed nonce); a new request needs a new nonce".into()).replayed());
         }
         Ok(device)
     })

@@ -188,4 +188,9 @@ pub struct ErrorBody {
     /// behind). A device corrects its signing clock by it and retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew_secs: Option<i64>,
+    /// Set when a request was refused because its nonce was seen before:
+    /// a copy of it (a network duplicate) reached the server first. A sync
+    /// is idempotent, so a device signs it afresh and sends it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }

@@ -541,3 +541,57 @@ fn heads(home: &Path) -> BTreeMap<String, Vec<String>> {
         })
         .collect()
 }
+
+/// A network that delivers a copy of each request ahead of the request
+/// itself: the server applies the copy and refuses the original as a
+/// replay. The device must not report that as a failed sync: it signs the
+/// same request afresh and gets its answer.
+#[test]
+fn a_sync_overtaken_by_its_own_duplicate_still_succeeds() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    server.create_case(CASE);
+    let proxy = FaultProxy::start(&server.addr, Faults::default(), Rng::seeded(7));
+    let reporter = DeviceHome::new();
+    reporter.ok(&[
+        "device",
+        "enroll",
+        "--server",
+        &proxy.url,
+        "--token",
+        &server.invite(CASE, "reporter"),
+    ]);
+    let checker = enrolled_device(&server, CASE, "coordinator");
+    proxy.set_faults(Faults {
+        random: RandomFaults {
+            duplicate: 1000,
+            duplicate_first: true,
+            ..RandomFaults::default()
+        },
+        ..Faults::default()
+    });
+
+    let mut titles = Vec::new();
+    for n in 0..3 {
+        let title = format!("Checkpoint {n}");
+        reporter.record(CASE, &title, &[]);
+        let out = reporter.run(&["sync", "--json"]);
+        assert!(
+            out.status.success(),
+            "sync {n} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        titles.push(title);
+    }
+    let injected = proxy.injected();
+    assert!(injected.duplicated_requests >= 3, "{injected}");
+
+    checker.ok(&["sync"]);
+    let seen: Vec<String> = reports(&checker)
+        .values()
+        .map(|r| r["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for title in &titles {
+        assert!(seen.contains(title), "{title} missing from {seen:?}");
+    }
+}

@@ -59,6 +59,8 @@ pub struct RandomFaults {
     pub truncate: u32,
     /// Send the first complete request a second time on a new connection.
     pub duplicate: u32,
+    /// Always send the duplicate before the original (else either, at random).
+    pub duplicate_first: bool,
 }
 
 impl RandomFaults {
@@ -73,6 +75,7 @@ impl RandomFaults {
             delay_ms: (100, 2_000),
             truncate: each,
             duplicate: each,
+            duplicate_first: false,
         }
     }
 }
@@ -302,8 +305,10 @@ impl Fault {
                 Fault::TruncateResponse
             }
         } else if hit(odds.duplicate) {
+            // Drawn even when fixed, so a seed replays the same run.
+            let coin = rng.range(0, 2) == 0;
             Fault::Duplicate {
-                first: rng.range(0, 2) == 0,
+                first: odds.duplicate_first || coin,
             }
         } else {
             return None;
