@@ -129,7 +129,7 @@ impl RequestAuth {
     }
 }
 
-fn message(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn message(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
     let body_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
     format!("{method}\n{path}\n{timestamp}\n{nonce}\n{body_hash}").into_bytes()
 }

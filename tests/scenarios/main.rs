@@ -5,6 +5,7 @@ mod attachments;
 mod blob_api;
 mod bundles;
 mod export;
+mod fuzz_corpus;
 mod hostile_requests;
 mod import;
 mod offline_sync;
