@@ -64,8 +64,11 @@ const ROLES: [DeviceRole; 4] = [
 /// Fixed device key `n` (0 to 3), derived from the seed `[n + 1; 32]`.
 pub fn key(n: usize) -> &'static DeviceKey {
     static KEYS: OnceLock<Vec<DeviceKey>> = OnceLock::new();
-    &KEYS.get_or_init(|| (0..ROLES.len()).map(|n| key_from_seed([n as u8 + 1; 32])).collect())
-        [n]
+    &KEYS.get_or_init(|| {
+        (0..ROLES.len())
+            .map(|n| key_from_seed([n as u8 + 1; 32]))
+            .collect()
+    })[n]
 }
 
 fn key_from_seed(seed: [u8; 32]) -> DeviceKey {
@@ -287,7 +290,10 @@ pub fn sync_request(data: &[u8]) {
         return;
     };
     let decoded = SyncResponse::from_json(&response.to_json()).expect("a response re-encodes");
-    assert_eq!(decoded, response, "the response does not survive re-encoding");
+    assert_eq!(
+        decoded, response,
+        "the response does not survive re-encoding"
+    );
 
     let coordinator = key(2).device_id();
     let new_entries = store
@@ -426,8 +432,7 @@ pub fn envelope(data: &[u8]) {
             }
             let mut blob = seal_fixed(&plain);
             let mut out = Vec::new();
-            envelope::open(&keys, &mut Cursor::new(&blob), &mut out)
-                .expect("a sealed blob opens");
+            envelope::open(&keys, &mut Cursor::new(&blob), &mut out).expect("a sealed blob opens");
             assert_eq!(out, plain, "sealing then opening changed the file");
             let at = usize::from(times) * 7919 % blob.len();
             blob[at] ^= 1 << (times % 8);
@@ -562,7 +567,10 @@ pub fn request_auth(data: &[u8]) {
         Ok(auth) => {
             if verify(&auth, method, path, body, &public).is_ok() {
                 let expected = signed(&auth, method, path, body);
-                assert_eq!(auth.signature, expected.signature, "a mutated request verified");
+                assert_eq!(
+                    auth.signature, expected.signature,
+                    "a mutated request verified"
+                );
             }
             auth
         }
@@ -731,8 +739,16 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }];
     let (_, c_created) = ReportDocument::create(key(0), &new, now).expect("creates");
     let requests = [
-        ("create", 0u8, request(vec![offer("c", vec![], vec![c_created.clone()])])),
-        ("edit", 0, request(vec![offer("a", a_heads.clone(), vec![tag.clone()])])),
+        (
+            "create",
+            0u8,
+            request(vec![offer("c", vec![], vec![c_created.clone()])]),
+        ),
+        (
+            "edit",
+            0,
+            request(vec![offer("a", a_heads.clone(), vec![tag.clone()])]),
+        ),
         (
             "review-by-coordinator",
             2,
@@ -751,7 +767,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             1,
             request(vec![offer("a", a_heads, vec![tag.clone()])]),
         ),
-        ("revoked", 3, request(vec![offer("c", vec![], vec![c_created])])),
+        (
+            "revoked",
+            3,
+            request(vec![offer("c", vec![], vec![c_created])]),
+        ),
     ];
     for (name, who, request) in requests {
         let mut data = vec![who];
@@ -850,7 +870,11 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }],
         attachments: vec![],
     };
-    out.push(("bundle", "no-attachments.bin".into(), write_bundle(&manifest, &[])));
+    out.push((
+        "bundle",
+        "no-attachments.bin".into(),
+        write_bundle(&manifest, &[]),
+    ));
     let blob = seal_fixed(b"a photo of a van");
     let with_blob = BundleManifest {
         attachments: vec![BundleAttachment {
@@ -867,10 +891,18 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         write_bundle(&with_blob, &[blob]),
     ));
 
-    out.push(("codes", "share-code.txt".into(), case_key().share_code().into_bytes()));
+    out.push((
+        "codes",
+        "share-code.txt".into(),
+        case_key().share_code().into_bytes(),
+    ));
     let session = SessionKey::from_seed([11; 32]).expect("a session key");
     let cert = LoginCertificate::issue(key(2), &session.public_key(), 1_463_800_300, 1_463_828_800)
         .expect("issues");
-    out.push(("codes", "login-token.txt".into(), cert.to_token().into_bytes()));
+    out.push((
+        "codes",
+        "login-token.txt".into(),
+        cert.to_token().into_bytes(),
+    ));
     out
 }
