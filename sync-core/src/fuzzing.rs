@@ -38,8 +38,11 @@ use crate::sync::policy::{DeviceRole, Member};
 use crate::sync::server::{handle_sync, ServerLimits, ServerStore};
 use crate::web_login::{LoginCertificate, SessionKey, DELEGATED_SIGNATURE_LEN};
 
+/// A target's body: takes the fuzzer's bytes, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its cargo-fuzz binary.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sync_request", sync_request),
     ("sync_response", sync_response),
     ("envelope", envelope),
