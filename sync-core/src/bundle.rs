@@ -150,12 +150,19 @@ impl<'a, R: Read> BundleReader<'a, R> {
             .map_err(|_| BundleError::Damaged("it ends inside the manifest".into()))?;
         let manifest: BundleManifest = serde_json::from_slice(&json)
             .map_err(|e| BundleError::Damaged(format!("its manifest does not parse: {e}")))?;
-        let blobs: u64 = manifest.attachments.iter().map(|a| a.size).sum();
-        if 12 + manifest_len + blobs + SIGNATURE_LEN as u64 != len {
-            return Err(BundleError::Damaged(format!(
-                "it is {len} bytes, its manifest accounts for {}",
-                12 + manifest_len + blobs + SIGNATURE_LEN as u64
-            )));
+        // Checked: attachment sizes come from the file, and their sum may
+        // pass u64::MAX.
+        let accounted = manifest
+            .attachments
+            .iter()
+            .try_fold(12 + manifest_len + SIGNATURE_LEN as u64, |sum, a| {
+                sum.checked_add(a.size)
+            });
+        if accounted != Some(len) {
+            return Err(BundleError::Damaged(match accounted {
+                Some(n) => format!("it is {len} bytes, its manifest accounts for {n}"),
+                None => format!("it is {len} bytes, its manifest's attachment sizes pass 2^64"),
+            }));
         }
         Ok(Self {
             input,
@@ -273,6 +280,25 @@ mod tests {
         )
         .unwrap();
         (manifest, out)
+    }
+
+    /// Found by fuzzing: attachment sizes whose sum passes u64::MAX
+    /// overflowed the length check.
+    #[test]
+    fn attachment_sizes_past_u64_max_are_damage_not_an_overflow() {
+        let key = DeviceKey::generate().unwrap();
+        let (mut manifest, _) = sample(&key, &[vec![1], vec![2]]);
+        for attachment in &mut manifest.attachments {
+            attachment.size = u64::MAX;
+        }
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(json.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(&[0; SIGNATURE_LEN]);
+        let len = bytes.len() as u64;
+        let err = verify(&mut Cursor::new(bytes), len).unwrap_err();
+        assert!(err.to_string().contains("2^64"), "{err}");
     }
 
     #[test]

@@ -378,14 +378,14 @@ pub fn chunk_nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(nonce)
 }
 
-fn header_aad(epoch: u32) -> [u8; 8] {
+pub(crate) fn header_aad(epoch: u32) -> [u8; 8] {
     let mut aad = [0u8; 8];
     aad[..4].copy_from_slice(MAGIC);
     aad[4..].copy_from_slice(&epoch.to_be_bytes());
     aad
 }
 
-fn aead_key(key: &[u8; 32]) -> LessSafeKey {
+pub(crate) fn aead_key(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
 }
 

@@ -24,6 +24,9 @@ pub mod case_key;
 pub mod document;
 pub mod envelope;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hashing;
 pub mod heads;
 pub mod identity;

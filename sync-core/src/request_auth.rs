@@ -118,8 +118,9 @@ impl RequestAuth {
             &signature,
         )
         .map_err(|_| AuthError::BadSignature)?;
-        let skew_secs = self.timestamp - now_secs;
-        if skew_secs.abs() > window_secs {
+        // Saturating: a signed timestamp of i64::MIN must not overflow.
+        let skew_secs = self.timestamp.saturating_sub(now_secs);
+        if skew_secs.unsigned_abs() > window_secs.unsigned_abs() {
             return Err(AuthError::Clock {
                 skew_secs,
                 window_secs,
@@ -158,7 +159,13 @@ pub fn describe_offset(offset_secs: i64) -> String {
     format!("{n} {unit} {way}")
 }
 
-fn message(method: &str, path: &str, timestamp: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn message(
+    method: &str,
+    path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let body_hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, body));
     format!("{method}\n{path}\n{timestamp}\n{nonce}\n{body_hash}").into_bytes()
 }
@@ -226,6 +233,18 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("set this device's clock"), "{err}");
+    }
+
+    /// Found by fuzzing: a signed timestamp far from the server's clock
+    /// overflowed the skew arithmetic.
+    #[test]
+    fn an_extreme_timestamp_is_a_clock_error_not_an_overflow() {
+        let key = DeviceKey::generate().unwrap();
+        for (signed_at, now) in [(i64::MIN, 1_000_000), (i64::MAX, -1_000_000)] {
+            let auth = RequestAuth::sign(&key, "POST", "/v1/sync", b"", signed_at).unwrap();
+            let err = check(&auth, &key.public_key(), "POST", "/v1/sync", b"", now).unwrap_err();
+            assert!(matches!(err, AuthError::Clock { .. }), "{err}");
+        }
     }
 
     #[test]

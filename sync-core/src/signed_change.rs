@@ -5,7 +5,9 @@
 //! server's store. Whoever relays a change relays its signature unchanged, so
 //! authorship survives any number of hops.
 
-use automerge::{Change, ChangeHash};
+use std::collections::HashSet;
+
+use automerge::{legacy, Automerge, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DeviceKey, Domain, IdentityError, PublicKey, Signature};
@@ -129,7 +131,7 @@ impl VerifiedChange {
 /// queues a change whose dependencies are missing instead of applying it, and
 /// a queued change is not saved, so order matters wherever we apply.
 pub fn causal_order(changes: Vec<VerifiedChange>) -> Vec<VerifiedChange> {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashMap;
     let in_set: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
     let mut placed: HashSet<ChangeHash> = HashSet::with_capacity(changes.len());
     let mut waiting: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
@@ -215,4 +217,47 @@ pub fn attribute(change: &Change, signature: &[u8]) -> Attribution {
             signature_verified: false,
         },
     }
+}
+
+/// Objects made by changes about to be applied together, which the
+/// document does not hold yet: `(counter, actor)` of each `Make` op.
+pub type PendingObjects = HashSet<(u64, automerge::ActorId)>;
+
+/// Refuses, before Automerge sees it, a change it would panic on rather
+/// than refuse: counters past `u32::MAX` (Automerge truncates them) or an
+/// op on an object that neither `doc`, nor `pending`, nor an earlier op of
+/// the change made. On success adds the change's new objects to `pending`.
+pub fn check_applicable(
+    doc: &Automerge,
+    pending: &mut PendingObjects,
+    change: &Change,
+) -> Result<(), String> {
+    if change.seq() > u64::from(u32::MAX) || change.max_op() > u64::from(u32::MAX) {
+        return Err("the change's sequence number or op counter is past 2^32".into());
+    }
+    let actor = change.actor_id().clone();
+    let start = change.start_op().get();
+    let mut made = Vec::new();
+    for (i, op) in change.decode().operations.iter().enumerate() {
+        if let legacy::ObjectId::Id(id) = &op.obj {
+            let key = (id.counter(), id.actor().clone());
+            let known = pending.contains(&key)
+                || made.contains(&key)
+                || doc
+                    .import(&format!("{}@{}", id.counter(), id.actor()))
+                    .is_ok();
+            if !known {
+                return Err(format!(
+                    "op {i} acts on object {}@{}, which does not exist",
+                    id.counter(),
+                    id.actor()
+                ));
+            }
+        }
+        if matches!(op.action, legacy::OpType::Make(_)) {
+            made.push((start + i as u64, actor.clone()));
+        }
+    }
+    pending.extend(made);
+    Ok(())
 }

@@ -9,6 +9,7 @@ mod cli_output;
 mod clock_skew;
 mod disk_full;
 mod export;
+mod fuzz_corpus;
 mod hostile_requests;
 mod import;
 mod offline_sync;

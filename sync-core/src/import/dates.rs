@@ -167,7 +167,22 @@ pub(crate) fn at_zone_lenient(zone: &Zone, local: &NaiveDateTime) -> (DateTime<F
         },
     };
     let utc = *local - chrono::Duration::seconds(i64::from(offset.local_minus_utc()));
-    (DateTime::from_naive_utc_and_offset(utc, offset), true)
+    (
+        whole_minutes(DateTime::from_naive_utc_and_offset(utc, offset)),
+        true,
+    )
+}
+
+/// The same instant at its offset rounded to whole minutes. Found by
+/// fuzzing: an offset with seconds (local mean time before standard zones,
+/// such as Almaty's +05:07:48 until 1924) does not survive RFC 3339, which
+/// the document stores, so the report read back named another instant.
+fn whole_minutes(t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    let secs = t.offset().local_minus_utc();
+    match FixedOffset::east_opt((secs + 30).div_euclid(60) * 60) {
+        Some(offset) if secs % 60 != 0 => t.with_timezone(&offset),
+        _ => t,
+    }
 }
 
 fn single(
@@ -176,7 +191,7 @@ fn single(
     zone: &str,
 ) -> Result<DateTime<FixedOffset>, String> {
     match result {
-        LocalResult::Single(t) => Ok(t),
+        LocalResult::Single(t) => Ok(whole_minutes(t)),
         LocalResult::Ambiguous(a, b) => Err(format!(
             "{} happened twice in {zone} (clocks went back): write it with its offset, {} or {}",
             local.format("%Y-%m-%d %H:%M"),

@@ -7,7 +7,10 @@ use automerge::{AutoCommit, ChangeHash};
 
 use crate::ids::ReportId;
 use crate::protocol::*;
-use crate::signed_change::{causal_order, has_change, ChangeError, SignedChange, VerifiedChange};
+use crate::signed_change::{
+    causal_order, check_applicable, has_change, ChangeError, PendingObjects, SignedChange,
+    VerifiedChange,
+};
 
 /// What a device has for one document that the server has not acknowledged.
 #[derive(Clone, Debug)]
@@ -108,6 +111,12 @@ pub enum AbsorbError {
     },
     #[error("report {doc}: the server sent changes whose dependencies are missing; nothing was applied, sync again")]
     MissingDependencies { doc: ReportId },
+    #[error("report {doc}: the server sent change {hash}, which cannot apply ({message}); nothing was applied, sync again")]
+    Unapplicable {
+        doc: ReportId,
+        hash: ChangeHash,
+        message: String,
+    },
     #[error("report {doc}: automerge refused the server's changes: {source}")]
     Automerge {
         doc: ReportId,
@@ -143,6 +152,16 @@ pub fn absorb(doc: &mut AutoCommit, update: &DocUpdate) -> Result<Absorbed, Abso
         .into_iter()
         .filter(|v| seen.insert(v.hash()))
         .collect();
+    let mut pending = PendingObjects::new();
+    for v in &applied {
+        check_applicable(doc.document(), &mut pending, &v.change).map_err(|message| {
+            AbsorbError::Unapplicable {
+                doc: update.id.clone(),
+                hash: v.hash(),
+                message,
+            }
+        })?;
+    }
     if !applied.is_empty() {
         doc.apply_changes(applied.iter().map(|v| v.change.clone()).collect::<Vec<_>>())
             .map_err(|source| AbsorbError::Automerge {

@@ -68,7 +68,9 @@ pub fn check_change(
             ));
         }
     }
-    let is_creation = change.deps().is_empty();
+    // A change to an existing report is never its creation, whatever its
+    // dependencies say (`handle_sync` refuses one without any).
+    let is_creation = creator.is_none() && change.deps().is_empty();
     let expanded = change.decode();
     let review_objects: Vec<ObjId> = doc
         .get_all(ROOT, REVIEW_KEY)

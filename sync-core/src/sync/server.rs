@@ -18,7 +18,10 @@ use crate::document::read_report;
 use crate::identity::PublicKey;
 use crate::ids::{DeviceId, ReportId};
 use crate::protocol::*;
-use crate::signed_change::{causal_order, has_change, ChangeError, SignedChange, VerifiedChange};
+use crate::signed_change::{
+    causal_order, check_applicable, has_change, ChangeError, PendingObjects, SignedChange,
+    VerifiedChange,
+};
 
 use super::policy::{check_change, check_creation, may_read, DeviceRole, Member};
 
@@ -332,7 +335,23 @@ fn admit(
             "the change depends on a change the server does not have or refused".into(),
         ));
     }
+    let unapplicable = |e: String| {
+        (
+            Refusal::BadCreation,
+            format!("the change does not apply: {e}"),
+        )
+    };
     if creator.is_some() {
+        if deps.is_empty() {
+            // Only a report's first change has no dependencies; another
+            // would write the write-once fields a second time.
+            return Err((
+                Refusal::BadCreation,
+                "the report exists already; a change without dependencies would create it again"
+                    .into(),
+            ));
+        }
+        check_applicable(doc, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
         return check_change(author, doc, creator, &v.change).map(|()| None);
     }
     if !deps.is_empty() {
@@ -348,6 +367,7 @@ fn admit(
         ));
     }
     let mut trial = Automerge::new();
+    check_applicable(&trial, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
     trial.apply_changes([v.change.clone()]).map_err(|e| {
         (
             Refusal::BadCreation,

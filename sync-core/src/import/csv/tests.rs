@@ -440,3 +440,23 @@ fn a_hundred_thousand_rows_parse_correctly() {
     assert_eq!(last.description, "Line one\nline two of 99999");
     assert_eq!(last.occurred_at.to_rfc3339(), "2016-05-21T10:39:00+06:00");
 }
+
+/// Found by fuzzing (`tests/fuzz/regressions/import_csv/`): Almaty's local
+/// mean time, +05:07:48, has seconds that RFC 3339 cannot hold, so the
+/// stored report named another instant. It is stored at +05:08.
+#[test]
+fn an_offset_with_seconds_is_kept_as_the_same_instant_at_whole_minutes() {
+    let parsed = check("title,date\nlong ago,1008-05-21\n");
+    let at = parsed.reports[0].occurred_at;
+    assert_eq!(at.offset().local_minus_utc() % 60, 0, "{at}");
+    let lmt = chrono::FixedOffset::east_opt(5 * 3600 + 7 * 60 + 48).unwrap();
+    let expected = chrono::NaiveDate::from_ymd_opt(1008, 5, 21)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_local_timezone(lmt)
+        .unwrap();
+    assert_eq!(at, expected, "the same instant");
+    let stored = crate::document::rfc3339(&at);
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(&stored).unwrap(), at);
+}

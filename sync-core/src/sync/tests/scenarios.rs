@@ -329,3 +329,72 @@ fn print_wire_cost_of_typical_changes() {
     );
     assert!(wire < 4 * raw);
 }
+
+/// Found by fuzzing (`tests/fuzz`): a second change without dependencies
+/// was taken for the report's creation, so it could write the write-once
+/// fields (creator, case) and the review a second time.
+#[test]
+fn a_change_without_dependencies_to_an_existing_report_is_refused() {
+    let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+    let id = w.record(0, "Arrests at the bus stop");
+    w.sync(0, MIB);
+    // The coordinator "creates" the same report again: a change without
+    // dependencies that names itself creator.
+    let key = w.devices[1].replica.device_key().unwrap().unwrap();
+    let mut again = w.new_report("Taken over");
+    again.id = id.clone();
+    let (_, change) =
+        crate::ReportDocument::create(&key, &again, t("2016-05-21T12:00:00+06:00")).unwrap();
+    let response = w.serve(
+        1,
+        &SyncRequest {
+            version: crate::protocol::PROTOCOL_VERSION,
+            cursor: 0,
+            docs: vec![crate::protocol::DocOffer {
+                id: id.clone(),
+                base_heads: vec![],
+                changes: vec![change],
+            }],
+        },
+    );
+    let refused = &response.docs[0].refused;
+    assert_eq!(refused.len(), 1, "{response:?}");
+    assert_eq!(refused[0].reason, Refusal::BadCreation);
+    let (_, doc) = w
+        .server
+        .documents()
+        .into_iter()
+        .find(|(d, _)| d == &id)
+        .unwrap();
+    let report = crate::document::read_report(&doc).unwrap();
+    assert_eq!(report.created_by, w.devices[0].key.device_id().as_str());
+    assert_eq!(report.title, "Arrests at the bus stop");
+}
+
+/// Found by fuzzing (`regressions/sync_request/op-on-missing-object.json`,
+/// replayed by `tests/scenarios/fuzz_corpus.rs`): a change with an op on an
+/// object that does not exist reached an Automerge panic ("Missing from
+/// Index"). `check_applicable` refuses it before Automerge sees it.
+#[test]
+fn a_change_on_an_object_that_does_not_exist_is_refused_before_automerge() {
+    use crate::signed_change::{check_applicable, PendingObjects};
+    use automerge::transaction::Transactable;
+    let mut doc = automerge::AutoCommit::new();
+    let place = doc
+        .put_object(automerge::ROOT, "place", automerge::ObjType::Map)
+        .unwrap();
+    let first = doc.get_last_local_change().unwrap().clone();
+    doc.put(&place, "name", "Almaty").unwrap();
+    let second = doc.get_last_local_change().unwrap().clone();
+
+    let empty = automerge::Automerge::new();
+    let err = check_applicable(&empty, &mut PendingObjects::new(), &second).unwrap_err();
+    assert!(err.contains("does not exist"), "{err}");
+    // Made by an earlier change of the same batch, or held: fine.
+    let mut pending = PendingObjects::new();
+    check_applicable(&empty, &mut pending, &first).unwrap();
+    check_applicable(&empty, &mut pending, &second).unwrap();
+    let mut held = automerge::Automerge::new();
+    held.apply_changes([first]).unwrap();
+    check_applicable(&held, &mut PendingObjects::new(), &second).unwrap();
+}
