@@ -89,8 +89,10 @@ pub const SCHEMA_VERSION: i64 = 4;
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
 /// Most timeline rows one page may hold.
 const MAX_TIMELINE_LIMIT: usize = 1000;
-/// The page cache [`Store::import_generated_reports`] asks of SQLite, in KiB.
-const GENERATE_CACHE_KIB: i64 = 64 * 1024;
+/// The page cache [`Store::import_generated_reports`] asks of SQLite, in
+/// KiB: a batch of random ids dirties pages all over five indexes, and
+/// pages spilled before the commit are written twice.
+const GENERATE_CACHE_KIB: i64 = 256 * 1024;
 /// SQLite's default `cache_size` (2 MiB), which every other write uses.
 const DEFAULT_CACHE_SIZE: i64 = -2000;
 /// Longest invite lifetime; longer requests are cut to it.
