@@ -30,7 +30,9 @@
 //! # }
 //! ```
 //!
-//! Tables (schema 2; schema 1 had all but the last three):
+//! Tables (schema 4; schema 1 had neither the three blob tables nor
+//! `timeline_tags`, schema 3 added the review app's `web_sessions`, see
+//! `store/web.rs`, and schema 4 `timeline_tags`):
 //!
 //! | table | holds |
 //! |---|---|
@@ -40,6 +42,7 @@
 //! | `documents` | each report's Automerge snapshot, creator, heads and newest feed sequence number |
 //! | `changes` | every change with its author's signature; `seq` is the case feed (monotonic, shared by all cases) |
 //! | `timeline` | the projection coordinators browse: time, place, title, status, tags, reporter |
+//! | `timeline_tags` | one entry per (report, tag), in timeline order, so a tag filter reads only that tag's reports; kept from `timeline` by triggers |
 //! | `nonces` | request nonces seen recently, for replay refusal |
 //! | `audit_log` | who did what, when; never report contents |
 //! | `uploads` | resumable blob uploads: device, case, blob id, report, length, expiry, completion; a deduplicated upload is a completed row that costs no quota. The offset is not here: it is the partial file's length (`blob_store.rs`) |
@@ -63,7 +66,7 @@ use fieldsync_core::sync::policy::{may_read, DeviceRole, Member};
 use fieldsync_core::sync::server::{
     handle_sync, DocumentTip, FeedEntry, ServerLimits, ServerStore, StoredDocument, SyncError,
 };
-use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
+use fieldsync_core::{CaseId, DeviceId, DeviceKey, NewReport, PublicKey, ReportDocument, ReportId};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -80,12 +83,18 @@ pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSessio
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
 /// Most timeline rows one page may hold.
 const MAX_TIMELINE_LIMIT: usize = 1000;
+/// The page cache [`Store::import_generated_reports`] asks of SQLite, in
+/// KiB: a batch of random ids dirties pages all over five indexes, and
+/// pages spilled before the commit are written twice.
+const GENERATE_CACHE_KIB: i64 = 256 * 1024;
+/// SQLite's default `cache_size` (2 MiB), which every other write uses.
+const DEFAULT_CACHE_SIZE: i64 = -2000;
 /// Longest invite lifetime; longer requests are cut to it.
 const MAX_INVITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Longest case name, in bytes.
@@ -131,6 +140,8 @@ pub enum StoreError {
     Random,
     #[error("the server database holds inconsistent data ({0}); if this persists, restore the database from a backup")]
     Corrupt(String),
+    #[error("generated report {report} cannot be stored: {reason}; fix the generator")]
+    GeneratedReport { report: ReportId, reason: String },
 }
 
 impl StoreError {
@@ -611,6 +622,95 @@ impl Store {
         Ok(response)
     }
 
+    /// Writes reports straight into the store, each as the sync round that
+    /// brought its creating change would: the document, the change with its
+    /// author's signature at the end of the case feed, and the timeline row
+    /// (`write_document`, the code `Store::sync` writes with), received now.
+    /// For benchmarks and tests that need a case of a hundred thousand
+    /// reports or more, which no device could sync in reasonable time.
+    ///
+    /// Each report is made and signed by its `author` with the core
+    /// ([`ReportDocument::creating_change`], on every core of the machine)
+    /// at the device time `now`; the author must be an enrolled, unrevoked
+    /// device of the report's case, and the report id new. The server holds
+    /// device keys nowhere else. Two shortcuts, both invisible to readers:
+    /// the document's snapshot is the creating change itself (a one-change
+    /// Automerge file, which `Automerge::load` reads as the same document;
+    /// a sync round stores `save()`'s form, as the first round that changes
+    /// the report will), and the timeline row is projected from
+    /// [`ReportDocument::created_view`] rather than by reading the document.
+    ///
+    /// All in one transaction: call it with batches of some ten thousand.
+    pub fn import_generated_reports(
+        &self,
+        reports: &[(&DeviceKey, NewReport)],
+        now: DateTime<FixedOffset>,
+    ) -> Result<(), StoreError> {
+        let made = make_generated(reports, now)?;
+        let mut conn = self.conn()?;
+        // Ids are random, so each batch writes index pages all over the
+        // file; a larger page cache for this connection while it does.
+        conn.pragma_update(None, "cache_size", -GENERATE_CACHE_KIB)?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let received = now_text();
+            let mut authors: Vec<DeviceRecord> = Vec::new();
+            for ((key, new), made) in reports.iter().zip(&made) {
+                let device = key.device_id();
+                let known = authors.iter().position(|a| a.device_id == device);
+                let index = match known {
+                    Some(i) => i,
+                    None => {
+                        let a = device_by_id(&tx, &device)?
+                            .ok_or_else(|| StoreError::UnknownDevice(device.clone()))?;
+                        authors.push(a);
+                        authors.len() - 1
+                    }
+                };
+                let author = &authors[index];
+                let refuse = |reason: &str| StoreError::GeneratedReport {
+                    report: new.id.clone(),
+                    reason: reason.to_owned(),
+                };
+                if author.case_id != new.case {
+                    return Err(refuse("its author is enrolled in another case"));
+                }
+                if author.revoked_at.is_some() {
+                    return Err(refuse("its author is revoked"));
+                }
+                let exists: Option<i64> = tx
+                    .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+                    .query_row([new.id.as_str()], |r| r.get(0))
+                    .optional()?;
+                if exists.is_some() {
+                    return Err(refuse("the store already holds a report with its id"));
+                }
+                let changes = [ChangeRow {
+                    hash: made.hash,
+                    signed: &made.change,
+                    author: device,
+                }];
+                write_document(
+                    &tx,
+                    new.case.as_str(),
+                    &received,
+                    &DocumentRow {
+                        id: &new.id,
+                        creator: &author.device_id,
+                        snapshot: &made.change.bytes,
+                        heads: &format_heads(&[made.hash]),
+                        changes: &changes,
+                        projection: &made.projection,
+                    },
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        conn.pragma_update(None, "cache_size", DEFAULT_CACHE_SIZE)?;
+        result
+    }
+
     /// The case's reports in the order they occurred (UTC, then report id;
     /// reports with no time last), filtered and paged.
     pub fn timeline(
@@ -629,35 +729,53 @@ impl Store {
             .clamp(1, MAX_TIMELINE_LIMIT);
         let want = limit + 1;
         let conn = self.conn()?;
+        // A tag filter reads the tag's entries in `timeline_tags` (indexed
+        // in timeline order) and the rows they name, not every row of the
+        // case. `k` is the table a query orders and pages by; `t` the rows.
+        let (from, k) = if filter.tag.is_some() {
+            (
+                "timeline_tags k CROSS JOIN timeline t ON t.report_id = k.report_id",
+                "k",
+            )
+        } else {
+            ("timeline t", "t")
+        };
         let mut rows: Vec<RawTimelineRow> = Vec::new();
         let past_dated = matches!(&after, Some((None, _)));
         if !past_dated {
-            let mut sql =
-                format!("{TIMELINE_SELECT} WHERE case_id = ? AND occurred_utc IS NOT NULL");
+            let mut sql = format!(
+                "{TIMELINE_SELECT} FROM {from} WHERE {k}.case_id = ? AND {k}.occurred_utc IS NOT NULL"
+            );
             let mut args: Vec<Value> = vec![Value::from(case_id.as_str().to_owned())];
-            filter.push(&mut sql, &mut args);
+            filter.push(&mut sql, &mut args, k);
             if let Some((Some(utc), id)) = &after {
-                sql.push_str(" AND (occurred_utc > ? OR (occurred_utc = ? AND report_id > ?))");
+                sql.push_str(&format!(
+                    " AND ({k}.occurred_utc > ? OR ({k}.occurred_utc = ? AND {k}.report_id > ?))"
+                ));
                 args.extend([
                     Value::from(utc.clone()),
                     Value::from(utc.clone()),
                     Value::from(id.clone()),
                 ]);
             }
-            sql.push_str(" ORDER BY occurred_utc, report_id LIMIT ?");
+            sql.push_str(&format!(
+                " ORDER BY {k}.occurred_utc, {k}.report_id LIMIT ?"
+            ));
             args.push(Value::from(sql_count(want)));
             rows.extend(timeline_rows(&conn, &sql, &args)?);
         }
         // A time range leaves out reports with no time.
         if rows.len() < want && !filter.has_range() {
-            let mut sql = format!("{TIMELINE_SELECT} WHERE case_id = ? AND occurred_utc IS NULL");
+            let mut sql = format!(
+                "{TIMELINE_SELECT} FROM {from} WHERE {k}.case_id = ? AND {k}.occurred_utc IS NULL"
+            );
             let mut args: Vec<Value> = vec![Value::from(case_id.as_str().to_owned())];
-            filter.push(&mut sql, &mut args);
+            filter.push(&mut sql, &mut args, k);
             if let Some((None, id)) = &after {
-                sql.push_str(" AND report_id > ?");
+                sql.push_str(&format!(" AND {k}.report_id > ?"));
                 args.push(Value::from(id.clone()));
             }
-            sql.push_str(" ORDER BY report_id LIMIT ?");
+            sql.push_str(&format!(" ORDER BY {k}.report_id LIMIT ?"));
             args.push(Value::from(sql_count(want - rows.len())));
             rows.extend(timeline_rows(&conn, &sql, &args)?);
         }
@@ -1058,50 +1176,6 @@ impl ServerStore for CaseStore<'_> {
         doc: &Automerge,
         new_changes: &[VerifiedChange],
     ) -> Result<(), StoreError> {
-        let heads = format_heads(&doc.get_heads());
-        let upserted = self.tx.execute(
-            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)
-             ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads
-             WHERE documents.case_id = excluded.case_id",
-            params![
-                id.as_str(),
-                self.case_id,
-                creator.as_str(),
-                doc.save(),
-                heads
-            ],
-        )?;
-        if upserted != 1 {
-            return Err(StoreError::Corrupt(
-                "report id belongs to another case".into(),
-            ));
-        }
-        let mut last_seq = None;
-        {
-            let mut insert = self.tx.prepare_cached(
-                "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for change in new_changes {
-                insert.execute(params![
-                    self.case_id,
-                    id.as_str(),
-                    change.hash().to_string(),
-                    change.signed.bytes,
-                    change.author.device_id().as_str(),
-                    change.signed.signature,
-                    self.now,
-                ])?;
-                last_seq = Some(self.tx.last_insert_rowid());
-            }
-        }
-        if let Some(seq) = last_seq {
-            self.tx.execute(
-                "UPDATE documents SET last_seq = ?2 WHERE id = ?1",
-                params![id.as_str(), seq],
-            )?;
-        }
         let projection = match read_report(doc) {
             Ok(report) => Projection::of(&report)?,
             Err(e) => {
@@ -1115,37 +1189,27 @@ impl ServerStore for CaseStore<'_> {
                 Projection::empty()
             }
         };
-        self.tx.execute(
-            "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
-                                   title, search_text, status, tags, reporter, updated_at,
-                                   lat, lon, entries)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-             ON CONFLICT (report_id) DO UPDATE SET
-                 occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
-                 approximate = excluded.approximate, place = excluded.place,
-                 title = excluded.title, search_text = excluded.search_text,
-                 status = excluded.status, tags = excluded.tags,
-                 reporter = excluded.reporter, updated_at = excluded.updated_at,
-                 lat = excluded.lat, lon = excluded.lon, entries = excluded.entries",
-            params![
-                id.as_str(),
-                self.case_id,
-                projection.occurred_utc,
-                projection.occurred_at,
-                projection.approximate,
-                projection.place,
-                projection.title,
-                projection.search_text,
-                projection.status,
-                projection.tags,
-                creator.as_str(),
-                self.now,
-                projection.lat,
-                projection.lon,
-                projection.entries,
-            ],
-        )?;
-        Ok(())
+        let changes: Vec<ChangeRow<'_>> = new_changes
+            .iter()
+            .map(|change| ChangeRow {
+                hash: change.hash(),
+                signed: &change.signed,
+                author: change.author.device_id(),
+            })
+            .collect();
+        write_document(
+            self.tx,
+            &self.case_id,
+            &self.now,
+            &DocumentRow {
+                id,
+                creator,
+                snapshot: &doc.save(),
+                heads: &format_heads(&doc.get_heads()),
+                changes: &changes,
+                projection: &projection,
+            },
+        )
     }
 
     fn signature(
@@ -1221,6 +1285,157 @@ impl ServerStore for CaseStore<'_> {
         })
         .transpose()
     }
+}
+
+/// A generated report's creating change and timeline projection.
+struct Generated {
+    change: SignedChange,
+    hash: ChangeHash,
+    projection: Projection,
+}
+
+/// Makes the creating change and projection of each report, on every core.
+fn make_generated(
+    reports: &[(&DeviceKey, NewReport)],
+    now: DateTime<FixedOffset>,
+) -> Result<Vec<Generated>, StoreError> {
+    let make = |(key, new): &(&DeviceKey, NewReport)| -> Result<Generated, StoreError> {
+        let (change, hash) = ReportDocument::creating_change(key, new, now).map_err(|e| {
+            StoreError::GeneratedReport {
+                report: new.id.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let view = ReportDocument::created_view(&key.device_id(), new, now);
+        Ok(Generated {
+            change,
+            hash,
+            projection: Projection::of(&view)?,
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = reports.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = reports
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(make).collect::<Vec<_>>()))
+            .collect();
+        let mut made = Vec::with_capacity(reports.len());
+        for worker in workers {
+            let part = worker
+                .join()
+                .map_err(|_| StoreError::Corrupt("a report generator thread panicked".into()))?;
+            for one in part {
+                made.push(one?);
+            }
+        }
+        Ok(made)
+    })
+}
+
+/// What a sync round writes for one report: its document, the changes it
+/// accepted and its timeline row.
+struct DocumentRow<'a> {
+    id: &'a ReportId,
+    creator: &'a DeviceId,
+    snapshot: &'a [u8],
+    heads: &'a str,
+    changes: &'a [ChangeRow<'a>],
+    projection: &'a Projection,
+}
+
+/// One new change of a report, as the case feed stores it.
+struct ChangeRow<'a> {
+    hash: ChangeHash,
+    signed: &'a SignedChange,
+    /// The device answerable for it.
+    author: DeviceId,
+}
+
+/// Writes one report as a sync round does, received at `now`: the document
+/// (inserted, or updated within its case), its new changes at the end of the
+/// case feed, and its timeline row.
+fn write_document(
+    tx: &Connection,
+    case_id: &str,
+    now: &str,
+    row: &DocumentRow<'_>,
+) -> Result<(), StoreError> {
+    let id = row.id.as_str();
+    let upserted = tx
+        .prepare_cached(
+            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+             ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads
+             WHERE documents.case_id = excluded.case_id",
+        )?
+        .execute(params![
+            id,
+            case_id,
+            row.creator.as_str(),
+            row.snapshot,
+            row.heads
+        ])?;
+    if upserted != 1 {
+        return Err(StoreError::Corrupt(
+            "report id belongs to another case".into(),
+        ));
+    }
+    let mut last_seq = None;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for change in row.changes {
+            insert.execute(params![
+                case_id,
+                id,
+                change.hash.to_string(),
+                change.signed.bytes,
+                change.author.as_str(),
+                change.signed.signature,
+                now,
+            ])?;
+            last_seq = Some(tx.last_insert_rowid());
+        }
+    }
+    if let Some(seq) = last_seq {
+        tx.prepare_cached("UPDATE documents SET last_seq = ?2 WHERE id = ?1")?
+            .execute(params![id, seq])?;
+    }
+    let p = row.projection;
+    tx.prepare_cached(
+        "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
+                               title, search_text, status, tags, reporter, updated_at,
+                               lat, lon, entries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (report_id) DO UPDATE SET
+             occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
+             approximate = excluded.approximate, place = excluded.place,
+             title = excluded.title, search_text = excluded.search_text,
+             status = excluded.status, tags = excluded.tags,
+             reporter = excluded.reporter, updated_at = excluded.updated_at,
+             lat = excluded.lat, lon = excluded.lon, entries = excluded.entries",
+    )?
+    .execute(params![
+        id,
+        case_id,
+        p.occurred_utc,
+        p.occurred_at,
+        p.approximate,
+        p.place,
+        p.title,
+        p.search_text,
+        p.status,
+        p.tags,
+        row.creator.as_str(),
+        now,
+        p.lat,
+        p.lon,
+        p.entries,
+    ])?;
+    Ok(())
 }
 
 /// The timeline row's values, read from a report.
@@ -1343,38 +1558,41 @@ impl TimelineFilter {
         self.from.is_some() || self.to.is_some()
     }
 
-    /// Appends this filter's conditions and their arguments.
-    fn push(&self, sql: &mut String, args: &mut Vec<Value>) {
+    /// Appends this filter's conditions and their arguments, for the rows
+    /// `t` of the query's `FROM`, ordered by the table `k` (`t` itself,
+    /// or a tag's entries in `timeline_tags`).
+    fn push(&self, sql: &mut String, args: &mut Vec<Value>, k: &str) {
+        if let Some(tag) = &self.tag {
+            // The same ASCII case folding as the trigger that fills
+            // timeline_tags.
+            sql.push_str(" AND k.tag = lower(?)");
+            args.push(Value::from(tag.clone()));
+        }
         if let Some(from) = &self.from {
-            sql.push_str(" AND occurred_utc >= ?");
+            sql.push_str(&format!(" AND {k}.occurred_utc >= ?"));
             args.push(Value::from(from.clone()));
         }
         if let Some(to) = &self.to {
-            sql.push_str(" AND occurred_utc <= ?");
+            sql.push_str(&format!(" AND {k}.occurred_utc <= ?"));
             args.push(Value::from(to.clone()));
         }
-        if let Some(tag) = &self.tag {
-            sql.push_str(
-                " AND EXISTS (SELECT 1 FROM json_each(timeline.tags) WHERE lower(json_each.value) = lower(?))",
-            );
-            args.push(Value::from(tag.clone()));
-        }
         if let Some(status) = &self.status {
-            sql.push_str(" AND status = ?");
+            sql.push_str(" AND t.status = ?");
             args.push(Value::from(status.clone()));
         }
         if let Some(reporter) = &self.reporter {
-            sql.push_str(" AND reporter = ?");
+            sql.push_str(" AND t.reporter = ?");
             args.push(Value::from(reporter.clone()));
         }
         if let Some(text) = &self.text {
-            sql.push_str(" AND instr(search_text, ?) > 0");
+            sql.push_str(" AND instr(t.search_text, ?) > 0");
             args.push(Value::from(text.clone()));
         }
     }
 }
 
-const TIMELINE_SELECT: &str = "SELECT report_id, occurred_at, approximate, place, title, status, tags, reporter, updated_at, occurred_utc, lat, lon, entries FROM timeline";
+/// The columns of a timeline row `t` (its FROM follows).
+const TIMELINE_SELECT: &str = "SELECT t.report_id, t.occurred_at, t.approximate, t.place, t.title, t.status, t.tags, t.reporter, t.updated_at, t.occurred_utc, t.lat, t.lon, t.entries";
 
 struct RawTimelineRow {
     row: TimelineRow,
@@ -1841,6 +2059,42 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
         reproject_places_and_entries(&tx)?;
         tx.execute_batch("PRAGMA user_version = 3;")?;
+    }
+    if version < 4 {
+        // A tag filter read every row of the case in timeline order until it
+        // had a page: 30-40 ms for a tag one report in a hundred carries,
+        // seconds for a rare tag in a large case. Each (report, tag) now has
+        // an entry in timeline order, kept by triggers from the timeline row
+        // (tags folded as the filter folds them: SQLite's ASCII lower()).
+        tx.execute_batch(
+            "CREATE TABLE timeline_tags (
+                 report_id TEXT NOT NULL,
+                 case_id TEXT NOT NULL,
+                 tag TEXT NOT NULL,
+                 occurred_utc TEXT);
+             CREATE INDEX timeline_tags_order
+                 ON timeline_tags(case_id, tag, occurred_utc, report_id);
+             CREATE INDEX timeline_tags_report ON timeline_tags(report_id);
+             CREATE TRIGGER timeline_tags_insert AFTER INSERT ON timeline BEGIN
+                 INSERT INTO timeline_tags (report_id, case_id, tag, occurred_utc)
+                 SELECT DISTINCT new.report_id, new.case_id, lower(value), new.occurred_utc
+                 FROM json_each(new.tags);
+             END;
+             CREATE TRIGGER timeline_tags_update
+             AFTER UPDATE OF case_id, occurred_utc, tags ON timeline BEGIN
+                 DELETE FROM timeline_tags WHERE report_id = old.report_id;
+                 INSERT INTO timeline_tags (report_id, case_id, tag, occurred_utc)
+                 SELECT DISTINCT new.report_id, new.case_id, lower(value), new.occurred_utc
+                 FROM json_each(new.tags);
+             END;
+             CREATE TRIGGER timeline_tags_delete AFTER DELETE ON timeline BEGIN
+                 DELETE FROM timeline_tags WHERE report_id = old.report_id;
+             END;
+             INSERT INTO timeline_tags (report_id, case_id, tag, occurred_utc)
+             SELECT DISTINCT t.report_id, t.case_id, lower(j.value), t.occurred_utc
+             FROM timeline t, json_each(t.tags) j;
+             PRAGMA user_version = 4;",
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -2758,5 +3012,358 @@ mod tests {
         );
         let got = sync(&store, &mut coordinator);
         assert_eq!(got.received, 0);
+    }
+
+    /// Reports with tags, a place and a description, as a generator makes them.
+    fn generated(case: &CaseId, n: usize) -> Vec<NewReport> {
+        (0..n)
+            .map(|i| {
+                let mut new = new_report(case, &format!("Generated {i}"), "2024-05-01T10:00:00Z");
+                new.occurred_at =
+                    t("2024-05-01T10:00:00+06:00") + chrono::Duration::minutes(i as i64);
+                new.place = Place {
+                    name: "Republic square".into(),
+                    lat: Some(43.25),
+                    lon: Some(76.95),
+                };
+                new.description = format!("Held for {i} hours.");
+                new.tags = vec!["arrest".into(), format!(" Tag{} ", i % 3)];
+                new
+            })
+            .collect()
+    }
+
+    /// Columns of each table that a sync round and the generator write
+    /// alike: all but the receipt times, and each snapshot as the document
+    /// it loads as.
+    fn stored_alike(store: &Store) -> Vec<String> {
+        let conn = raw(store);
+        let mut out = Vec::new();
+        let mut docs = conn
+            .prepare(
+                "SELECT id, case_id, creator, snapshot, heads, last_seq FROM documents ORDER BY id",
+            )
+            .unwrap();
+        let mut rows = docs.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let snapshot: Vec<u8> = r.get(3).unwrap();
+            let saved = Automerge::load(&snapshot).unwrap().save();
+            out.push(format!(
+                "document {} {} {} {} {} {}",
+                r.get::<_, String>(0).unwrap(),
+                r.get::<_, String>(1).unwrap(),
+                r.get::<_, String>(2).unwrap(),
+                hex::encode(saved),
+                r.get::<_, String>(4).unwrap(),
+                r.get::<_, i64>(5).unwrap()
+            ));
+        }
+        for (table, columns) in [
+            ("changes", "seq, case_id, doc_id, hash, bytes, author_device, signature"),
+            (
+                "timeline",
+                "report_id, case_id, occurred_utc, occurred_at, approximate, place, title, search_text, status, tags, reporter, lat, lon, entries",
+            ),
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {columns} FROM {table} ORDER BY 1"))
+                .unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(r) = rows.next().unwrap() {
+                let values: Vec<String> = (0..n).map(|i| dump_value(r.get_ref(i).unwrap())).collect();
+                out.push(format!("{table} {}", values.join(" ")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn generated_reports_are_stored_as_a_sync_round_stores_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (generated_dir, synced_dir) = (dir.path().join("generated"), dir.path().join("synced"));
+        let store = Store::open(&generated_dir).unwrap();
+        let case = store.create_case("rally").unwrap();
+        let reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let key = reporter.replica.device_key().unwrap().unwrap();
+        drop(store);
+        // The same case and device in a second store.
+        std::fs::create_dir_all(&synced_dir).unwrap();
+        std::fs::copy(generated_dir.join(DB_FILE), synced_dir.join(DB_FILE)).unwrap();
+        let (generated_store, synced_store) = (
+            Store::open(&generated_dir).unwrap(),
+            Store::open(&synced_dir).unwrap(),
+        );
+
+        let now = t("2026-11-23T10:00:00+01:00");
+        let news = generated(&case.id, 5);
+        let batch: Vec<(&DeviceKey, NewReport)> = news.iter().map(|n| (&key, n.clone())).collect();
+        generated_store
+            .import_generated_reports(&batch, now)
+            .unwrap();
+        let request = SyncRequest {
+            version: fieldsync_core::protocol::PROTOCOL_VERSION,
+            cursor: 0,
+            docs: news
+                .iter()
+                .map(|new| fieldsync_core::protocol::DocOffer {
+                    id: new.id.clone(),
+                    base_heads: vec![],
+                    changes: vec![ReportDocument::creating_change(&key, new, now).unwrap().0],
+                })
+                .collect(),
+        };
+        let response = synced_store
+            .sync(&reporter.record, &request, ServerLimits::default())
+            .unwrap();
+        assert!(response.docs.iter().all(|d| d.refused.is_empty()));
+
+        let generated = stored_alike(&generated_store);
+        assert_eq!(generated.len(), 15);
+        assert_eq!(generated, stored_alike(&synced_store));
+    }
+
+    #[test]
+    fn generated_reports_sync_review_and_page_like_any_other() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let mut coordinator = enroll(&store, "rally", DeviceRole::Coordinator);
+        let key = reporter.replica.device_key().unwrap().unwrap();
+        let news = generated(&case.id, 30);
+        for part in news.chunks(10) {
+            let batch: Vec<(&DeviceKey, NewReport)> =
+                part.iter().map(|n| (&key, n.clone())).collect();
+            store
+                .import_generated_reports(&batch, t("2026-11-23T10:00:00+01:00"))
+                .unwrap();
+        }
+        let page = store
+            .timeline(
+                &case.id,
+                &TimelineQuery {
+                    tag: Some("TAG1".into()),
+                    limit: Some(5),
+                    ..TimelineQuery::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            titles(&page),
+            [
+                "Generated 1",
+                "Generated 4",
+                "Generated 7",
+                "Generated 10",
+                "Generated 13"
+            ]
+        );
+        assert_eq!(page.reports[0].reporter, key.device_id().as_str());
+
+        assert_eq!(sync(&store, &mut coordinator).new_reports, 30);
+        let id = news[4].id.clone();
+        coordinator
+            .replica
+            .edit_report(
+                &id,
+                &[Edit::SetReview {
+                    status: ReviewStatus::Verified,
+                    note: String::new(),
+                    reviewer: coordinator.record.device_id.to_string(),
+                    at: t("2026-11-23T11:00:00+01:00"),
+                }],
+            )
+            .unwrap();
+        let summary = sync(&store, &mut coordinator);
+        assert!(summary.refused.is_empty(), "{:?}", summary.refused);
+        let verified = store
+            .timeline(
+                &case.id,
+                &TimelineQuery {
+                    status: Some("verified".into()),
+                    ..TimelineQuery::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(titles(&verified), ["Generated 4"]);
+    }
+
+    #[test]
+    fn a_generated_report_is_refused_whole_batch_and_all_unless_its_author_may_write_it() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let other = store.create_case("other").unwrap();
+        let reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let key = reporter.replica.device_key().unwrap().unwrap();
+        let stranger = DeviceKey::generate().unwrap();
+        let now = t("2026-11-23T10:00:00+01:00");
+        let good = generated(&case.id, 2);
+        store
+            .import_generated_reports(&[(&key, good[0].clone())], now)
+            .unwrap();
+        let before = store.dump().unwrap();
+        let refused = [
+            (&key, generated(&other.id, 1).remove(0)),
+            (&key, good[0].clone()),
+            (&stranger, generated(&case.id, 1).remove(0)),
+        ];
+        for bad in refused {
+            let err = store
+                .import_generated_reports(&[(&key, good[1].clone()), bad], now)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::GeneratedReport { .. } | StoreError::UnknownDevice(_)
+                ),
+                "{err:?}"
+            );
+            assert_eq!(store.dump().unwrap(), before);
+        }
+        store.revoke(&reporter.record.device_id).unwrap();
+        let err = store
+            .import_generated_reports(&[(&key, good[1].clone())], now)
+            .unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+    }
+
+    /// Every page of a tag's reports, `limit` at a time: the titles.
+    fn tag_pages(store: &Store, case: &CaseId, tag: &str, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .timeline(
+                    case,
+                    &TimelineQuery {
+                        tag: Some(tag.into()),
+                        after: after.clone(),
+                        limit: Some(limit),
+                        ..TimelineQuery::default()
+                    },
+                )
+                .unwrap();
+            out.extend(titles(&page).into_iter().map(str::to_owned));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn a_version_3_database_gets_its_tag_index_on_upgrade_and_keeps_it() {
+        let (dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+        let tagged = [
+            (
+                "Arrest at the bus stop",
+                "2024-05-01T10:00:00Z",
+                vec!["Arrest", "rally"],
+            ),
+            ("Water cannon", "2024-05-01T09:00:00Z", vec!["arrest"]),
+            ("Kettled", "2024-05-01T11:00:00Z", vec![]),
+            (
+                "Detained again",
+                "2024-05-01T10:00:00Z",
+                vec!["ARREST", "arrest "],
+            ),
+        ];
+        let mut ids = Vec::new();
+        for (title, at, tags) in &tagged {
+            let mut new = new_report(&case.id, title, at);
+            new.tags = tags.iter().map(|t| t.to_string()).collect();
+            ids.push(reporter.replica.create_report(&new).unwrap());
+        }
+        sync(&store, &mut reporter);
+        let before = tag_pages(&store, &case.id, "arrest", 1);
+        assert_eq!(before.len(), 3);
+        assert_eq!(before[0], "Water cannon");
+        // What schema 3 had: the timeline without its tag index.
+        raw(&store)
+            .execute_batch(
+                "DROP TRIGGER timeline_tags_insert;
+                 DROP TRIGGER timeline_tags_update;
+                 DROP TRIGGER timeline_tags_delete;
+                 DROP TABLE timeline_tags;
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let conn = raw(&store);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 4);
+        let entries: i64 = conn
+            .query_row("SELECT count(*) FROM timeline_tags", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entries, 4, "arrest three times, rally once");
+        drop(conn);
+        assert_eq!(tag_pages(&store, &case.id, "ARREST", 1), before);
+        assert_eq!(tag_pages(&store, &case.id, "arrest", 100), before);
+        assert_eq!(
+            tag_pages(&store, &case.id, "rally", 2),
+            ["Arrest at the bus stop"]
+        );
+
+        // Later rounds keep the entries: a tag removed, one added, a time moved.
+        reporter
+            .replica
+            .edit_report(&ids[0], &[Edit::RemoveTag("Arrest".into())])
+            .unwrap();
+        reporter
+            .replica
+            .edit_report(&ids[2], &[Edit::AddTag("Arrest".into())])
+            .unwrap();
+        reporter
+            .replica
+            .edit_report(
+                &ids[1],
+                &[Edit::SetOccurredAt {
+                    at: t("2024-05-01T12:00:00Z"),
+                    approximate: false,
+                }],
+            )
+            .unwrap();
+        sync(&store, &mut reporter);
+        assert_eq!(
+            tag_pages(&store, &case.id, "arrest", 1),
+            ["Detained again", "Kettled", "Water cannon"]
+        );
+    }
+
+    #[test]
+    fn a_tag_filter_reads_the_tag_index_not_every_row() {
+        let (_dir, store) = open();
+        let case = store.create_case("rally").unwrap();
+        let conn = raw(&store);
+        let mut sql = format!(
+            "EXPLAIN QUERY PLAN {TIMELINE_SELECT} FROM timeline_tags k CROSS JOIN timeline t ON t.report_id = k.report_id WHERE k.case_id = ? AND k.occurred_utc IS NOT NULL"
+        );
+        let mut args = vec![Value::from(case.id.as_str().to_owned())];
+        let filter = TimelineFilter::parse(&TimelineQuery {
+            tag: Some("arrest".into()),
+            status: Some("verified".into()),
+            ..TimelineQuery::default()
+        })
+        .unwrap();
+        filter.push(&mut sql, &mut args, "k");
+        sql.push_str(" ORDER BY k.occurred_utc, k.report_id LIMIT 101");
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("INDEX timeline_tags_order (case_id=? AND tag=?"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 }

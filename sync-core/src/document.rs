@@ -29,7 +29,7 @@ use automerge::{
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 
 use crate::identity::{DeviceKey, PublicKey};
-use crate::ids::{CaseId, ReportId};
+use crate::ids::{CaseId, DeviceId, ReportId};
 use crate::model::*;
 use crate::signed_change::SignedChange;
 
@@ -285,6 +285,33 @@ impl ReportDocument {
             author: None,
         });
         Ok((SignedChange::sign(&change, key), change.hash()))
+    }
+
+    /// The report [`ReportDocument::create`] makes of `new`, as
+    /// [`ReportDocument::view`] reads it, without building the document:
+    /// what a server projects into its timeline when the change of
+    /// [`ReportDocument::creating_change`] arrives. `new` must be one that
+    /// `creating_change` accepts. `the_created_view_is_the_view_of_create`
+    /// holds the two to the same report.
+    pub fn created_view(creator: &DeviceId, new: &NewReport, now: DateTime<FixedOffset>) -> Report {
+        Report {
+            id: new.id.as_str().to_owned(),
+            case: new.case.as_str().to_owned(),
+            created_by: creator.as_str().to_owned(),
+            created_at: Some(now),
+            schema_version: SCHEMA_VERSION,
+            occurred_at: Some(new.occurred_at),
+            approximate: new.approximate,
+            place: new.place.clone(),
+            title: new.title.clone(),
+            description: new.description.clone(),
+            people: new.people.clone(),
+            tags: new.tags.iter().map(|t| t.trim().to_owned()).collect(),
+            timeline: new.timeline.clone(),
+            review: Review::default(),
+            attachments: Vec::new(),
+            unknown_fields: Vec::new(),
+        }
     }
 
     /// Wraps a document loaded or received from elsewhere.

@@ -426,6 +426,26 @@ mod creating_change {
         }
     }
 
+    fn same_view_as_create(key: &DeviceKey, new: &NewReport, now: DateTime<FixedOffset>) {
+        if let Ok((created, _)) = ReportDocument::create(key, new, now) {
+            assert_eq!(
+                ReportDocument::created_view(&key.device_id(), new, now),
+                created.view().unwrap(),
+                "{new:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_created_view_is_the_view_of_create() {
+        let key = DeviceKey::generate().unwrap();
+        let now = t("2026-11-23T10:00:00.123456789+01:00");
+        same_view_as_create(&key, &new_report(), now);
+        let mut twice = new_report();
+        twice.tags = vec!["arrest".into(), " arrest ".into(), "rally".into()];
+        same_view_as_create(&key, &twice, now);
+    }
+
     #[test]
     fn the_fast_creating_change_is_the_one_create_makes() {
         let key = DeviceKey::generate().unwrap();
@@ -450,6 +470,7 @@ mod creating_change {
         ) {
             let key = DeviceKey::generate().unwrap();
             same_as_create(&key, &new, now);
+            same_view_as_create(&key, &new, now);
         }
     }
 }

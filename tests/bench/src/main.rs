@@ -2,7 +2,7 @@
 //! loopback, printed as a table a reader can compare between runs.
 //!
 //! ```text
-//! cargo run --release -p fieldsync-bench -- [--quick] [--only attachments]
+//! cargo run --release -p fieldsync-bench -- [--quick] [--only timeline]
 //! ```
 //!
 //! `--quick` shrinks every workload for a smoke run. The table is also
@@ -13,6 +13,7 @@ mod import;
 mod measure;
 mod sync_throughput;
 mod table;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,7 +27,8 @@ struct Args {
     /// Small workloads: a smoke run in well under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run one section only: sync, week, import, attachments.
+    /// Run one section only: sync, week, import, attachments, timeline,
+    /// scale.
     #[arg(long)]
     only: Option<String>,
     /// Attachment size in MiB (default 1024, quick 64).
@@ -37,8 +39,18 @@ struct Args {
     markdown: Option<PathBuf>,
 }
 
+/// The sections, in the order a full run takes them.
+const SECTIONS: [&str; 6] = ["sync", "week", "import", "attachments", "timeline", "scale"];
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(only) = &args.only {
+        ensure!(
+            SECTIONS.contains(&only.as_str()),
+            "there is no section {only:?}; --only takes one of {}",
+            SECTIONS.join(", ")
+        );
+    }
     use_release_cli()?;
     let mut table = table::Table::new();
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
@@ -70,6 +82,19 @@ fn main() -> Result<()> {
             .attachment_mib
             .unwrap_or(if args.quick { 64 } else { 1024 });
         attachments::run(&mut table, mib * 1024 * 1024)?;
+    }
+    if wanted("timeline") {
+        timeline::queries(&mut table, if args.quick { 10_000 } else { 100_000 })?;
+    }
+    if wanted("scale") {
+        let sizes: &[usize] = if args.quick {
+            &[2_000, 10_000]
+        } else {
+            &[100_000, 1_000_000]
+        };
+        for &reports in sizes {
+            timeline::scale(&mut table, reports)?;
+        }
     }
     if let Some(path) = args.markdown {
         std::fs::write(&path, table.markdown())

@@ -1,6 +1,6 @@
 //! Timing and memory of whole processes: a command's wall time and peak
-//! resident set (from wait4's rusage), and a running server's peak
-//! (VmHWM in /proc).
+//! resident set (from wait4's rusage), and a running server's resident
+//! set and peak (VmRSS, VmHWM in /proc).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -61,15 +61,25 @@ pub fn run(command: &mut Command) -> Result<Run> {
 
 /// Peak resident memory of a running process so far, in bytes.
 pub fn peak_rss_of(pid: u32) -> Result<u64> {
+    proc_status_bytes(pid, "VmHWM:")
+}
+
+/// Resident memory of a running process now, in bytes.
+pub fn rss_of(pid: u32) -> Result<u64> {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// A `kB` field of /proc/PID/status, in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc status")?;
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc status"))?;
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
-        .context("VmHWM value")?
+        .with_context(|| format!("{field} value"))?
         .parse()?;
     Ok(kib * 1024)
 }
