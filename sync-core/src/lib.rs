@@ -24,7 +24,8 @@ pub mod case_key;
 pub mod document;
 pub mod envelope;
 pub mod export;
-#[cfg(feature = "fuzzing")]
+// Not behind a feature: a feature only the test crate turned on made
+// `cargo build -p fieldsync` and workspace builds compile the core twice.
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hashing;
