@@ -24,14 +24,7 @@ fn case_with_key() -> Case {
     server.create_case("almaty");
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
     let reporter = enrolled_device(&server, "almaty", "reporter");
-    let code = coordinator.ok(&["key", "new", "--case", "almaty"]);
-    reporter.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
+    coordinator.share_new_key("almaty", &[&reporter]);
     Case {
         server,
         coordinator,

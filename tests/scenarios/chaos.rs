@@ -516,13 +516,9 @@ fn ok(device: &Device, args: &[String]) -> String {
 
 /// A device's reports by id, as `timeline --json` shows them.
 fn reports(home: &DeviceHome) -> BTreeMap<String, Value> {
-    let listed: Value =
-        serde_json::from_str(&home.ok(&["timeline", "--case", CASE, "--json"])).unwrap();
-    listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["id"].as_str().unwrap().to_owned(), r.clone()))
+    home.timeline(CASE)
+        .into_iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
         .collect()
 }
 

@@ -11,7 +11,6 @@ use std::process::Command;
 
 use fieldsync_core::hashing::sha256_file;
 use fieldsync_tests::{enrolled_device, ServerProcess};
-use serde_json::Value;
 
 /// Size of the filesystem the server's data directory lives on.
 const FS_BYTES: u64 = 24 << 20;
@@ -81,14 +80,7 @@ fn a_full_disk_refuses_sync_with_507_loses_nothing_and_recovers_without_restart(
     server.create_case("almaty");
     let reporter = enrolled_device(&server, "almaty", "reporter");
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
-    let code = coordinator.ok(&["key", "new", "--case", "almaty"]);
-    reporter.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
+    coordinator.share_new_key("almaty", &[&reporter]);
 
     // Acknowledged before the disk fills.
     let before = reporter.record(
@@ -147,14 +139,8 @@ fn a_full_disk_refuses_sync_with_507_loses_nothing_and_recovers_without_restart(
         server.child.try_wait().unwrap().is_none(),
         "the server was restarted or died"
     );
-    let timeline: Value =
-        serde_json::from_str(&coordinator.ok(&["timeline", "--case", "almaty", "--json"])).unwrap();
-    let ids: Vec<&str> = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let timeline = coordinator.timeline("almaty");
+    let ids: Vec<&str> = timeline.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert!(
         ids.contains(&before.as_str()),
         "an acknowledged report was lost"

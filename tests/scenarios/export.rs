@@ -30,14 +30,7 @@ fn case() -> Case {
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
     let a = enrolled_device(&server, "almaty", "reporter");
     let b = enrolled_device(&server, "almaty", "reporter");
-    let code = coordinator.ok(&["key", "new", "--case", "almaty"]);
-    a.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
+    coordinator.share_new_key("almaty", &[&a]);
     let out = tempfile::tempdir().unwrap();
     let photo: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let photo_path = out.path().join("arrest photo.jpg");

@@ -12,15 +12,6 @@ const SAMPLE: &str = concat!(
     "/../sync-core/tests/samples/almaty-2016-05-21-rally-arrests.txt"
 );
 
-fn timeline(device: &DeviceHome, case: &str) -> Vec<Value> {
-    let out = device.ok(&["timeline", "--case", case, "--json"]);
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn import_json(device: &DeviceHome, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["import", "--json"];
     all.extend_from_slice(args);
@@ -68,7 +59,7 @@ fn the_almaty_narrative_becomes_one_report_with_its_timeline_and_candidates() {
             "{candidate} missing from:\n{summary}"
         );
     }
-    let reports = timeline(&coordinator, "almaty");
+    let reports = coordinator.timeline("almaty");
     assert_eq!(reports.len(), 1);
     let report = &reports[0];
     assert!(report["occurred_at"]
@@ -115,7 +106,7 @@ fn the_almaty_narrative_becomes_one_report_with_its_timeline_and_candidates() {
     coordinator.ok(&["sync"]);
     let witness = enrolled_device(&server, "almaty", "coordinator");
     witness.ok(&["sync"]);
-    assert_eq!(timeline(&witness, "almaty").len(), 1);
+    assert_eq!(witness.timeline("almaty").len(), 1);
 }
 
 #[test]
@@ -149,7 +140,7 @@ fn csv_rows_import_once_bad_rows_are_named_and_a_corrected_file_updates_in_place
     );
     assert_eq!(code, 3, "a refused row makes the exit code 3");
     assert_eq!(dry[0]["created"], 2);
-    assert!(timeline(&coordinator, "almaty").is_empty());
+    assert!(coordinator.timeline("almaty").is_empty());
 
     let (code, first) = import_json(
         &coordinator,
@@ -167,7 +158,7 @@ fn csv_rows_import_once_bad_rows_are_named_and_a_corrected_file_updates_in_place
             .contains("the day after"),
         "{refused:?}"
     );
-    assert_eq!(timeline(&coordinator, "almaty").len(), 2);
+    assert_eq!(coordinator.timeline("almaty").len(), 2);
 
     // The corrected file: row 3 fixed, row 1's time corrected.
     std::fs::write(
@@ -191,7 +182,7 @@ fn csv_rows_import_once_bad_rows_are_named_and_a_corrected_file_updates_in_place
         ),
         (&Value::from(1), &Value::from(1), &Value::from(1))
     );
-    let reports = timeline(&coordinator, "almaty");
+    let reports = coordinator.timeline("almaty");
     assert_eq!(reports.len(), 3, "a corrected file never duplicates");
     let arrest = reports
         .iter()
@@ -237,7 +228,7 @@ fn broken_files_are_refused_whole_with_the_reason_and_nothing_is_written() {
         let error = summary[0]["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "{name}: {error}");
         assert!(
-            timeline(&coordinator, "almaty").is_empty(),
+            coordinator.timeline("almaty").is_empty(),
             "{name} wrote something"
         );
     }
@@ -330,7 +321,7 @@ fn photos_named_to_import_become_encrypted_attachments_of_the_report() {
         "Asia/Almaty",
         SAMPLE,
     ]);
-    let report = timeline(&coordinator, "almaty")[0]["id"]
+    let report = coordinator.timeline("almaty")[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -283,6 +283,25 @@ impl DeviceHome {
         all.extend_from_slice(args);
         fieldsync_ok(&all)
     }
+
+    /// `timeline --case CASE --json`, parsed: the reports this device holds.
+    pub fn timeline(&self, case: &str) -> Vec<serde_json::Value> {
+        let listed: serde_json::Value =
+            serde_json::from_str(&self.ok(&["timeline", "--case", case, "--json"]))
+                .expect("timeline --json prints JSON");
+        listed.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `key new --case CASE` on this (coordinator) device, then `key add`
+    /// of its share code on each of `others`; returns the share code.
+    pub fn share_new_key(&self, case: &str, others: &[&DeviceHome]) -> String {
+        let printed = self.ok(&["key", "new", "--case", case]);
+        let code = printed.lines().next().expect("key new prints the code");
+        for other in others {
+            other.ok(&["key", "add", "--case", case, code]);
+        }
+        code.to_owned()
+    }
 }
 
 /// `fieldsync record` of the arrest at the bus stop from the Almaty sample,
