@@ -238,20 +238,26 @@ pub fn check_applicable(
     let actor = change.actor_id().clone();
     let start = change.start_op().get();
     let mut made = Vec::new();
+    // Objects of the document this change's ops were already found to act
+    // on: most ops of a change share a few objects, and the lookup in the
+    // document parses a formatted id, so each is looked up once.
+    let mut found = Vec::new();
     for (i, op) in change.decode().operations.iter().enumerate() {
         if let legacy::ObjectId::Id(id) = &op.obj {
             let key = (id.counter(), id.actor().clone());
-            let known = pending.contains(&key)
-                || made.contains(&key)
-                || doc
-                    .import(&format!("{}@{}", id.counter(), id.actor()))
-                    .is_ok();
+            let known = pending.contains(&key) || made.contains(&key) || found.contains(&key);
             if !known {
-                return Err(format!(
-                    "op {i} acts on object {}@{}, which does not exist",
-                    id.counter(),
-                    id.actor()
-                ));
+                if doc
+                    .import(&format!("{}@{}", id.counter(), id.actor()))
+                    .is_err()
+                {
+                    return Err(format!(
+                        "op {i} acts on object {}@{}, which does not exist",
+                        id.counter(),
+                        id.actor()
+                    ));
+                }
+                found.push(key);
             }
         }
         if matches!(op.action, legacy::OpType::Make(_)) {
