@@ -77,13 +77,23 @@ fn idle_server_memory_stays_small_after_twenty_thousand_reports() {
                     }
                     pending.drain(..taken);
                     let body = builder.finish().request.to_json();
-                    let reply = send(
-                        "POST",
-                        &url,
-                        "/v1/sync",
-                        &signed_headers(&key, "POST", "/v1/sync", &body),
-                        &body,
-                    );
+                    // 503 is the server's "busy, sync again in a moment"
+                    // (twenty writers at once): do what it asks.
+                    let mut tries = 0;
+                    let reply = loop {
+                        let reply = send(
+                            "POST",
+                            &url,
+                            "/v1/sync",
+                            &signed_headers(&key, "POST", "/v1/sync", &body),
+                            &body,
+                        );
+                        tries += 1;
+                        if reply.status != 503 || tries == 20 {
+                            break reply;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    };
                     assert_eq!(reply.status, 200, "{}", reply.body);
                     cursor = SyncResponse::from_json(reply.body.as_bytes())
                         .unwrap()
