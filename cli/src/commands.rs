@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, FixedOffset, Utc};
 use clap::Args;
 use fieldsync_core::document::rfc3339;
+use fieldsync_core::export::{self, UnreadableReport};
 use fieldsync_core::model::{Edit, Person, Place, Report, ReviewStatus, Role, TimelineEntry};
 use fieldsync_core::replica::{Replica, SyncFailure};
 use fieldsync_core::request_auth::describe_offset;
@@ -543,24 +544,15 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
     })
 }
 
-fn reports_of_case(replica: &Replica, case: &CaseId) -> Result<Vec<Report>> {
-    let mut reports = Vec::new();
-    for id in replica.report_ids()? {
-        let report = replica.report(&id)?;
-        if report.case == case.as_str() {
-            reports.push(report);
-        }
+/// Says on stderr which reports this device holds but cannot read, so a
+/// listing or an export that goes on without them does not hide them.
+pub(crate) fn warn_unreadable(unreadable: &[UnreadableReport]) {
+    for u in unreadable {
+        eprintln!(
+            "warning: report {} cannot be read on this device and is left out: {}; update fieldsync, or ask a coordinator to correct the report",
+            u.id, u.reason
+        );
     }
-    reports.sort_by(|a, b| {
-        let key = |r: &Report| r.occurred_at.map(|t| t.with_timezone(&Utc));
-        match (key(a), key(b)) {
-            (Some(x), Some(y)) => x.cmp(&y).then(a.id.cmp(&b.id)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.id.cmp(&b.id),
-        }
-    });
-    Ok(reports)
 }
 
 fn timeline(home: &Path, args: TimelineArgs) -> Result<ExitCode> {
@@ -583,7 +575,9 @@ fn timeline(home: &Path, args: TimelineArgs) -> Result<ExitCode> {
         .map(str::parse)
         .transpose()
         .map_err(|e: String| anyhow!(e))?;
-    let reports: Vec<Report> = reports_of_case(&replica, &enrollment.case_id)?
+    let (reports, unreadable) = export::case_reports(&replica, &enrollment.case_id)?;
+    warn_unreadable(&unreadable);
+    let reports: Vec<Report> = reports
         .into_iter()
         .filter(|r| from.is_none_or(|f| r.occurred_at.is_some_and(|t| t >= f)))
         .filter(|r| to.is_none_or(|f| r.occurred_at.is_some_and(|t| t <= f)))

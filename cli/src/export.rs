@@ -15,7 +15,7 @@ use fieldsync_core::model::ReviewStatus;
 use fieldsync_core::ReportId;
 
 use crate::attachments::fetch_to_path;
-use crate::commands::{check_case, enrollment, open};
+use crate::commands::{check_case, enrollment, open, warn_unreadable};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -75,7 +75,8 @@ pub fn run(home: &Path, args: ExportArgs) -> Result<ExitCode> {
         .device_key()?
         .context("this device has no identity")?
         .device_id();
-    let reports = export::collect(&replica, &enrollment.case_id, &filters)?;
+    let (reports, unreadable) = export::collect(&replica, &enrollment.case_id, &filters)?;
+    warn_unreadable(&unreadable);
     let keys = replica.case_keys(&enrollment.case_name)?;
     let attachments = export::attachment_meta(&reports, &keys);
     if args.with_attachments.is_some() {

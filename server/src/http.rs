@@ -13,7 +13,7 @@ use fieldsync_core::identity::PublicKey;
 use fieldsync_core::protocol::{EnrollRequest, EnrollResponse, ErrorBody, SyncRequest};
 use fieldsync_core::request_auth::{AuthError, RequestAuth};
 use fieldsync_core::sync::policy::DeviceRole;
-use fieldsync_core::sync::server::{ServerLimits, SyncError};
+use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
 use futures_util::StreamExt;
 
 use crate::blob_store::BlobStore;
@@ -314,38 +314,55 @@ async fn sync(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.config.max_request_bytes).await?;
     let device = authenticate(&state, &req, &body).await?;
-    let request = SyncRequest::from_json(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let limits = ServerLimits {
         max_response_bytes: state.config.max_response_bytes,
+        ..ServerLimits::default()
     };
     let st = state.clone();
     let dev = device.clone();
-    let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
-    // The response is built only after the store's transaction committed.
-    let response = web::block(move || st.store.sync(&dev, &request, limits))
-        .await
-        .map_err(|e| ApiError::internal("blocking task", &e))?
-        .map_err(|e| match e {
-            SyncStoreError::Sync(SyncError::Revoked) => {
-                ApiError::new(StatusCode::FORBIDDEN, "this device was revoked")
-            }
-            SyncStoreError::Sync(e @ SyncError::InvalidChange { .. }) => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
-            SyncStoreError::Sync(e @ SyncError::UnknownAuthor { .. }) => {
-                ApiError::new(StatusCode::FORBIDDEN, e.to_string())
-            }
-            SyncStoreError::Sync(SyncError::Store(e)) | SyncStoreError::Store(e) => {
-                ApiError::from(e)
-            }
+    // Decoding and verifying every change is the expensive part of a round
+    // and the part a hostile device controls: it runs off the async
+    // workers, and before the store's write transaction opens, so no other
+    // device waits on it. The response is built only after the commit.
+    let (response, offered) = web::block(move || {
+        let request = SyncRequest::from_json(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
+        let verified = verify_request(request).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                SyncError::<StoreError>::from(e).to_string(),
+            )
         })?;
+        st.store
+            .sync_verified(&dev, verified, limits, None)
+            .map(|r| (r, offered))
+            .map_err(sync_refusal)
+    })
+    .await
+    .map_err(|e| ApiError::internal("blocking task", &e))??;
     let received: usize = response.docs.iter().map(|d| d.changes.len()).sum();
     let refused: usize = response.docs.iter().map(|d| d.refused.len()).sum();
     tracing::info!(device = %device.device_id, offered, refused, sent = received, cursor = response.cursor, "sync");
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(response.to_json()))
+}
+
+/// The status and message for a sync round the store refused.
+pub(crate) fn sync_refusal(e: SyncStoreError) -> ApiError {
+    match e {
+        SyncStoreError::Sync(SyncError::Revoked) => {
+            ApiError::new(StatusCode::FORBIDDEN, "this device was revoked")
+        }
+        SyncStoreError::Sync(e @ SyncError::InvalidChange { .. }) => {
+            ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        SyncStoreError::Sync(e @ SyncError::UnknownAuthor { .. }) => {
+            ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+        }
+        SyncStoreError::Sync(SyncError::Store(e)) | SyncStoreError::Store(e) => ApiError::from(e),
+    }
 }
 
 async fn timeline(

@@ -8,10 +8,12 @@
 //! failing half-way, and `synchronous=FULL` makes a commit durable before it
 //! returns, so the server acknowledges nothing that a crash could take back.
 //!
-//! A sync round ([`Store::sync`]) runs the core's [`handle_sync`] over a
-//! [`ServerStore`] view of one case inside one transaction: the documents,
-//! the case's change feed and the timeline projection change together or
-//! not at all.
+//! A sync round ([`Store::sync_verified`]) runs the core's
+//! [`apply_request`] over a [`ServerStore`] view of one case inside one
+//! write transaction: the documents, the case's change feed and the
+//! timeline projection change together or not at all. The changes were
+//! verified before that transaction opened, and the feed part of the
+//! answer is read after it committed, in a read transaction.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +32,7 @@
 //! # }
 //! ```
 //!
-//! Tables (schema 4; schema 1 had neither the three blob tables nor
+//! Tables (schema 5; schema 1 had neither the three blob tables nor
 //! `timeline_tags`, schema 3 added the review app's `web_sessions`, see
 //! `store/web.rs`, and schema 4 `timeline_tags`):
 //!
@@ -40,7 +42,7 @@
 //! | `invites` | SHA-256 of each enrollment token (never the token), its case, role, expiry and use |
 //! | `devices` | enrolled devices: public key, case, role, revocation |
 //! | `documents` | each report's Automerge snapshot, creator, heads and newest feed sequence number |
-//! | `changes` | every change with its author's signature; `seq` is the case feed (monotonic, shared by all cases) |
+//! | `changes` | every change with its author's signature; `seq` is the case feed (monotonic, shared by all cases); `actor_device` is the key that signed it (the author, or a web session's key) and `doc_creator` its report's creator, so a reporter's feed reads only its own reports by an index (schema 5) |
 //! | `timeline` | the projection coordinators browse: time, place, title, status, tags, reporter |
 //! | `timeline_tags` | one entry per (report, tag), in timeline order, so a tag filter reads only that tag's reports; kept from `timeline` by triggers |
 //! | `nonces` | request nonces seen recently, for replay refusal |
@@ -64,8 +66,10 @@ use fieldsync_core::protocol::{SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::{may_read, DeviceRole, Member};
 use fieldsync_core::sync::server::{
-    handle_sync, DocumentTip, FeedEntry, ServerLimits, ServerStore, StoredDocument, SyncError,
+    answer_from_feed, apply_request, respond, verify_request, DocumentTip, FeedEntry, ServerLimits,
+    ServerStore, StoredDocument, SyncError, VerifiedRequest,
 };
+use fieldsync_core::web_login::{LoginCertificate, CERT_LEN, DELEGATED_SIGNATURE_LEN};
 use fieldsync_core::{CaseId, DeviceId, DeviceKey, NewReport, PublicKey, ReportDocument, ReportId};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -83,7 +87,7 @@ pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSessio
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
@@ -591,35 +595,70 @@ impl Store {
         Ok(rows)
     }
 
-    /// Runs one sync round for `requester` in one transaction, committed
-    /// before this returns. On any error nothing is written.
-    ///
-    /// The requester's role and revocation are read again inside the
-    /// transaction, so a revocation that lands while the request is in flight
-    /// takes effect.
+    /// Runs one sync round for `requester`: verifies every change, then
+    /// applies them in one write transaction, committed before this
+    /// returns, then answers from the feed in a read transaction. On any
+    /// error nothing is written. See [`Store::sync_verified`].
     pub fn sync(
         &self,
         requester: &DeviceRecord,
         request: &SyncRequest,
         limits: ServerLimits,
     ) -> Result<SyncResponse, SyncStoreError> {
+        let verified = verify_request(request.clone()).map_err(SyncError::from)?;
+        self.sync_verified(requester, verified, limits, None)
+    }
+
+    /// Applies a request whose changes [`verify_request`] already checked
+    /// (call that outside any lock: it is the expensive part) in one
+    /// `BEGIN IMMEDIATE` transaction, committed before the answer is built,
+    /// then reads the feed part of the answer in a read transaction of its
+    /// own, so the feed is never scanned while other devices wait for the
+    /// write lock.
+    ///
+    /// The requester's role and revocation are read again inside the write
+    /// transaction, so a revocation that lands while the request is in
+    /// flight takes effect. `live_session` is the key of the web session
+    /// whose commit route sends this request, if any.
+    pub fn sync_verified(
+        &self,
+        requester: &DeviceRecord,
+        request: VerifiedRequest,
+        limits: ServerLimits,
+        live_session: Option<&PublicKey>,
+    ) -> Result<SyncResponse, SyncStoreError> {
+        let cursor = request.cursor;
+        let offered = request.offered();
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
         let current = device_by_id(&tx, &requester.device_id)?
             .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
+        let member = current.member();
         let mut case_store = CaseStore {
             tx: &tx,
             case_id: current.case_id.as_str().to_owned(),
             now: now_text(),
         };
-        let response = handle_sync(&mut case_store, &current.member(), request, limits)?;
+        let docs = apply_request(&mut case_store, &member, request.docs, live_session)?;
         drop(case_store);
         // synchronous=FULL: once this returns the round is on disk, so the
         // response may acknowledge it.
         tx.commit().map_err(StoreError::from)?;
-        Ok(response)
+
+        let read = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(StoreError::from)?;
+        let mut case_store = CaseStore {
+            tx: &read,
+            case_id: current.case_id.as_str().to_owned(),
+            now: String::new(),
+        };
+        let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
+        drop(case_store);
+        read.finish().map_err(StoreError::from)?;
+        Ok(respond(docs, feed))
     }
 
     /// Writes reports straight into the store, each as the sync round that
@@ -688,7 +727,8 @@ impl Store {
                 let changes = [ChangeRow {
                     hash: made.hash,
                     signed: &made.change,
-                    author: device,
+                    author: device.clone(),
+                    actor: device,
                 }];
                 write_document(
                     &tx,
@@ -1108,6 +1148,23 @@ impl Store {
     }
 }
 
+/// A reporter's feed: only changes to reports it created, by the index
+/// `changes_creator_feed`; bytes left unread for its own changes.
+const REPORTER_FEED: &str = "SELECT seq, doc_id, doc_creator, actor_device,
+        CASE WHEN actor_device = ?4 THEN NULL ELSE bytes END,
+        CASE WHEN actor_device = ?4 THEN NULL ELSE signature END
+    FROM changes
+    WHERE case_id = ?1 AND doc_creator = ?4 AND seq > ?2
+    ORDER BY seq LIMIT ?3";
+
+/// A coordinator's feed: the whole case, by the index `changes_feed`.
+const COORDINATOR_FEED: &str = "SELECT seq, doc_id, doc_creator, actor_device,
+        CASE WHEN actor_device = ?4 THEN NULL ELSE bytes END,
+        CASE WHEN actor_device = ?4 THEN NULL ELSE signature END
+    FROM changes
+    WHERE case_id = ?1 AND seq > ?2
+    ORDER BY seq LIMIT ?3";
+
 /// One case's view of the store inside an open `BEGIN IMMEDIATE`
 /// transaction: what the core's sync algorithm reads and writes.
 struct CaseStore<'a> {
@@ -1195,6 +1252,7 @@ impl ServerStore for CaseStore<'_> {
                 hash: change.hash(),
                 signed: &change.signed,
                 author: change.author.device_id(),
+                actor: change.actor.device_id(),
             })
             .collect();
         write_document(
@@ -1228,19 +1286,27 @@ impl ServerStore for CaseStore<'_> {
             .optional()?)
     }
 
-    fn feed_after(&mut self, cursor: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT c.seq, c.doc_id, d.creator, c.author_device, c.bytes, c.signature
-             FROM changes c JOIN documents d ON d.id = c.doc_id
-             WHERE c.case_id = ?1 AND c.seq > ?2
-             ORDER BY c.seq LIMIT ?3",
-        )?;
+    fn feed_after(
+        &mut self,
+        reader: &Member,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, StoreError> {
+        // A reporter reads only the reports it created, by the creator
+        // index; a coordinator the whole case. Changes the reader's own key
+        // signed come without their bytes: it has them.
+        let sql = match reader.role {
+            DeviceRole::Reporter => REPORTER_FEED,
+            DeviceRole::Coordinator => COORDINATOR_FEED,
+        };
+        let mut stmt = self.tx.prepare_cached(sql)?;
         let rows = stmt
             .query_map(
                 params![
                     self.case_id,
                     i64::try_from(cursor).unwrap_or(i64::MAX),
-                    sql_count(limit)
+                    sql_count(limit),
+                    reader.device.as_str(),
                 ],
                 |r| {
                     Ok((
@@ -1248,21 +1314,23 @@ impl ServerStore for CaseStore<'_> {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                        r.get::<_, Vec<u8>>(5)?,
+                        r.get::<_, Option<Vec<u8>>>(4)?,
+                        r.get::<_, Option<Vec<u8>>>(5)?,
                     ))
                 },
             )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(seq, doc, creator, author, bytes, signature)| {
+            .map(|(seq, doc, creator, actor, bytes, signature)| {
                 Ok(FeedEntry {
                     seq: u64::try_from(seq)
                         .map_err(|_| StoreError::Corrupt(format!("feed sequence number {seq}")))?,
                     doc: parse_stored(&doc, "report id")?,
                     doc_creator: parse_stored(&creator, "creator device id")?,
-                    author: parse_stored(&author, "author device id")?,
-                    change: SignedChange { bytes, signature },
+                    actor: parse_stored(&actor, "actor device id")?,
+                    change: bytes
+                        .zip(signature)
+                        .map(|(bytes, signature)| SignedChange { bytes, signature }),
                 })
             })
             .collect()
@@ -1350,6 +1418,9 @@ struct ChangeRow<'a> {
     signed: &'a SignedChange,
     /// The device answerable for it.
     author: DeviceId,
+    /// The device id of the key that signed it: the author, or the web
+    /// session's key. The feed skips a reader's own changes by this.
+    actor: DeviceId,
 }
 
 /// Writes one report as a sync round does, received at `now`: the document
@@ -1384,8 +1455,9 @@ fn write_document(
     let mut last_seq = None;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at,
+                                  actor_device, doc_creator)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for change in row.changes {
             insert.execute(params![
@@ -1396,6 +1468,8 @@ fn write_document(
                 change.author.as_str(),
                 change.signed.signature,
                 now,
+                change.actor.as_str(),
+                row.creator.as_str(),
             ])?;
             last_seq = Some(tx.last_insert_rowid());
         }
@@ -2096,7 +2170,43 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              PRAGMA user_version = 4;",
         )?;
     }
+    if version < 5 {
+        // The feed skips a reader's own changes by the key that signed them
+        // (a coordinator's device must receive what its browser sessions
+        // wrote, which are attributed to it), and a reporter's feed reads
+        // only the reports it created, through an index, instead of
+        // scanning the whole case. Before this schema only web sessions
+        // signed with a key other than the author's, and their signatures
+        // are the only ones of 228 bytes.
+        tx.execute_batch(
+            "ALTER TABLE changes ADD COLUMN actor_device TEXT NOT NULL DEFAULT '';
+             ALTER TABLE changes ADD COLUMN doc_creator TEXT NOT NULL DEFAULT '';
+             UPDATE changes SET
+                 actor_device = author_device,
+                 doc_creator = (SELECT creator FROM documents d WHERE d.id = changes.doc_id);
+             CREATE INDEX changes_creator_feed ON changes(case_id, doc_creator, seq);",
+        )?;
+        set_web_session_actors(&tx)?;
+        tx.execute_batch("PRAGMA user_version = 5;")?;
+    }
     tx.commit()?;
+    Ok(())
+}
+
+/// Sets the actor of each stored web-session change (schema 5) to its
+/// session key's device id, read from the certificate in its signature.
+fn set_web_session_actors(tx: &Connection) -> Result<(), StoreError> {
+    let mut select =
+        tx.prepare("SELECT seq, signature FROM changes WHERE length(signature) = ?1")?;
+    let mut update = tx.prepare("UPDATE changes SET actor_device = ?2 WHERE seq = ?1")?;
+    let mut rows = select.query([sql_count(DELEGATED_SIGNATURE_LEN)])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let signature: Vec<u8> = row.get(1)?;
+        let cert = LoginCertificate::parse(&signature[..CERT_LEN])
+            .map_err(|e| StoreError::Corrupt(format!("change {seq}: {e}")))?;
+        update.execute(params![seq, cert.session.device_id().as_str()])?;
+    }
     Ok(())
 }
 
@@ -3334,6 +3444,30 @@ mod tests {
             tag_pages(&store, &case.id, "arrest", 1),
             ["Detained again", "Kettled", "Water cannon"]
         );
+    }
+
+    #[test]
+    fn each_feed_reads_through_its_index_in_feed_order() {
+        let (_dir, store) = open();
+        let conn = raw(&store);
+        for (sql, index) in [
+            (REPORTER_FEED, "changes_creator_feed"),
+            (COORDINATOR_FEED, "changes_feed"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params!["c", 0, 10, "d"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(plan.contains(index), "{plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "no sort of the whole range: {plan}"
+            );
+        }
     }
 
     #[test]

@@ -25,9 +25,8 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use fieldsync_core::document::read_report;
 use fieldsync_core::identity::Signature;
 use fieldsync_core::model::{Edit, Place, ReviewStatus};
-use fieldsync_core::protocol::{DocOffer, SyncRequest, PROTOCOL_VERSION};
 use fieldsync_core::signed_change::{attribute, SignedChange};
-use fieldsync_core::sync::server::{ServerLimits, SyncError};
+use fieldsync_core::sync::server::{ServerLimits, SyncError, VerifiedOffer, VerifiedRequest};
 use fieldsync_core::web_login::{delegated_signature, LoginCertificate};
 use fieldsync_core::{ReportDocument, ReportId};
 use serde::Deserialize;
@@ -560,42 +559,53 @@ async fn commit(
         bytes,
         signature: delegated_signature(&session.certificate, &session_sig),
     };
-    let verified = signed
-        .verify()
-        .map_err(|e| unprocessable(format!("the signed change does not verify: {e}")))?;
-    let stored = stored_report(&state, &session, &id).await?;
-    let doc = Automerge::load(&stored.snapshot)
-        .map_err(|e| ApiError::internal("stored document does not load", &e))?;
-    // Another tab of the same session may have committed a different change
-    // with this sequence number since this one was prepared.
-    let clash = doc.get_changes(&[]).iter().any(|c| {
-        c.actor_id() == verified.change.actor_id()
-            && c.seq() == verified.change.seq()
-            && c.hash() != verified.change.hash()
-    });
-    if clash {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the report changed in this session meanwhile; prepare the edit again",
-        ));
-    }
-    let request = SyncRequest {
-        version: PROTOCOL_VERSION,
-        // Past any feed position: the answer carries no other reports.
-        cursor: u64::MAX,
-        docs: vec![DocOffer {
-            id: id.clone(),
-            base_heads: doc.get_heads(),
-            changes: vec![signed],
-        }],
-    };
     let limits = ServerLimits {
         max_response_bytes: state.config.max_response_bytes,
+        ..ServerLimits::default()
     };
-    let (st, device) = (state.clone(), session.device.clone());
+    let (st, case) = (state.clone(), session.device.case_id.clone());
+    let (device, session_key, rid) = (session.device.clone(), session.session_key, id.clone());
+    // Verifying the change and loading the report are work the browser's
+    // bytes control: off the async workers, and before the store's write
+    // transaction.
     let response = blocking(move || {
+        let verified = signed
+            .verify()
+            .map_err(|e| unprocessable(format!("the signed change does not verify: {e}")))?;
+        let stored = st.store.report_with_history(&case, &rid)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this case has no such report; it may not have synced yet",
+            )
+        })?;
+        let doc = Automerge::load(&stored.snapshot)
+            .map_err(|e| ApiError::internal("stored document does not load", &e))?;
+        // Another tab of the same session may have committed a different
+        // change with this sequence number since this one was prepared.
+        let clash = doc.get_changes(&[]).iter().any(|c| {
+            c.actor_id() == verified.change.actor_id()
+                && c.seq() == verified.change.seq()
+                && c.hash() != verified.change.hash()
+        });
+        if clash {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "the report changed in this session meanwhile; prepare the edit again",
+            ));
+        }
+        let request = VerifiedRequest {
+            // Past any feed position: the answer carries no other reports.
+            cursor: u64::MAX,
+            docs: vec![VerifiedOffer {
+                id: rid,
+                base_heads: doc.get_heads(),
+                changes: vec![verified],
+            }],
+        };
+        // This session, live (its cookie was just checked), is the one
+        // route by which a change under its certificate may arrive new.
         st.store
-            .sync(&device, &request, limits)
+            .sync_verified(&device, request, limits, Some(&session_key))
             .map_err(|e| match e {
                 SyncStoreError::Sync(SyncError::Revoked) => ended(),
                 SyncStoreError::Sync(e @ SyncError::InvalidChange { .. })

@@ -726,6 +726,26 @@ pub fn rfc3339(t: &DateTime<FixedOffset>) -> String {
 // that code building a report from outside (the importers) refuses a bad
 // value with the same rule and the same message, before creating anything.
 
+/// Every field of a report passes the check an edit of it makes: what the
+/// server requires of a report after each change it accepts, so that no
+/// device can store a report that others cannot read or that breaks limits
+/// every honest client keeps.
+pub fn validate_report(report: &Report) -> Result<(), EditError> {
+    validate_title(&report.title)?;
+    validate_description(&report.description)?;
+    validate_place(&report.place)?;
+    for person in &report.people {
+        validate_person(person)?;
+    }
+    for tag in &report.tags {
+        validate_tag(tag)?;
+    }
+    for entry in &report.timeline {
+        validate_timeline_entry(entry)?;
+    }
+    validate_text("a review note", &report.review.note, MAX_FIELD_BYTES)
+}
+
 /// A title fits in [`MAX_TITLE_BYTES`].
 pub fn validate_title(title: &str) -> Result<(), EditError> {
     validate_text("title", title, MAX_TITLE_BYTES)

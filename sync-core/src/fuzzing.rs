@@ -223,6 +223,10 @@ pub fn repair(change: &mut SignedChange) {
         let digest = ring::digest::digest(&ring::digest::SHA256, &change.bytes[8..]);
         change.bytes[4..8].copy_from_slice(&digest.as_ref()[..4]);
     }
+    // Parsing what the bounds refuse could take forever; verify refuses it.
+    if crate::change_limits::check(&change.bytes).is_err() {
+        return;
+    }
     let Ok(parsed) = automerge::Change::try_from(change.bytes.as_slice()) else {
         return;
     };
@@ -300,9 +304,9 @@ pub fn sync_request(data: &[u8]) {
 
     let coordinator = key(2).device_id();
     let new_entries = store
-        .feed_after(world.store.feed_len() as u64, usize::MAX)
+        .feed_after(&requester, world.store.feed_len() as u64, usize::MAX)
         .unwrap_or_else(|e| match e {});
-    let coordinator_wrote = new_entries.iter().any(|e| e.author == coordinator);
+    let coordinator_wrote = new_entries.iter().any(|e| e.actor == coordinator);
     for (id, doc) in store.documents() {
         let Some((_, old)) = before.iter().find(|(old_id, _)| old_id == &id) else {
             continue;
@@ -704,6 +708,104 @@ pub fn codes(data: &[u8]) {
 /// Each target's seed corpus, from real encodings: `(target, file name,
 /// bytes)`. Deterministic (fixed keys, times and nonces) but for the
 /// login token's random nonce.
+/// The requests of the hardening audit (issue 14), as seeds: changes
+/// declaring 2^62 and ten million operations, a compressed change that
+/// inflates, a report given a title that is a number, and a web session's
+/// change relayed by a reporter.
+fn hostile_requests(world: &World) -> Vec<(&'static str, u8, SyncRequest)> {
+    use crate::change_limits::craft::{self, Header};
+    let actor = *key(0).public_key().as_bytes();
+    let header = Header {
+        deps: &[],
+        actor: &actor,
+        seq: 1,
+        start_op: 1,
+        time_ms: 1_463_800_000_000,
+    };
+    let signed = |bytes: Vec<u8>| {
+        let signature = key(0)
+            .sign(crate::identity::Domain::Change, &craft::change_hash(&bytes))
+            .as_bytes()
+            .to_vec();
+        SignedChange { bytes, signature }
+    };
+    let offer = |id: &str, base_heads: Vec<ChangeHash>, change: SignedChange| SyncRequest {
+        version: PROTOCOL_VERSION,
+        cursor: 0,
+        docs: vec![DocOffer {
+            id: report_id(id),
+            base_heads,
+            changes: vec![change],
+        }],
+    };
+    let mut a = ReportDocument::load(&world.a_device.clone().save()).expect("loads");
+    let a_heads = a.heads();
+    let doc = a.automerge();
+    doc.set_actor(key(0).public_key().actor_id());
+    automerge::transaction::Transactable::put(doc, automerge::ROOT, "title", 42i64).expect("puts");
+    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(1_463_900_000_000));
+    let title_int = doc.get_last_local_change().expect("a change").clone();
+    let session = crate::web_login::SessionKey::from_seed([9; 32]).expect("a session key");
+    let cert = crate::web_login::LoginCertificate::issue(
+        key(2),
+        &session.public_key(),
+        2_000_000_000,
+        2_000_000_000,
+    )
+    .expect("a certificate");
+    let mut b = ReportDocument::load(&world.a_device.clone().save()).expect("loads");
+    let web = b
+        .prepare_edit(
+            &session.public_key(),
+            &[Edit::SetTitle("relayed".into())],
+            time("2016-05-22T09:00:00+06:00"),
+        )
+        .expect("edits")
+        .expect("a change");
+    let relayed = SignedChange {
+        bytes: web.raw_bytes().to_vec(),
+        signature: crate::web_login::delegated_signature(
+            &cert,
+            &session.sign_change(&web.hash().0),
+        ),
+    };
+    vec![
+        (
+            "ops-2-pow-62",
+            0,
+            offer(
+                "c",
+                vec![],
+                signed(craft::run_of_puts(&header, "title", 1 << 62)),
+            ),
+        ),
+        (
+            "ops-10-million",
+            0,
+            offer(
+                "c",
+                vec![],
+                signed(craft::run_of_puts(&header, "title", 10_000_000)),
+            ),
+        ),
+        (
+            "inflation-bomb",
+            0,
+            offer(
+                "c",
+                vec![],
+                signed(craft::chunk(2, &craft::deflated_zeros(4000))),
+            ),
+        ),
+        (
+            "title-is-a-number",
+            0,
+            offer("a", a_heads.clone(), SignedChange::sign(&title_int, key(0))),
+        ),
+        ("web-session-relayed", 0, offer("a", a_heads, relayed)),
+    ]
+}
+
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out = Vec::new();
     let world = world();
@@ -776,7 +878,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             request(vec![offer("c", vec![], vec![c_created])]),
         ),
     ];
-    for (name, who, request) in requests {
+    for (name, who, request) in requests.into_iter().chain(hostile_requests(&world)) {
         let mut data = vec![who];
         data.extend_from_slice(&request.to_json());
         out.push(("sync_request", format!("{name}.json"), data));

@@ -99,6 +99,13 @@ pub enum Refusal {
     BadCreation,
     /// The change depends on a change the server does not have or refused.
     MissingDependency,
+    /// After the change the report would not read back valid: a field of
+    /// the wrong type, too long, or out of its set of values.
+    InvalidReport,
+    /// A change made in a web session that the server has not seen, sent by
+    /// anything but that live session: a web session's key material cannot
+    /// sign for the coordinator after the session ended.
+    SessionNotLive,
 }
 
 #[derive(Debug, thiserror::Error)]

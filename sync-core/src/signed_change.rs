@@ -30,6 +30,8 @@ pub struct SignedChange {
 pub enum ChangeError {
     #[error("change bytes are not a valid Automerge change: {0}")]
     Malformed(String),
+    #[error("change refused before parsing: {0}")]
+    OutOfBounds(#[from] crate::change_limits::LimitError),
     #[error("change {hash} has an actor id that is not a fieldsync device key ({len} bytes instead of 32)")]
     ForeignActor { hash: ChangeHash, len: usize },
     #[error("change {hash} was made in a web session: {source}")]
@@ -55,12 +57,15 @@ impl SignedChange {
         }
     }
 
-    /// Parses the change, checks that its actor is an Ed25519 public key and
+    /// Bounds the change's declared size ([`crate::change_limits`]), parses
+    /// it, checks that its actor is an Ed25519 public key and
     /// that the signature over the change hash verifies under that key, or,
     /// for a change made in a web session, that the session's certificate is
     /// signed by a device and the session key signed the change
     /// ([`crate::web_login`]).
     pub fn verify(&self) -> Result<VerifiedChange, ChangeError> {
+        // Automerge believes the counts a change declares; bound them first.
+        crate::change_limits::check(&self.bytes)?;
         let change = Change::try_from(self.bytes.as_slice())
             .map_err(|e| ChangeError::Malformed(e.to_string()))?;
         let hash = change.hash();

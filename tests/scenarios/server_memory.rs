@@ -15,12 +15,7 @@ const REPORTS: usize = 20_000;
 const LIMIT_MIB: u64 = 100;
 
 fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
+    fieldsync_tests::proc_status_kib(pid, "VmRSS")
 }
 
 #[test]

@@ -40,13 +40,13 @@ fn case() -> Case {
 }
 
 /// The parts of a login link's fragment.
-struct Link {
-    token: String,
-    keys: String,
-    seed: String,
+pub(crate) struct Link {
+    pub(crate) token: String,
+    pub(crate) keys: String,
+    pub(crate) seed: String,
 }
 
-fn web_login(device: &DeviceHome) -> Link {
+pub(crate) fn web_login(device: &DeviceHome) -> Link {
     let out: Value = serde_json::from_str(&device.ok(&["web-login", "--json"])).unwrap();
     let link = out["link"].as_str().unwrap().to_owned();
     let (_, fragment) = link.split_once('#').expect("the link has a fragment");
@@ -68,7 +68,7 @@ fn web_login(device: &DeviceHome) -> Link {
     }
 }
 
-struct Session {
+pub(crate) struct Session {
     cookie: String,
     csrf: String,
 }
@@ -83,7 +83,7 @@ fn login(url: &str, token: &str) -> Reply {
     )
 }
 
-fn start(url: &str, token: &str) -> Session {
+pub(crate) fn start(url: &str, token: &str) -> Session {
     let reply = login(url, token);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let set_cookie = reply.header("set-cookie").expect("a session cookie");
@@ -98,11 +98,11 @@ fn start(url: &str, token: &str) -> Session {
 }
 
 impl Session {
-    fn get(&self, url: &str, path: &str) -> Reply {
+    pub(crate) fn get(&self, url: &str, path: &str) -> Reply {
         send("GET", url, path, &[("Cookie", self.cookie.clone())], b"")
     }
 
-    fn post(&self, url: &str, path: &str, body: &Value, csrf: bool) -> Reply {
+    pub(crate) fn post(&self, url: &str, path: &str, body: &Value, csrf: bool) -> Reply {
         let mut headers = vec![
             ("Cookie", self.cookie.clone()),
             ("Content-Type", "application/json".into()),
@@ -114,7 +114,7 @@ impl Session {
     }
 }
 
-fn json_of(reply: &Reply) -> Value {
+pub(crate) fn json_of(reply: &Reply) -> Value {
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
 }
 

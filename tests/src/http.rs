@@ -148,3 +148,42 @@ pub fn device_key(home: &std::path::Path) -> DeviceKey {
         .expect("read key")
         .expect("device has a key")
 }
+
+/// Signs raw change bytes as `key`, the way a device signs its own changes:
+/// for changes a test builds by hand, which Automerge may not even parse.
+pub fn sign_raw_change(key: &DeviceKey, bytes: Vec<u8>) -> fieldsync_core::SignedChange {
+    let hash = fieldsync_core::change_limits::craft::change_hash(&bytes);
+    let signature = key
+        .sign(fieldsync_core::identity::Domain::Change, &hash)
+        .as_bytes()
+        .to_vec();
+    fieldsync_core::SignedChange { bytes, signature }
+}
+
+/// POSTs a sync request offering `changes` to report `id`, signed as `key`.
+pub fn offer_changes(
+    url: &str,
+    key: &DeviceKey,
+    id: &fieldsync_core::ReportId,
+    base_heads: Vec<automerge::ChangeHash>,
+    changes: Vec<fieldsync_core::SignedChange>,
+) -> Reply {
+    use fieldsync_core::protocol::{DocOffer, SyncRequest, PROTOCOL_VERSION};
+    let body = SyncRequest {
+        version: PROTOCOL_VERSION,
+        cursor: u64::MAX,
+        docs: vec![DocOffer {
+            id: id.clone(),
+            base_heads,
+            changes,
+        }],
+    }
+    .to_json();
+    send(
+        "POST",
+        url,
+        "/v1/sync",
+        &signed_headers(key, "POST", "/v1/sync", &body),
+        &body,
+    )
+}

@@ -202,6 +202,16 @@ pub fn fieldsync_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, …), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc status"))
+}
+
 /// A device home with an enrolled identity.
 pub struct DeviceHome {
     pub dir: tempfile::TempDir,

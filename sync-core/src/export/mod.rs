@@ -242,22 +242,59 @@ pub fn report_order(a: &Report, b: &Report) -> Ordering {
     .then_with(|| a.id.cmp(&b.id))
 }
 
+/// A report this device holds but cannot read: a field of the wrong type
+/// or form (a server from before it checked, or a newer schema). Listings
+/// and exports name it and go on without it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnreadableReport {
+    pub id: ReportId,
+    pub reason: String,
+}
+
+/// The reports of `case` on this device in [`report_order`], and those it
+/// cannot read, in id order. A replica holds one case's reports; an
+/// unreadable one, whose case field cannot be trusted, is listed with it.
+pub fn case_reports(
+    replica: &Replica,
+    case: &CaseId,
+) -> Result<(Vec<Report>, Vec<UnreadableReport>), ReplicaError> {
+    let (reports, unreadable) = read_case(replica, case)?;
+    Ok((reports.into_iter().map(|(_, r)| r).collect(), unreadable))
+}
+
 /// The reports of `case` on this device that pass `filters`, in
-/// [`report_order`], each with its history.
+/// [`report_order`], each with its history; and those it cannot read.
 pub fn collect(
     replica: &Replica,
     case: &CaseId,
     filters: &Filters,
-) -> Result<Vec<ExportedReport>, ReplicaError> {
-    let mut out = Vec::new();
+) -> Result<(Vec<ExportedReport>, Vec<UnreadableReport>), ReplicaError> {
+    let (reports, unreadable) = read_case(replica, case)?;
+    let mut out = Vec::with_capacity(reports.len());
+    for (id, report) in reports.into_iter().filter(|(_, r)| filters.matches(r)) {
+        out.push(exported_report_with(replica, &id, report)?);
+    }
+    Ok((out, unreadable))
+}
+
+type ReadCase = (Vec<(ReportId, Report)>, Vec<UnreadableReport>);
+
+fn read_case(replica: &Replica, case: &CaseId) -> Result<ReadCase, ReplicaError> {
+    let mut reports = Vec::new();
+    let mut unreadable = Vec::new();
     for id in replica.report_ids()? {
-        let report = replica.report(&id)?;
-        if report.case == case.as_str() && filters.matches(&report) {
-            out.push(exported_report_with(replica, &id, report)?);
+        match replica.report(&id) {
+            Ok(report) if report.case == case.as_str() => reports.push((id, report)),
+            Ok(_) => {}
+            Err(ReplicaError::View(e)) => unreadable.push(UnreadableReport {
+                id,
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(e),
         }
     }
-    out.sort_by(|a, b| report_order(&a.report, &b.report));
-    Ok(out)
+    reports.sort_by(|a, b| report_order(&a.1, &b.1));
+    Ok((reports, unreadable))
 }
 
 /// One report with its signed change history, each signature checked.

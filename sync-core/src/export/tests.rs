@@ -382,14 +382,14 @@ fn collect_keeps_the_case_filters_and_orders() {
             t("2016-05-20T09:00:00+06:00"),
         ))
         .unwrap();
-    let all = collect(&replica, &case, &Filters::default()).unwrap();
+    let all = collect(&replica, &case, &Filters::default()).unwrap().0;
     let titles: Vec<&str> = all.iter().map(|r| r.report.title.as_str()).collect();
     assert_eq!(titles, ["Earlier", "Arrest at the bus stop"]);
     let from_21 = Filters {
         from: Some("2016-05-21".parse().unwrap()),
         ..Filters::default()
     };
-    let some = collect(&replica, &case, &from_21).unwrap();
+    let some = collect(&replica, &case, &from_21).unwrap().0;
     assert_eq!(some.len(), 1);
     assert_eq!(some[0].report.title, "Arrest at the bus stop");
 }

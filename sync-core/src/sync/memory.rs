@@ -101,8 +101,8 @@ impl ServerStore for MemoryStore {
                 seq: self.feed.len() as u64 + 1,
                 doc: id.clone(),
                 doc_creator: creator.clone(),
-                author: change.author.device_id(),
-                change: SignedChange::clone(&change.signed),
+                actor: change.actor.device_id(),
+                change: Some(SignedChange::clone(&change.signed)),
             });
         }
         Ok(())
@@ -116,7 +116,14 @@ impl ServerStore for MemoryStore {
         Ok(self.signatures.get(&(id.clone(), *hash)).cloned())
     }
 
-    fn feed_after(&mut self, cursor: u64, limit: usize) -> Result<Vec<FeedEntry>, Infallible> {
+    fn feed_after(
+        &mut self,
+        _reader: &Member,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, Infallible> {
+        // The reference store filters nothing: the algorithm's own checks
+        // must be enough.
         let start = usize::try_from(cursor)
             .unwrap_or(usize::MAX)
             .min(self.feed.len());

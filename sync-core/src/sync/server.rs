@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
-use crate::document::read_report;
+use crate::document::{read_report, validate_report};
 use crate::identity::PublicKey;
 use crate::ids::{DeviceId, ReportId};
 use crate::protocol::*;
@@ -31,14 +31,20 @@ pub struct StoredDocument {
     pub creator: DeviceId,
 }
 
-/// One entry of a case's change feed.
+/// One entry of a case's change feed, as the store read it for one reader.
 #[derive(Clone, Debug)]
 pub struct FeedEntry {
     pub seq: u64,
     pub doc: ReportId,
     pub doc_creator: DeviceId,
-    pub author: DeviceId,
-    pub change: SignedChange,
+    /// The device id of the key that signed the change (its Automerge
+    /// actor): the device itself, or a web session's key. Not the device a
+    /// web session's change is attributed to: a coordinator's device must
+    /// receive what its own browser sessions wrote.
+    pub actor: DeviceId,
+    /// The change, unless its actor is the reader: then the store may leave
+    /// the bytes unread, since the reader made it.
+    pub change: Option<SignedChange>,
 }
 
 /// Where a document stands in the feed.
@@ -76,8 +82,17 @@ pub trait ServerStore {
         id: &ReportId,
         hash: &ChangeHash,
     ) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Up to `limit` feed entries with `seq > cursor`, in order.
-    fn feed_after(&mut self, cursor: u64, limit: usize) -> Result<Vec<FeedEntry>, Self::Error>;
+    /// Up to `limit` feed entries with `seq > cursor`, in order, that
+    /// `reader` may read: a store may (and the SQLite store does) read only
+    /// the reports a reporter created, through an index, so a reporter's
+    /// round never scans other reporters' work. Entries whose actor is the
+    /// reader's own key may come without their bytes.
+    fn feed_after(
+        &mut self,
+        reader: &Member,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, Self::Error>;
     fn document_tip(&mut self, id: &ReportId) -> Result<Option<DocumentTip>, Self::Error>;
 }
 
@@ -86,15 +101,23 @@ pub struct ServerLimits {
     /// Budget for the feed part of a response (offered documents' answers
     /// are always complete).
     pub max_response_bytes: usize,
+    /// Feed entries one response may look at, wanted or not, so that no
+    /// request makes the server scan a whole case.
+    pub max_feed_scan: usize,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_feed_scan: DEFAULT_MAX_FEED_SCAN,
         }
     }
 }
+
+/// Feed entries one response looks at by default: a few milliseconds of
+/// index reads. A device behind by more makes more rounds (`more`).
+pub const DEFAULT_MAX_FEED_SCAN: usize = 8 * FEED_PAGE;
 
 /// Why a whole request was refused. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -117,136 +140,207 @@ pub enum SyncError<E: std::error::Error + 'static> {
     Store(#[source] E),
 }
 
-/// Runs one sync round for `requester` against `store`.
+/// A change of a request that is malformed, out of bounds or not signed by
+/// its actor: the whole request is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("report {doc}: {source}")]
+pub struct InvalidChange {
+    pub doc: ReportId,
+    #[source]
+    pub source: ChangeError,
+}
+
+impl<E: std::error::Error + 'static> From<InvalidChange> for SyncError<E> {
+    fn from(e: InvalidChange) -> Self {
+        SyncError::InvalidChange {
+            doc: e.doc,
+            source: e.source,
+        }
+    }
+}
+
+/// A request whose every change is bounded, parsed and signature-checked:
+/// the expensive part of a round, done by [`verify_request`] before any
+/// lock is taken.
+pub struct VerifiedRequest {
+    pub cursor: u64,
+    pub docs: Vec<VerifiedOffer>,
+}
+
+/// One offered report with its verified changes.
+pub struct VerifiedOffer {
+    pub id: ReportId,
+    pub base_heads: Vec<ChangeHash>,
+    pub changes: Vec<VerifiedChange>,
+}
+
+impl VerifiedRequest {
+    /// The reports the request offers, which the feed part leaves out.
+    pub fn offered(&self) -> HashSet<ReportId> {
+        self.docs.iter().map(|d| d.id.clone()).collect()
+    }
+}
+
+/// Bounds, parses and verifies every change of `request`
+/// ([`SignedChange::verify`]). Needs no store: call it outside any
+/// transaction. One bad change refuses the whole request.
+pub fn verify_request(request: SyncRequest) -> Result<VerifiedRequest, InvalidChange> {
+    let mut docs = Vec::with_capacity(request.docs.len());
+    for offer in request.docs {
+        let mut changes = Vec::with_capacity(offer.changes.len());
+        for change in &offer.changes {
+            let v = change.verify().map_err(|source| InvalidChange {
+                doc: offer.id.clone(),
+                source,
+            })?;
+            changes.push(v);
+        }
+        docs.push(VerifiedOffer {
+            id: offer.id,
+            base_heads: offer.base_heads,
+            changes,
+        });
+    }
+    Ok(VerifiedRequest {
+        cursor: request.cursor,
+        docs,
+    })
+}
+
+/// Runs one whole sync round for `requester` against `store`: verify,
+/// apply, answer from the feed. A store that can should run the three
+/// apart, as the SQLite store does: verification before its write
+/// transaction, the feed after the commit in a read transaction.
 pub fn handle_sync<S: ServerStore>(
     store: &mut S,
     requester: &Member,
     request: &SyncRequest,
     limits: ServerLimits,
 ) -> Result<SyncResponse, SyncError<S::Error>> {
+    round(store, requester, request, limits, None)
+}
+
+/// [`handle_sync`] for a request sent by the live web session whose key is
+/// `session`: the one route by which a change signed under that session's
+/// certificate may reach the server new.
+pub fn handle_session_commit<S: ServerStore>(
+    store: &mut S,
+    requester: &Member,
+    request: &SyncRequest,
+    limits: ServerLimits,
+    session: &PublicKey,
+) -> Result<SyncResponse, SyncError<S::Error>> {
+    round(store, requester, request, limits, Some(session))
+}
+
+fn round<S: ServerStore>(
+    store: &mut S,
+    requester: &Member,
+    request: &SyncRequest,
+    limits: ServerLimits,
+    live_session: Option<&PublicKey>,
+) -> Result<SyncResponse, SyncError<S::Error>> {
     if requester.revoked {
         return Err(SyncError::Revoked);
     }
-    // Verify every signature before writing anything, so a request with one
-    // forged change is refused whole.
-    let mut verified_offers = Vec::with_capacity(request.docs.len());
-    for offer in &request.docs {
-        let mut verified = Vec::with_capacity(offer.changes.len());
-        for change in &offer.changes {
-            let v = change.verify().map_err(|source| SyncError::InvalidChange {
-                doc: offer.id.clone(),
-                source,
-            })?;
-            verified.push(v);
-        }
-        verified_offers.push(verified);
-    }
+    let verified = verify_request(request.clone())?;
+    let cursor = verified.cursor;
+    let offered = verified.offered();
+    let docs = apply_request(store, requester, verified.docs, live_session)?;
+    let feed = answer_from_feed(store, requester, cursor, &offered, limits)?;
+    Ok(respond(docs, feed))
+}
 
-    let mut docs = Vec::new();
-    let mut offered_ids = HashSet::new();
-    for (offer, verified) in request.docs.iter().zip(verified_offers) {
-        offered_ids.insert(offer.id.clone());
-        docs.push(apply_offer(store, requester, offer, verified)?);
-    }
-    let (feed_docs, cursor, more) =
-        feed_part(store, requester, request.cursor, &offered_ids, limits)?;
-    docs.extend(feed_docs);
-    Ok(SyncResponse {
+/// The response to a round: the offered reports' answers, then the feed's.
+pub fn respond(mut docs: Vec<DocUpdate>, feed: FeedAnswer) -> SyncResponse {
+    docs.extend(feed.docs);
+    SyncResponse {
         version: PROTOCOL_VERSION,
         docs,
-        cursor,
-        more,
-    })
+        cursor: feed.cursor,
+        more: feed.more,
+    }
+}
+
+/// Applies the offered changes (already verified) inside the caller's
+/// transaction and answers each offered report. `live_session` is the key
+/// of the web session whose commit route sent the request, if any: only it
+/// may bring changes signed under its own certificate that the server has
+/// not seen.
+pub fn apply_request<S: ServerStore>(
+    store: &mut S,
+    requester: &Member,
+    offers: Vec<VerifiedOffer>,
+    live_session: Option<&PublicKey>,
+) -> Result<Vec<DocUpdate>, SyncError<S::Error>> {
+    if requester.revoked {
+        return Err(SyncError::Revoked);
+    }
+    offers
+        .into_iter()
+        .map(|offer| apply_offer(store, requester, offer, live_session))
+        .collect()
+}
+
+/// How strictly [`admit_changes`] checks that the report stays readable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readability {
+    /// Once, after the whole batch: the common case, one read per report.
+    AtEnd,
+    /// After each change, on a copy: for a batch that ended unreadable, to
+    /// refuse exactly the changes that made it so.
+    EachChange,
+}
+
+/// The outcome of admitting one offer's changes to a document.
+struct Admitted {
+    doc: Automerge,
+    creator: Option<DeviceId>,
+    accepted: Vec<VerifiedChange>,
+    refused: Vec<RefusedChange>,
 }
 
 fn apply_offer<S: ServerStore>(
     store: &mut S,
     requester: &Member,
-    offer: &DocOffer,
-    verified: Vec<VerifiedChange>,
+    offer: VerifiedOffer,
+    live_session: Option<&PublicKey>,
 ) -> Result<DocUpdate, SyncError<S::Error>> {
     let stored = store.load_document(&offer.id).map_err(SyncError::Store)?;
-    let (mut doc, mut creator) = match stored {
-        Some(s) => (s.doc, Some(s.creator)),
-        None => (Automerge::new(), None),
-    };
-    if let Some(c) = &creator {
-        if !may_read(requester, c) {
+    if let Some(s) = &stored {
+        if !may_read(requester, &s.creator) {
             // Answer as if the report did not exist: a reporter learns
             // nothing about other reporters' work.
             return Ok(refuse_all(
-                offer,
-                &verified,
+                &offer,
                 Refusal::NotYourReport,
                 "a reporter may change only reports it created",
             ));
         }
     }
-    let sent: HashSet<ChangeHash> = verified.iter().map(|v| v.hash()).collect();
-    let mut refused = Vec::new();
-    let mut refused_hashes = HashSet::new();
-    let mut accepted: Vec<VerifiedChange> = Vec::new();
-    let mut members: HashMap<PublicKey, Member> = HashMap::new();
-    for v in causal_order(verified) {
-        let hash = v.hash();
-        if has_change(&doc, &hash) {
-            continue; // already stored: a retry or a relay
-        }
-        let member = match members.get(&v.author) {
-            Some(m) => m.clone(),
-            None => {
-                let m = store
-                    .member(&v.author)
-                    .map_err(SyncError::Store)?
-                    .ok_or_else(|| SyncError::UnknownAuthor {
-                        doc: offer.id.clone(),
-                        hash,
-                        device: v.author.device_id(),
-                    })?;
-                members.insert(v.author, m.clone());
-                m
-            }
-        };
-        match admit(
-            store.case_id(),
-            requester,
-            &member,
-            &offer.id,
-            &doc,
-            creator.as_ref(),
-            &refused_hashes,
-            &v,
-        ) {
-            Err((reason, message)) => {
-                refused_hashes.insert(hash);
-                refused.push(RefusedChange {
-                    hash,
-                    reason,
-                    message,
-                });
-            }
-            Ok(created) => {
-                match created {
-                    Some(new_doc) => {
-                        doc = new_doc;
-                        creator = Some(member.device.clone());
-                    }
-                    None => {
-                        if let Err(e) = doc.apply_changes([v.change.clone()]) {
-                            refused_hashes.insert(hash);
-                            refused.push(RefusedChange {
-                                hash,
-                                reason: Refusal::BadCreation,
-                                message: format!("the change does not apply: {e}"),
-                            });
-                            continue;
-                        }
-                    }
-                }
-                accepted.push(v);
-            }
+    let sent: HashSet<ChangeHash> = offer.changes.iter().map(|v| v.hash()).collect();
+    let ordered = causal_order(offer.changes.clone());
+    let gate = Gate {
+        requester,
+        id: &offer.id,
+        live_session,
+    };
+    let mut admitted = admit_changes(store, &gate, stored, &ordered, Readability::AtEnd)?;
+    if !admitted.accepted.is_empty() {
+        if readable(&admitted.doc).is_err() {
+            // Some change of the batch leaves the report unreadable. Start
+            // again from the stored report (nothing is saved yet) and find
+            // which, checking after every change.
+            let stored = store.load_document(&offer.id).map_err(SyncError::Store)?;
+            admitted = admit_changes(store, &gate, stored, &ordered, Readability::EachChange)?;
         }
     }
+    let Admitted {
+        doc,
+        creator,
+        accepted,
+        refused,
+    } = admitted;
     if let (Some(c), false) = (&creator, accepted.is_empty()) {
         store
             .save_document(&offer.id, c, &doc, &accepted)
@@ -300,6 +394,139 @@ fn apply_offer<S: ServerStore>(
         complete: true,
         refused,
     })
+}
+
+/// Who is asking, for which report, through which route.
+struct Gate<'a> {
+    requester: &'a Member,
+    id: &'a ReportId,
+    live_session: Option<&'a PublicKey>,
+}
+
+/// Applies, in causal order, the changes of one offer that may be applied,
+/// starting from the stored report (or none). `mode` says when the report
+/// must read back valid.
+fn admit_changes<S: ServerStore>(
+    store: &mut S,
+    gate: &Gate<'_>,
+    stored: Option<StoredDocument>,
+    ordered: &[VerifiedChange],
+    mode: Readability,
+) -> Result<Admitted, SyncError<S::Error>> {
+    let (mut doc, mut creator) = match stored {
+        Some(s) => (s.doc, Some(s.creator)),
+        None => (Automerge::new(), None),
+    };
+    let mut refused = Refused::default();
+    let mut accepted: Vec<VerifiedChange> = Vec::new();
+    let mut members: HashMap<PublicKey, Member> = HashMap::new();
+    for v in ordered {
+        let hash = v.hash();
+        if has_change(&doc, &hash) {
+            continue; // already stored: a retry or a relay
+        }
+        let member = match members.get(&v.author) {
+            Some(m) => m.clone(),
+            None => {
+                let m = store
+                    .member(&v.author)
+                    .map_err(SyncError::Store)?
+                    .ok_or_else(|| SyncError::UnknownAuthor {
+                        doc: gate.id.clone(),
+                        hash,
+                        device: v.author.device_id(),
+                    })?;
+                members.insert(v.author, m.clone());
+                m
+            }
+        };
+        if v.session.is_some() && gate.live_session != Some(&v.actor) {
+            refused.push(
+                hash,
+                Refusal::SessionNotLive,
+                "a change made in a web session reaches the server only through that session, while it lasts".into(),
+            );
+            continue;
+        }
+        let admitted = admit(
+            store.case_id(),
+            gate.requester,
+            &member,
+            gate.id,
+            &doc,
+            creator.as_ref(),
+            &refused.hashes,
+            v,
+        );
+        match admitted {
+            Err((reason, message)) => refused.push(hash, reason, message),
+            Ok(Some(new_doc)) => {
+                doc = new_doc;
+                creator = Some(member.device.clone());
+                accepted.push(v.clone());
+            }
+            Ok(None) => {
+                let applied = match mode {
+                    Readability::AtEnd => doc.apply_changes([v.change.clone()]).map(|()| None),
+                    Readability::EachChange => {
+                        let mut trial = doc.clone();
+                        trial
+                            .apply_changes([v.change.clone()])
+                            .map(|()| Some(trial))
+                    }
+                };
+                match applied {
+                    Err(e) => refused.push(
+                        hash,
+                        Refusal::BadCreation,
+                        format!("the change does not apply: {e}"),
+                    ),
+                    Ok(None) => accepted.push(v.clone()),
+                    Ok(Some(trial)) => match readable(&trial) {
+                        Err(why) => refused.push(hash, Refusal::InvalidReport, why),
+                        Ok(()) => {
+                            doc = trial;
+                            accepted.push(v.clone());
+                        }
+                    },
+                }
+            }
+        }
+    }
+    Ok(Admitted {
+        doc,
+        creator,
+        accepted,
+        refused: refused.list,
+    })
+}
+
+/// The changes of one offer refused so far; later changes that depend on
+/// one of them are refused too.
+#[derive(Default)]
+struct Refused {
+    list: Vec<RefusedChange>,
+    hashes: HashSet<ChangeHash>,
+}
+
+impl Refused {
+    fn push(&mut self, hash: ChangeHash, reason: Refusal, message: String) {
+        self.hashes.insert(hash);
+        self.list.push(RefusedChange {
+            hash,
+            reason,
+            message,
+        });
+    }
+}
+
+/// Whether the report reads back with every field of its type, length and
+/// set of values: what every client needs to list it.
+fn readable(doc: &Automerge) -> Result<(), String> {
+    let report = read_report(doc)
+        .map_err(|e| format!("after this change the report would not read back: {e}"))?;
+    validate_report(&report)
+        .map_err(|e| format!("after this change the report would not be valid: {e}"))
 }
 
 /// Decides whether one new change may be applied. For a report's first
@@ -375,6 +602,7 @@ fn admit(
         )
     })?;
     let report = read_report(&trial).map_err(|e| (Refusal::BadCreation, e.to_string()))?;
+    validate_report(&report).map_err(|e| (Refusal::InvalidReport, e.to_string()))?;
     check_creation(author, case, &report)?;
     if report.id != id.as_str() {
         return Err((
@@ -385,18 +613,14 @@ fn admit(
     Ok(Some(trial))
 }
 
-fn refuse_all(
-    offer: &DocOffer,
-    verified: &[VerifiedChange],
-    reason: Refusal,
-    message: &str,
-) -> DocUpdate {
+fn refuse_all(offer: &VerifiedOffer, reason: Refusal, message: &str) -> DocUpdate {
     DocUpdate {
         id: offer.id.clone(),
         changes: vec![],
         heads: vec![],
         complete: false,
-        refused: verified
+        refused: offer
+            .changes
             .iter()
             .map(|v| RefusedChange {
                 hash: v.hash(),
@@ -409,44 +633,79 @@ fn refuse_all(
 
 const FEED_PAGE: usize = 512;
 
-fn feed_part<S: ServerStore>(
+/// The feed part of a response.
+pub struct FeedAnswer {
+    pub docs: Vec<DocUpdate>,
+    pub cursor: u64,
+    pub more: bool,
+}
+
+/// Answers from the case feed after `cursor`: changes to reports the
+/// requester may read, not offered in this request and not signed by its
+/// own key, up to the response's byte budget, looking at no more than
+/// `limits.max_feed_scan` entries. Reads only: run it after the round's
+/// write transaction committed, in a read transaction of its own.
+pub fn answer_from_feed<S: ServerStore>(
     store: &mut S,
     requester: &Member,
     mut cursor: u64,
     offered: &HashSet<ReportId>,
     limits: ServerLimits,
-) -> Result<(Vec<DocUpdate>, u64, bool), SyncError<S::Error>> {
+) -> Result<FeedAnswer, SyncError<S::Error>> {
     let mut order: Vec<ReportId> = Vec::new();
     let mut by_doc: HashMap<ReportId, Vec<SignedChange>> = HashMap::new();
     let mut used = 0usize;
+    let mut scanned = 0usize;
     let mut more = false;
     'pages: loop {
+        let budget = limits.max_feed_scan.saturating_sub(scanned).min(FEED_PAGE);
+        if budget == 0 {
+            // Scanned enough for one request: say there is more, and let the
+            // device come back for it.
+            more = !store
+                .feed_after(requester, cursor, 1)
+                .map_err(SyncError::Store)?
+                .is_empty();
+            break;
+        }
         let page = store
-            .feed_after(cursor, FEED_PAGE)
+            .feed_after(requester, cursor, budget)
             .map_err(SyncError::Store)?;
         if page.is_empty() {
             break;
         }
+        let full = page.len() == budget;
         for entry in page {
-            let wanted = !offered.contains(&entry.doc)
-                && entry.author != requester.device
-                && may_read(requester, &entry.doc_creator);
-            if wanted && used > 0 && used + entry.change.wire_len() > limits.max_response_bytes {
+            scanned += 1;
+            let change = match entry.change {
+                Some(change)
+                    if !offered.contains(&entry.doc)
+                        && entry.actor != requester.device
+                        && may_read(requester, &entry.doc_creator) =>
+                {
+                    change
+                }
+                _ => {
+                    cursor = entry.seq;
+                    continue;
+                }
+            };
+            if used > 0 && used + change.wire_len() > limits.max_response_bytes {
                 more = true;
                 break 'pages;
             }
             cursor = entry.seq;
-            if !wanted {
-                continue;
-            }
-            used += entry.change.wire_len();
+            used += change.wire_len();
             by_doc
                 .entry(entry.doc.clone())
                 .or_insert_with(|| {
                     order.push(entry.doc.clone());
                     Vec::new()
                 })
-                .push(entry.change);
+                .push(change);
+        }
+        if !full {
+            break;
         }
     }
     let mut docs = Vec::with_capacity(order.len());
@@ -465,5 +724,5 @@ fn feed_part<S: ServerStore>(
             refused: vec![],
         });
     }
-    Ok((docs, cursor, more))
+    Ok(FeedAnswer { docs, cursor, more })
 }

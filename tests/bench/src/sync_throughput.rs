@@ -228,6 +228,7 @@ fn in_process(copies: &Path, devices: usize, dir: &Path) -> Result<Duration> {
     }
     let limits = ServerLimits {
         max_response_bytes: fieldsync_core::protocol::DEFAULT_MAX_RESPONSE_BYTES,
+        ..ServerLimits::default()
     };
     let started = Instant::now();
     for (replica, device) in &mut replicas {

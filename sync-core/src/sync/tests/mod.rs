@@ -84,6 +84,25 @@ impl World {
         SyncResponse::from_json(&response.to_json()).unwrap()
     }
 
+    /// The server's answer to a request sent through the commit route of
+    /// the live web session whose key is `session`.
+    pub fn serve_in_session(
+        &mut self,
+        device: usize,
+        request: &SyncRequest,
+        session: &crate::PublicKey,
+    ) -> Result<SyncResponse, crate::sync::server::SyncError<Infallible>> {
+        let member = self.member(device);
+        let request = SyncRequest::from_json(&request.to_json()).unwrap();
+        crate::sync::server::handle_session_commit(
+            &mut self.server,
+            &member,
+            &request,
+            self.limits,
+            session,
+        )
+    }
+
     /// A full sync of one device, as many rounds as it takes.
     pub fn sync(&mut self, device: usize, max_bytes: usize) -> crate::replica::SyncSummary {
         let member = self.member(device);

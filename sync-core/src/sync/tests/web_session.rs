@@ -91,7 +91,9 @@ fn a_coordinators_web_review_merges_with_its_offline_edits_and_names_the_device(
         &[verified(&coordinator)],
         "2016-05-22T09:00:00Z",
     );
-    let response = w.serve(1, &offer(&id, change.clone()));
+    let response = w
+        .serve_in_session(1, &offer(&id, change.clone()), &session.public_key())
+        .unwrap();
     assert!(
         response.docs[0].refused.is_empty(),
         "{:?}",
@@ -130,7 +132,9 @@ fn a_reporters_web_session_cannot_review() {
         &[verified("me")],
         "2016-05-22T09:00:00Z",
     );
-    let response = w.serve(0, &offer(&id, change));
+    let response = w
+        .serve_in_session(0, &offer(&id, change), &session.public_key())
+        .unwrap();
     assert_eq!(
         response.docs[0].refused[0].reason,
         Refusal::ReviewIsForCoordinators
@@ -191,8 +195,53 @@ fn a_revoked_coordinators_web_session_is_refused() {
         "2016-05-22T09:00:00Z",
     );
     w.server.members.get_mut(&coordinator).unwrap().revoked = true;
-    // Relayed by the reporter, so the relay itself is allowed: the author's
-    // revocation is what refuses it.
-    let response = w.serve(0, &offer(&id, change));
-    assert!(!response.docs[0].refused.is_empty());
+    let err = w
+        .serve_in_session(1, &offer(&id, change), &session.public_key())
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Revoked), "{err}");
+    assert_eq!(
+        w.server.feed_len(),
+        1,
+        "only the report's creation is stored"
+    );
+}
+
+#[test]
+fn a_web_change_reaches_the_server_new_only_through_its_live_session() {
+    let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+    let id = w.record(0, "r");
+    w.sync(0, MIB);
+    let session = SessionKey::generate().unwrap();
+    let first = web_change(
+        &w,
+        1,
+        &session,
+        &id,
+        &[verified("c")],
+        "2016-05-22T09:00:00Z",
+    );
+    // The link's key material in a reporter's hands after logout: the
+    // certificate and the session seed sign a fresh change, and the
+    // reporter relays it through the ordinary sync route.
+    let response = w.serve(0, &offer(&id, first.clone()));
+    assert_eq!(response.docs[0].refused[0].reason, Refusal::SessionNotLive);
+    // So does the coordinator's own device, and another session's route.
+    let response = w.serve(1, &offer(&id, first.clone()));
+    assert_eq!(response.docs[0].refused[0].reason, Refusal::SessionNotLive);
+    let other = SessionKey::generate().unwrap();
+    let response = w
+        .serve_in_session(1, &offer(&id, first.clone()), &other.public_key())
+        .unwrap();
+    assert_eq!(response.docs[0].refused[0].reason, Refusal::SessionNotLive);
+    assert_eq!(w.server.feed_len(), 1, "nothing but the creation is stored");
+
+    // Through its own live session it is taken; relayed afterwards it is a
+    // change the server has, which any device may pass on.
+    let response = w
+        .serve_in_session(1, &offer(&id, first.clone()), &session.public_key())
+        .unwrap();
+    assert!(response.docs[0].refused.is_empty());
+    let response = w.serve(0, &offer(&id, first));
+    assert!(response.docs[0].refused.is_empty());
+    assert_eq!(w.server.feed_len(), 2);
 }
