@@ -2,9 +2,9 @@
 // crypto (server/web/crypto.js), in node. Two sources of sealed blobs:
 // - sync-core/tests/vectors/envelope-v2.json, written by the Rust side
 //   (the `hpke` crate), the same file its own tests check;
-// - blobs sealed here with node:crypto (X25519 and HMAC-SHA256, not
-//   WebCrypto) from the documented layout, so tampering can be tried on
-//   any size and any epoch.
+// - blobs sealed with node:crypto (X25519 and HMAC-SHA256, not WebCrypto)
+//   from the documented layout by ../envelope-node.mjs, so tampering can
+//   be tried on any size and any epoch.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import nodeCrypto from "node:crypto";
@@ -24,6 +24,7 @@ import {
   parseShareCodes,
   toHex,
 } from "../../../server/web/crypto.js";
+import { caseKeyPair, sealV2 as sealV2Node, shareCode } from "../envelope-node.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../../..");
@@ -34,93 +35,10 @@ const cli = JSON.parse(readFileSync(path.join(vectorsDir, "cli-vectors.json"), "
 const sha256 = (bytes) => nodeCrypto.createHash("sha256").update(bytes).digest();
 const pattern = (n) => Buffer.from(Uint8Array.from({ length: n }, (_, i) => (7 * i + 3) % 256));
 
-// ------------------------------------------------- a reference seal in node
-
-function shareCode(version, epoch, key) {
-  const raw = Buffer.alloc(37);
-  raw[0] = version;
-  raw.writeUInt32BE(epoch, 1);
-  Buffer.from(key).copy(raw, 5);
-  return Buffer.concat([raw, sha256(raw).subarray(0, 4)]).toString("base64url");
-}
-
-const x25519Private = (raw) =>
-  nodeCrypto.createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b656e04220420", "hex"), raw]), format: "der", type: "pkcs8" });
-const x25519Public = (raw) =>
-  nodeCrypto.createPublicKey({ key: Buffer.concat([Buffer.from("302a300506032b656e032100", "hex"), raw]), format: "der", type: "spki" });
-const rawPublic = (privateKey) => nodeCrypto.createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(12);
-
-function caseKeyPair() {
-  const priv = nodeCrypto.randomBytes(32);
-  return { priv, pub: rawPublic(x25519Private(priv)) };
-}
-
-const hmac = (key, data) => nodeCrypto.createHmac("sha256", key).update(data).digest();
-const u16 = (n) => Buffer.from([n >> 8, n & 0xff]);
-const ascii = (s) => Buffer.from(s, "latin1");
-const labeledExtract = (suite, salt, label, ikm) => hmac(salt, Buffer.concat([ascii("HPKE-v1"), suite, ascii(label), ikm]));
-function labeledExpand(suite, prk, label, info, length) {
-  const full = Buffer.concat([u16(length), ascii("HPKE-v1"), suite, ascii(label), info]);
-  let t = Buffer.alloc(0);
-  const out = [];
-  for (let i = 1; out.length * 32 < length; i++) out.push((t = hmac(prk, Buffer.concat([t, full, Buffer.from([i])]))));
-  return Buffer.concat(out).subarray(0, length);
-}
-
-/** RFC 9180 base-mode SealBase for X25519 / HKDF-SHA256 / AES-256-GCM, with node:crypto. */
-function hpkeSeal(recipientPub, info, aad, plain, ephemeral = nodeCrypto.randomBytes(32)) {
-  const skE = x25519Private(ephemeral);
-  const enc = rawPublic(skE);
-  const dh = nodeCrypto.diffieHellman({ privateKey: skE, publicKey: x25519Public(recipientPub) });
-  const kemSuite = Buffer.concat([ascii("KEM"), u16(0x20)]);
-  const prk = labeledExtract(kemSuite, Buffer.alloc(0), "eae_prk", dh);
-  const shared = labeledExpand(kemSuite, prk, "shared_secret", Buffer.concat([enc, recipientPub]), 32);
-  const suite = Buffer.concat([ascii("HPKE"), u16(0x20), u16(1), u16(2)]);
-  const context = Buffer.concat([
-    Buffer.from([0]),
-    labeledExtract(suite, Buffer.alloc(0), "psk_id_hash", Buffer.alloc(0)),
-    labeledExtract(suite, Buffer.alloc(0), "info_hash", info),
-  ]);
-  const secret = labeledExtract(suite, shared, "secret", Buffer.alloc(0));
-  const key = labeledExpand(suite, secret, "key", context, 32);
-  const nonce = labeledExpand(suite, secret, "base_nonce", context, 12);
-  const c = nodeCrypto.createCipheriv("aes-256-gcm", key, nonce);
-  c.setAAD(aad);
-  return { enc, sealed: Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]) };
-}
-
-/** An FSA2 blob laid out as KEYMODEL.md says. */
-function sealV2(plain, { pub, epoch, name = "photo.jpg", mediaType = "image/jpeg" }) {
-  const contentKey = nodeCrypto.randomBytes(32);
-  const prefix = nodeCrypto.randomBytes(7);
-  const header = JSON.stringify({
-    content_key: contentKey.toString("base64"),
-    nonce_prefix: prefix.toString("base64"),
-    name,
-    media_type: mediaType,
-    size: plain.length,
-    sha256: sha256(plain).toString("hex"),
-    captured_at: "2026-11-30T10:00:00+06:00",
-  });
-  const aad = Buffer.alloc(8);
-  aad.write("FSA2", 0, "latin1");
-  aad.writeUInt32BE(epoch, 4);
-  const { enc, sealed } = hpkeSeal(pub, ascii("fieldsync attachment v2"), aad, Buffer.from(header));
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(sealed.length);
-  const head = Buffer.concat([aad, enc, len, sealed]);
-  const chunks = [];
-  const count = Math.floor(plain.length / 65536) + 1;
-  for (let i = 0; i < count; i++) {
-    const nonce = Buffer.alloc(12);
-    prefix.copy(nonce, 0);
-    nonce.writeUInt32BE(i, 7);
-    nonce[11] = i === count - 1 ? 1 : 0;
-    const c = nodeCrypto.createCipheriv("aes-256-gcm", contentKey, nonce);
-    chunks.push(c.update(plain.subarray(i * 65536, (i + 1) * 65536)), c.final(), c.getAuthTag());
-  }
-  const blob = new Uint8Array(Buffer.concat([head, ...chunks]));
-  return { blob, head: new Uint8Array(head), id: sha256(blob).toString("hex"), headerLen: sealed.length };
+/** An FSA2 blob from envelope-node.mjs, as fresh Uint8Arrays (a Buffer's slice() is a view). */
+function sealV2(plain, options) {
+  const s = sealV2Node(plain, { name: "photo.jpg", mediaType: "image/jpeg", capturedAt: "2026-11-30T10:00:00+06:00", ...options });
+  return { ...s, blob: new Uint8Array(s.blob), head: new Uint8Array(s.head) };
 }
 
 async function decryptInPieces(blob, keys, size, options = {}) {
