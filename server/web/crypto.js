@@ -587,7 +587,7 @@ function layoutOf(bytes) {
   return layout;
 }
 
-/** The sealed header's length, checked against the bound and the bytes at hand. */
+/** The sealed header's length, refused outside [TAG, MAX_HEADER] before anything is read or buffered for it. */
 function sealedHeaderLength(head, layout) {
   const headerLen = readU32(head, layout.lenAt);
   if (headerLen < TAG || headerLen > MAX_HEADER) throw new CryptoError("the attachment header has an impossible length");
