@@ -287,6 +287,11 @@ export function parseShareCode(code) {
   if (raw.length !== 41) {
     throw new CryptoError(`a case key code has ${raw.length} bytes instead of 41; open the login link again`);
   }
+  // The last character carries 2 unused bits; a typo there decodes to the
+  // same bytes. Only the one canonical text is a code, as in the Rust decoder.
+  if (toBase64Url(raw) !== cleaned) {
+    throw new CryptoError("a case key code is not valid base64url (its last character is altered); open the login link again");
+  }
   if (!equalBytes(sha256(raw.subarray(0, 37)).subarray(0, 4), raw.subarray(37))) {
     throw new CryptoError("a case key code's checksum does not match: the link was altered or cut");
   }

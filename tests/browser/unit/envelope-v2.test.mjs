@@ -76,6 +76,16 @@ test("a link carries v1 and v2 share codes side by side; each code's version say
     const typo = code.slice(0, i) + (code[i] === "A" ? "B" : "A") + code.slice(i + 1);
     assert.throws(() => parseShareCode(typo), CryptoError, `typo at ${i} accepted`);
   }
+  // 41 bytes are 55 base64 characters whose last 2 bits are unused: a typo
+  // there must be refused too (the Rust decoder refuses it), not read as
+  // the same key.
+  const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const last = B64URL.indexOf(code[code.length - 1]);
+  for (const bits of [1, 2, 3]) {
+    const loose = code.slice(0, -1) + B64URL[last ^ bits];
+    assert.deepEqual(Buffer.from(loose, "base64url"), Buffer.from(code, "base64url"), "same bytes, other text");
+    assert.throws(() => parseShareCode(loose), /not valid base64url/, `unused bits ${bits} accepted`);
+  }
   // One epoch of one version with two different keys: the link is wrong,
   // and guessing which key is meant would hide it.
   assert.throws(() => parseShareCodes(`${code},${shareCode(2, 3, nodeCrypto.randomBytes(32))}`), /two different case keys for epoch 3/);
