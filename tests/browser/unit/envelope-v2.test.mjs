@@ -24,7 +24,7 @@ import {
   parseShareCodes,
   toHex,
 } from "../../../server/web/crypto.js";
-import { caseKeyPair, sealV2 as sealV2Node, shareCode } from "../envelope-node.mjs";
+import { caseKeyPair, hpkeSeal, sealV2 as sealV2Node, shareCode } from "../envelope-node.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../../..");
@@ -218,6 +218,13 @@ test("the Rust envelope-v2 vectors (sync-core/tests/vectors/envelope-v2.json) op
       const { plain: got } = await decryptInPieces(blob, keys, size, { blobId: c.blob_id, expectedHead: head });
       assert.ok(got.equals(plain), `case of ${plain.length} bytes in pieces of ${size}`);
     }
+    // node's seal (envelope-node.mjs, which the other tests and the mock
+    // server use) makes the Rust side's head byte for byte.
+    const headerLen = Buffer.from(blob).readUInt32BE(40);
+    const again = hpkeSeal(fromHex(c.case_public_key), Buffer.from("fieldsync attachment v2"), Buffer.from(blob.subarray(0, 8)), Buffer.from(c.header_json), Buffer.from(fromHex(c.ephemeral_private_key)));
+    assert.equal(toHex(again.enc), c.enc);
+    assert.equal(toHex(again.sealed), toHex(blob.subarray(44, 44 + headerLen)));
+    assert.equal(opened.headLen, 44 + headerLen);
     // One flipped bit of enc, and the header no longer opens.
     const tampered = blob.slice();
     tampered[20] ^= 0x80;
