@@ -1,9 +1,12 @@
 // Attachments, decrypted in this browser only: the sealed header (which the
 // report carries) opens with the case key of its epoch to give the name,
-// type and size; the blob is fetched as ciphertext and decrypted chunk by
-// chunk (crypto.js BlobDecryptor), checked against the blob id the signed
-// report names and the SHA-256 its header records, and shown through a
-// blob: URL. Any failure shows what failed and nothing of the file.
+// type and size: an FSA1 header with that epoch's v1 symmetric key, an
+// FSA2 header with that epoch's case private key (HPKE); crypto.js
+// dispatches on the magic. The blob is fetched as ciphertext and decrypted
+// chunk by chunk (crypto.js BlobDecryptor, the same for both versions),
+// checked against the blob id the signed report names and the SHA-256 its
+// header records, and shown through a blob: URL. Any failure shows what
+// failed and nothing of the file.
 
 import { ApiError, SessionEnded, api } from "./api.js";
 import { BlobDecryptor, fromBase64, openHeader } from "./crypto.js";
@@ -84,9 +87,10 @@ export class Attachments {
       return;
     }
     const head = fromBase64(att.header ?? "");
-    const { meta, epoch } = await openHeader(head, keys);
+    const { meta, epoch, version } = await openHeader(head, keys);
     if (Number(att.key_epoch) !== epoch) throw new Error(`the header says case key epoch ${epoch} but the report says ${att.key_epoch}`);
     el.setAttribute("data-name", meta.name);
+    el.setAttribute("data-envelope", `v${version}`);
     replace(
       info,
       h("span", { class: "att-name" }, meta.name || "(no name)"),

@@ -2,13 +2,25 @@
 // no fetch. Runs unchanged in the browser and in node (the unit tests in
 // tests/browser/unit/ import this file).
 //
-// Formats, as the Rust side defines them:
+// Formats, as the Rust side defines them (byte for byte in KEYMODEL.md and
+// the module docs named here):
 // - share code (sync-core/src/case_key.rs): base64url, no padding, of
-//   version(1) = 1 ‖ epoch(4, BE) ‖ key(32) ‖ check(4) = SHA-256(first 37)[..4]
+//   version(1) ‖ epoch(4, BE) ‖ key(32) ‖ check(4) = SHA-256(first 37)[..4].
+//   Version 1: key = the old symmetric AES-256 case key. Version 2: key =
+//   the case's X25519 private key (RFC 7748 encoding). A link may carry both.
 // - login token (web contract): "FSW1" ‖ device key(32) ‖ session key(32) ‖
 //   login_until(8) ‖ session_until(8) ‖ nonce(16) ‖ device signature(64)
-// - attachment envelope (sync-core/src/envelope.rs): "FSA1" ‖ epoch(4) ‖
-//   header nonce(12) ‖ header_len(4) ‖ sealed header ‖ chunks of 64 KiB + tag
+// - attachment envelope (sync-core/src/envelope.rs), dispatched on its magic:
+//   v1: "FSA1" ‖ epoch(4) ‖ header nonce(12) ‖ header_len(4) ‖ header sealed
+//       with AES-256-GCM under the v1 case key, aad = "FSA1" ‖ epoch
+//   v2: "FSA2" ‖ epoch(4) ‖ enc(32) ‖ header_len(4) ‖ header sealed with
+//       HPKE base mode (RFC 9180; DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//       AES-256-GCM) to the case public key of that epoch, single shot,
+//       info = "fieldsync attachment v2", aad = "FSA2" ‖ epoch
+//   both: the header is JSON {content_key, nonce_prefix, name, media_type,
+//   size, sha256, captured_at}, then chunks of 64 KiB + tag under
+//   AES-256-GCM(content_key), nonce = prefix(7) ‖ index(4, BE) ‖ last(1).
+//   A report's AttachmentRef.header is the blob up to the end of its header.
 // - change signature (sync-core/src/identity.rs): Ed25519 over
 //   "fieldsync change v1\0" ‖ change hash(32)
 
@@ -17,7 +29,6 @@ const encoder = new TextEncoder();
 
 export const CHUNK = 64 * 1024;
 export const TAG = 16;
-const FIXED_HEAD = 4 + 4 + 12 + 4;
 const MAX_HEADER = 64 * 1024;
 const CHANGE_DOMAIN = encoder.encode("fieldsync change v1\0");
 const LOGIN_DOMAIN = encoder.encode("fieldsync web-login v1\0");
@@ -256,10 +267,16 @@ export function sha256(bytes) {
 
 // -------------------------------------------------------------- share codes
 
+const SHARE_CODE_VERSIONS = new Set([1, 2]);
+// A link carries a handful of epochs; the bound keeps a hostile fragment
+// from costing more than a glance.
+const MAX_SHARE_CODES = 256;
+
 /**
  * Decodes a case-key share code. Whitespace is ignored (people read codes
  * aloud in groups); a wrong length, checksum or version is refused.
- * Returns { epoch, key: Uint8Array(32) }.
+ * Returns { version, epoch, key: Uint8Array(32) }: version 1 holds a
+ * symmetric AES-256 case key, version 2 a case X25519 private key.
  */
 export function parseShareCode(code) {
   const cleaned = String(code).replace(/\s+/g, "");
@@ -270,21 +287,71 @@ export function parseShareCode(code) {
   if (raw.length !== 41) {
     throw new CryptoError(`a case key code has ${raw.length} bytes instead of 41; open the login link again`);
   }
+  // The last character carries 2 unused bits; a typo there decodes to the
+  // same bytes. Only the one canonical text is a code, as in the Rust decoder.
+  if (toBase64Url(raw) !== cleaned) {
+    throw new CryptoError("a case key code is not valid base64url (its last character is altered); open the login link again");
+  }
   if (!equalBytes(sha256(raw.subarray(0, 37)).subarray(0, 4), raw.subarray(37))) {
     throw new CryptoError("a case key code's checksum does not match: the link was altered or cut");
   }
-  if (raw[0] !== 1) throw new CryptoError(`a case key code is of unknown version ${raw[0]}`);
-  return { epoch: readU32(raw, 1), key: raw.slice(5, 37) };
+  if (!SHARE_CODE_VERSIONS.has(raw[0])) {
+    throw new CryptoError(`a case key code is of unknown version ${raw[0]}; this page reads versions 1 and 2`);
+  }
+  return { version: raw[0], epoch: readU32(raw, 1), key: raw.slice(5, 37) };
 }
 
-/** Share codes (comma separated) into a Map epoch → key bytes. */
-export function parseShareCodes(list) {
-  const keys = new Map();
-  for (const code of String(list).split(",")) {
-    if (!code.trim()) continue;
-    const { epoch, key } = parseShareCode(code);
-    keys.set(epoch, key);
+/**
+ * The case keys one login link carries, by kind and epoch: `v1` maps an
+ * epoch to its symmetric key (opens FSA1 headers), `v2` maps an epoch to
+ * its X25519 private key (opens FSA2 headers). The same epoch number may
+ * appear in both; they are different keys.
+ */
+export class CaseKeys {
+  constructor() {
+    this.v1 = new Map();
+    this.v2 = new Map();
+    this.recipients = new Map();
   }
+
+  /** Adds a parsed share code; the same epoch and version twice must be the same key. */
+  add({ version, epoch, key }) {
+    const map = version === 2 ? this.v2 : version === 1 ? this.v1 : null;
+    if (!map) throw new CryptoError(`a case key code is of unknown version ${version}`);
+    const known = map.get(epoch);
+    if (known && !equalBytes(known, key)) {
+      throw new CryptoError(`the login link carries two different case keys for epoch ${epoch}; make a new link with \`fieldsync web-login\``);
+    }
+    map.set(epoch, key);
+    return this;
+  }
+
+  get size() {
+    return this.v1.size + this.v2.size;
+  }
+
+  /** The symmetric key of a v1 epoch, or undefined. */
+  symmetric(epoch) {
+    return this.v1.get(epoch);
+  }
+
+  /** { privateKey: CryptoKey, publicKey } of a v2 epoch (imported once), or null. */
+  async recipient(epoch) {
+    const raw = this.v2.get(epoch);
+    if (!raw) return null;
+    if (!this.recipients.has(epoch)) this.recipients.set(epoch, importX25519Private(raw));
+    return this.recipients.get(epoch);
+  }
+}
+
+/** Share codes (comma separated), v1 and v2 mixed, into CaseKeys. */
+export function parseShareCodes(list) {
+  const keys = new CaseKeys();
+  const codes = String(list).split(",").filter((code) => code.trim());
+  if (codes.length > MAX_SHARE_CODES) {
+    throw new CryptoError(`the login link has too many case key codes (${codes.length}); make a new link with \`fieldsync web-login\``);
+  }
+  for (const code of codes) keys.add(parseShareCode(code));
   return keys;
 }
 
@@ -370,40 +437,229 @@ export async function signChange(privateKey, publicKey, hashHex) {
   return sig;
 }
 
+// -------------------------------------------------------------------- HPKE
+// RFC 9180 base mode, single-shot open, with WebCrypto only: X25519
+// deriveBits for the KEM, HMAC-SHA256 for HKDF, AES-GCM for the AEAD. The
+// AEAD is a parameter so the RFC's own test vector (AES-128-GCM) checks
+// the same code the envelope runs with AES-256-GCM.
+
+const KEM_X25519_HKDF_SHA256 = 0x0020;
+const KDF_HKDF_SHA256 = 0x0001;
+export const AEAD_AES_128_GCM = 0x0001;
+export const AEAD_AES_256_GCM = 0x0002;
+const AEAD_KEY_LENGTH = new Map([
+  [AEAD_AES_128_GCM, 16],
+  [AEAD_AES_256_GCM, 32],
+]);
+const HPKE_VERSION_LABEL = encoder.encode("HPKE-v1");
+const HASH_LEN = 32;
+const NONCE_LEN = 12;
+const MODE_BASE = 0x00;
+// PKCS#8 wrapping of a raw X25519 private key (RFC 8410): a JWK import
+// would also need the public key, which a share code does not carry.
+const X25519_PKCS8_PREFIX = fromHex("302e020100300506032b656e04220420");
+const X25519_BASE_POINT = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0));
+
+function u16(n) {
+  return new Uint8Array([(n >> 8) & 0xff, n & 0xff]);
+}
+
+const KEM_SUITE_ID = concat(encoder.encode("KEM"), u16(KEM_X25519_HKDF_SHA256));
+function hpkeSuiteId(aeadId) {
+  return concat(encoder.encode("HPKE"), u16(KEM_X25519_HKDF_SHA256), u16(KDF_HKDF_SHA256), u16(aeadId));
+}
+
+async function hmacSha256(key, data) {
+  const k = await subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle.sign("HMAC", k, data));
+}
+
+// RFC 5869: an absent salt is HashLen zero bytes. (HMAC pads a short key
+// with zeros anyway, and WebCrypto refuses an empty HMAC key.)
+function hkdfExtract(salt, ikm) {
+  return hmacSha256(salt.length ? salt : new Uint8Array(HASH_LEN), ikm);
+}
+
+async function hkdfExpand(prk, info, length) {
+  const blocks = [];
+  let t = new Uint8Array(0);
+  for (let i = 1; blocks.length * HASH_LEN < length; i++) {
+    t = await hmacSha256(prk, concat(t, info, new Uint8Array([i])));
+    blocks.push(t);
+  }
+  return concat(...blocks).slice(0, length);
+}
+
+function labeledExtract(suiteId, salt, label, ikm) {
+  return hkdfExtract(salt, concat(HPKE_VERSION_LABEL, suiteId, encoder.encode(label), ikm));
+}
+
+function labeledExpand(suiteId, prk, label, info, length) {
+  return hkdfExpand(prk, concat(u16(length), HPKE_VERSION_LABEL, suiteId, encoder.encode(label), info), length);
+}
+
+/**
+ * Imports a raw X25519 private key (32 bytes, RFC 7748) for deriveBits,
+ * not extractable. Its public key is X25519(key, 9), computed the same
+ * way. Returns { privateKey: CryptoKey, publicKey: Uint8Array(32) }.
+ */
+export async function importX25519Private(raw) {
+  if (raw.length !== 32) throw new CryptoError("a case private key is not 32 bytes");
+  let privateKey;
+  let base;
+  try {
+    privateKey = await subtle.importKey("pkcs8", concat(X25519_PKCS8_PREFIX, raw), { name: "X25519" }, false, ["deriveBits"]);
+    base = await subtle.importKey("raw", X25519_BASE_POINT, { name: "X25519" }, false, []);
+  } catch (e) {
+    throw new CryptoError(`this browser cannot use the case private key (X25519): ${e.message}`);
+  }
+  const publicKey = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: base }, privateKey, 256));
+  return { privateKey, publicKey };
+}
+
+/**
+ * DHKEM(X25519, HKDF-SHA256) Decap and the base-mode KeySchedule of
+ * RFC 9180 (sections 4.1 and 5.1). `recipient` is what importX25519Private
+ * returns. Returns the raw { sharedSecret, key, baseNonce } (exported for
+ * the RFC vector test; the page only opens).
+ */
+export async function hpkeBaseContext({ recipient, enc, info, aeadId }) {
+  const keyLength = AEAD_KEY_LENGTH.get(aeadId);
+  if (!keyLength) throw new CryptoError(`HPKE AEAD ${aeadId} is not supported`);
+  if (enc.length !== 32) throw new CryptoError("the HPKE encapsulated key is not 32 bytes");
+  let dh;
+  try {
+    const pkE = await subtle.importKey("raw", enc, { name: "X25519" }, false, []);
+    dh = new Uint8Array(await subtle.deriveBits({ name: "X25519", public: pkE }, recipient.privateKey, 256));
+  } catch {
+    throw new CryptoError("the HPKE encapsulated key is not a usable X25519 public key");
+  }
+  // RFC 9180 section 7.1.4: a low-order enc gives all zeros; refuse it
+  // here too, whatever the WebCrypto implementation does.
+  if (dh.every((b) => b === 0)) throw new CryptoError("the HPKE encapsulated key is a low-order point");
+  const eaePrk = await labeledExtract(KEM_SUITE_ID, new Uint8Array(0), "eae_prk", dh);
+  const sharedSecret = await labeledExpand(KEM_SUITE_ID, eaePrk, "shared_secret", concat(enc, recipient.publicKey), HASH_LEN);
+
+  const suiteId = hpkeSuiteId(aeadId);
+  const empty = new Uint8Array(0);
+  const pskIdHash = await labeledExtract(suiteId, empty, "psk_id_hash", empty);
+  const infoHash = await labeledExtract(suiteId, empty, "info_hash", info);
+  const context = concat(new Uint8Array([MODE_BASE]), pskIdHash, infoHash);
+  const secret = await labeledExtract(suiteId, sharedSecret, "secret", empty);
+  const key = await labeledExpand(suiteId, secret, "key", context, keyLength);
+  const baseNonce = await labeledExpand(suiteId, secret, "base_nonce", context, NONCE_LEN);
+  return { sharedSecret, key, baseNonce };
+}
+
+/**
+ * RFC 9180 OpenBase, single shot (sequence number 0, so the nonce is the
+ * base nonce). Throws a CryptoError when the ciphertext does not
+ * authenticate under this recipient, enc, info and aad.
+ */
+export async function hpkeOpen({ recipient, enc, info, aad, ciphertext, aeadId }) {
+  const { key, baseNonce } = await hpkeBaseContext({ recipient, enc, info, aeadId });
+  const aeadKey = await subtle.importKey("raw", key, { name: "AES-GCM" }, false, ["decrypt"]);
+  try {
+    return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: baseNonce, additionalData: aad, tagLength: 128 }, aeadKey, ciphertext));
+  } catch {
+    throw new CryptoError("the HPKE ciphertext does not authenticate");
+  }
+}
+
 // --------------------------------------------------------------- envelopes
+
+const ENVELOPE_INFO_V2 = encoder.encode("fieldsync attachment v2");
+
+// Where each envelope version keeps its header length, and where its
+// sealed header starts.
+const LAYOUTS = {
+  FSA1: { version: 1, lenAt: 20, fixed: 24 },
+  FSA2: { version: 2, lenAt: 40, fixed: 44 },
+};
+
+/** The layout a blob's first bytes announce; null until 4 bytes are there. */
+function layoutOf(bytes) {
+  if (bytes.length < 4) return null;
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  const layout = LAYOUTS[magic];
+  if (!layout) {
+    throw new CryptoError(
+      /^FSA[0-9]$/.test(magic)
+        ? `this is not a fieldsync attachment this page can read (${magic}): it reads FSA1 and FSA2; update the server`
+        : "this is not a fieldsync attachment (bad magic)",
+    );
+  }
+  return layout;
+}
+
+/** The sealed header's length, refused outside [TAG, MAX_HEADER] before anything is read or buffered for it. */
+function sealedHeaderLength(head, layout) {
+  const headerLen = readU32(head, layout.lenAt);
+  if (headerLen < TAG || headerLen > MAX_HEADER) throw new CryptoError("the attachment header has an impossible length");
+  return headerLen;
+}
 
 async function aesKey(raw) {
   return subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["decrypt"]);
 }
 
-/**
- * Opens an attachment's sealed header (the bytes `attachments[].header`
- * carries, or the start of the blob) with the case keys. Returns
- * { epoch, headLen, meta: {name, media_type, size, sha256, captured_at},
- *   contentKey: CryptoKey, noncePrefix: Uint8Array(7) }.
- */
-export async function openHeader(head, caseKeys) {
-  if (head.length < FIXED_HEAD || String.fromCharCode(...head.subarray(0, 4)) !== "FSA1") {
-    throw new CryptoError("this is not a fieldsync attachment (bad magic)");
-  }
-  const epoch = readU32(head, 4);
-  const headerLen = readU32(head, 20);
-  if (headerLen < TAG || headerLen > MAX_HEADER) throw new CryptoError("the attachment header has an impossible length");
-  if (head.length < FIXED_HEAD + headerLen) throw new CryptoError("the attachment header is cut short");
-  const caseKey = caseKeys.get(epoch);
-  if (!caseKey) {
-    throw new CryptoError(`the attachment is sealed with case key epoch ${epoch}, which this login link does not carry`);
-  }
-  let plain;
+function missingKey(epoch, kind) {
+  return new CryptoError(
+    `the attachment is sealed to case key epoch ${epoch}${kind}, which this login link does not carry: ` +
+      "make a new link with `fieldsync web-login` on a coordinator device that holds that key " +
+      "(`fieldsync key show` lists a device's keys; a device without it can add it from a share code with `fieldsync key add`)",
+  );
+}
+
+async function openSealedV1(head, epoch, sealed, caseKeys) {
+  const caseKey = caseKeys.symmetric(epoch);
+  if (!caseKey) throw missingKey(epoch, " (an old, v1 key)");
   try {
-    plain = await subtle.decrypt(
+    return await subtle.decrypt(
       { name: "AES-GCM", iv: head.subarray(8, 20), additionalData: head.subarray(0, 8), tagLength: 128 },
       await aesKey(caseKey),
-      head.subarray(FIXED_HEAD, FIXED_HEAD + headerLen),
+      sealed,
     );
   } catch {
     throw new CryptoError("the attachment header does not open with the case key: wrong key, or the header was altered");
   }
+}
+
+async function openSealedV2(head, epoch, sealed, caseKeys) {
+  const recipient = await caseKeys.recipient(epoch);
+  if (!recipient) throw missingKey(epoch, "");
+  try {
+    return await hpkeOpen({
+      recipient,
+      enc: head.subarray(8, 40),
+      info: ENVELOPE_INFO_V2,
+      aad: head.subarray(0, 8),
+      ciphertext: sealed,
+      aeadId: AEAD_AES_256_GCM,
+    });
+  } catch {
+    throw new CryptoError(
+      `the attachment header does not open with the case private key of epoch ${epoch}: the link's key for that epoch is not the one it was sealed to, or the header (its enc, epoch or sealed bytes) was altered`,
+    );
+  }
+}
+
+/**
+ * Opens an attachment's sealed header (the bytes `attachments[].header`
+ * carries, or the start of the blob) with the case keys, FSA1 or FSA2 by
+ * its magic. Returns { version, epoch, headLen, meta: {name, media_type,
+ * size, sha256, captured_at}, contentKey: CryptoKey, noncePrefix:
+ * Uint8Array(7) }.
+ */
+export async function openHeader(head, caseKeys) {
+  const layout = layoutOf(head);
+  if (!layout) throw new CryptoError("this is not a fieldsync attachment (bad magic)");
+  if (head.length < layout.fixed) throw new CryptoError("the attachment header is cut short");
+  const headerLen = sealedHeaderLength(head, layout);
+  if (head.length < layout.fixed + headerLen) throw new CryptoError("the attachment header is cut short");
+  const epoch = readU32(head, 4);
+  const sealed = head.subarray(layout.fixed, layout.fixed + headerLen);
+  const plain = layout.version === 2 ? await openSealedV2(head, epoch, sealed, caseKeys) : await openSealedV1(head, epoch, sealed, caseKeys);
   let header;
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain));
@@ -425,7 +681,7 @@ export async function openHeader(head, caseKeys) {
   if (!Number.isSafeInteger(meta.size) || meta.size < 0 || !/^[0-9a-f]{64}$/.test(meta.sha256)) {
     throw new CryptoError("the attachment header's size or SHA-256 is malformed");
   }
-  return { epoch, headLen: FIXED_HEAD + headerLen, meta, contentKey: await aesKey(contentKey), noncePrefix };
+  return { version: layout.version, epoch, headLen: layout.fixed + headerLen, meta, contentKey: await aesKey(contentKey), noncePrefix };
 }
 
 function chunkNonce(prefix, index, last) {
@@ -471,10 +727,9 @@ export class BlobDecryptor {
     this.pending = this.pending.length ? concat(this.pending, bytes) : bytes.slice();
     const out = [];
     if (!this.header) {
-      if (this.pending.length < FIXED_HEAD) return out;
-      const headerLen = readU32(this.pending, 20);
-      if (headerLen > MAX_HEADER) throw new CryptoError("the attachment header has an impossible length");
-      const headLen = FIXED_HEAD + headerLen;
+      const layout = layoutOf(this.pending);
+      if (!layout || this.pending.length < layout.fixed) return out;
+      const headLen = layout.fixed + sealedHeaderLength(this.pending, layout);
       if (this.pending.length < headLen) return out;
       const head = this.pending.subarray(0, headLen);
       if (this.expectedHead && !equalBytes(head, this.expectedHead)) {

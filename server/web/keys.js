@@ -1,7 +1,9 @@
-// The secrets a login link carries in its fragment: the case key share codes
-// (k) and the web session's Ed25519 seed (s). They live in this tab's
-// sessionStorage only (gone when the tab closes), never in a cookie, never in
-// a request. The session public key comes from the token (bytes 36..68).
+// The secrets a login link carries in its fragment: the case key share
+// codes (k: comma separated, v1 symmetric keys of old epochs and v2 case
+// private keys of newer ones, in any order) and the web session's Ed25519
+// seed (s). They live in this tab's sessionStorage only (gone when the tab
+// closes), never in a cookie, never in a request. The session public key
+// comes from the token (bytes 36..68).
 
 import { CryptoError, fromBase64, importSessionKey, parseLoginToken, parseShareCodes, toBase64Url } from "./crypto.js";
 
@@ -30,12 +32,13 @@ export function clearKeys() {
   signing = null;
 }
 
-/** Map epoch → raw case key, or null when this tab has none. */
+/** CaseKeys (v1 and v2 keys by epoch, crypto.js), or null when this tab has none. */
 export function getCaseKeys() {
   if (caseKeys) return caseKeys;
   const codes = sessionStorage.getItem(K);
   if (!codes) return null;
-  caseKeys = parseShareCodes(codes);
+  const parsed = parseShareCodes(codes);
+  caseKeys = parsed.size ? parsed : null;
   return caseKeys;
 }
 

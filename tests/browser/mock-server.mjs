@@ -4,7 +4,7 @@
 // without the Rust server: static assets from server/web/ with the
 // contract's headers, one-time login tokens checked like the server does,
 // sessions, CSRF, the read API with filters and cursors, blobs sealed in
-// the envelope format, and prepare/commit with a real Ed25519 check of the
+// the envelope formats (FSA1 and FSA2), and prepare/commit with a real Ed25519 check of the
 // page's signature. A dev tool: the real checks run against the real server.
 //
 //   node tests/browser/mock-server.mjs [--port 0] [--reports 300] [--expect /tmp/expect.json]
@@ -18,6 +18,7 @@ import zlib from "node:zlib";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { caseKeyPair, sealV1, sealV2, shareCode } from "./envelope-node.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, "../../server/web");
@@ -58,14 +59,13 @@ const deviceIdOf = (pub) => crypto.createHash("sha256").update(pub).digest("hex"
 
 const caseName = "almaty-2016";
 const caseId = crypto.randomBytes(16).toString("hex");
+// A case that moved to key model v2: epochs 1 and 2 are old symmetric keys
+// (FSA1 attachments), epoch 3 is the case key pair (FSA2 attachments). The
+// link carries all three, as `fieldsync web-login` prints them.
 const caseKeys = new Map([[1, crypto.randomBytes(32)], [2, crypto.randomBytes(32)]]);
-function shareCode(epoch, key) {
-  const raw = Buffer.alloc(37);
-  raw[0] = 1;
-  raw.writeUInt32BE(epoch, 1);
-  key.copy(raw, 5);
-  return Buffer.concat([raw, crypto.createHash("sha256").update(raw).digest().subarray(0, 4)]).toString("base64url");
-}
+const casePair = caseKeyPair();
+const V2_EPOCH = 3;
+const shareCodes = () => [...[...caseKeys].map(([e, key]) => shareCode(1, e, key)), shareCode(2, V2_EPOCH, casePair.priv)];
 
 const coordSeed = crypto.randomBytes(32);
 const coordKey = keyFromSeed(coordSeed);
@@ -93,48 +93,15 @@ function makeLoginLink(base) {
   crypto.randomBytes(16).copy(body, 84);
   const sig = crypto.sign(null, Buffer.concat([Buffer.from("fieldsync web-login v1\0", "latin1"), body]), coordKey);
   const t = Buffer.concat([body, sig]).toString("base64url");
-  const k = [...caseKeys].map(([e, key]) => shareCode(e, key)).join(",");
+  const k = shareCodes().join(",");
   return `${base}/login#t=${t}&k=${k}&s=${sessionSeed.toString("base64url")}`;
 }
 
 // --------------------------------------------------------------- envelopes
 
 function seal(plain, { name, mediaType, epoch = 2, capturedAt = null }) {
-  const contentKey = crypto.randomBytes(32);
-  const prefix = crypto.randomBytes(7);
-  const headerNonce = crypto.randomBytes(12);
-  const header = JSON.stringify({
-    content_key: contentKey.toString("base64"),
-    nonce_prefix: prefix.toString("base64"),
-    name,
-    media_type: mediaType,
-    size: plain.length,
-    sha256: crypto.createHash("sha256").update(plain).digest("hex"),
-    captured_at: capturedAt,
-  });
-  const aad = Buffer.alloc(8);
-  aad.write("FSA1", 0, "latin1");
-  aad.writeUInt32BE(epoch, 4);
-  const hc = crypto.createCipheriv("aes-256-gcm", caseKeys.get(epoch), headerNonce);
-  hc.setAAD(aad);
-  const sealedHeader = Buffer.concat([hc.update(header), hc.final(), hc.getAuthTag()]);
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(sealedHeader.length);
-  const head = Buffer.concat([aad, headerNonce, len, sealedHeader]);
-  const chunks = [];
-  const CH = 65536;
-  const count = Math.max(1, Math.ceil(plain.length / CH) + (plain.length % CH === 0 && plain.length ? 1 : 0));
-  for (let i = 0; i < count; i++) {
-    const nonce = Buffer.alloc(12);
-    prefix.copy(nonce, 0);
-    nonce.writeUInt32BE(i, 7);
-    nonce[11] = i === count - 1 ? 1 : 0;
-    const c = crypto.createCipheriv("aes-256-gcm", contentKey, nonce);
-    chunks.push(c.update(plain.subarray(i * CH, (i + 1) * CH)), c.final(), c.getAuthTag());
-  }
-  const blob = Buffer.concat([head, ...chunks]);
-  const id = crypto.createHash("sha256").update(blob).digest("hex");
-  return { blob, id, head, epoch, sha256: JSON.parse(header).sha256 };
+  const options = { name, mediaType, capturedAt, epoch };
+  return epoch === V2_EPOCH ? sealV2(plain, { ...options, pub: casePair.pub }) : sealV1(plain, { ...options, key: caseKeys.get(epoch) });
 }
 
 function png(width, height) {
@@ -228,7 +195,7 @@ function baseReport(i, extra = {}) {
 for (let i = 0; i < REPORTS; i++) addReport(baseReport(i));
 
 const image = png(96, 64);
-const sealedImage = seal(image, { name: "bus-stop.png", mediaType: "image/png", capturedAt: "2016-05-21T10:41:00+06:00" });
+const sealedImage = seal(image, { name: "bus-stop.png", mediaType: "image/png", epoch: V2_EPOCH, capturedAt: "2016-05-21T10:41:00+06:00" });
 blobs.set(sealedImage.id, sealedImage.blob);
 const big = crypto.randomBytes(200_000);
 const sealedBig = seal(big, { name: "statement.bin", mediaType: "application/octet-stream", epoch: 1 });
@@ -254,6 +221,8 @@ function wav(seconds) {
 }
 const sealedAudio = seal(wav(2), { name: "statement.wav", mediaType: "audio/wav", epoch: 1 });
 blobs.set(sealedAudio.id, sealedAudio.blob);
+const sealedNotes = seal(crypto.randomBytes(150_000), { name: "notes.bin", mediaType: "application/octet-stream", epoch: V2_EPOCH });
+blobs.set(sealedNotes.id, sealedNotes.blob);
 const attachment = (s, i) => ({ id: crypto.createHash("sha256").update(`att ${i}`).digest("hex").slice(0, 32), blob: s.id, size: s.blob.length, header: s.head.toString("base64"), key_epoch: s.epoch });
 
 const featured = baseReport(0, {
@@ -265,7 +234,7 @@ const featured = baseReport(0, {
   tags: ["arrest", "police"],
   timeline: [{ at: "2016-05-21T10:40:00+06:00", approximate: true, text: "arrested at the bus stop" }, { at: "2016-05-21T13:00:00+06:00", approximate: false, text: "released" }],
   review: { status: "unverified", note: "", by: null, at: null },
-  attachments: [attachment(sealedImage, 1), attachment(sealedBig, 2), attachment(sealedAudio, 4)],
+  attachments: [attachment(sealedImage, 1), attachment(sealedBig, 2), attachment(sealedAudio, 4), attachment(sealedNotes, 5)],
   conflicts: [{ field: "title", values: ["Arrest at the bus stop", "Arrest near the bus stop"] }],
 });
 addReport(featured);
@@ -559,7 +528,13 @@ server.listen(PORT, "127.0.0.1", () => {
     report_title: featured.title,
     image_sha256: sealedImage.sha256,
     image_name: "bus-stop.png",
-    secrets: [...caseKeys].map(([e, k]) => shareCode(e, k)),
+    attachments: [
+      { name: "bus-stop.png", envelope: "v2", sha256: sealedImage.sha256 },
+      { name: "statement.bin", envelope: "v1", sha256: sealedBig.sha256 },
+      { name: "statement.wav", envelope: "v1" },
+      { name: "notes.bin", envelope: "v2", sha256: sealedNotes.sha256 },
+    ],
+    secrets: shareCodes(),
     hostile: { report_id: hostile.id, title: HOSTILE, strings: [HOSTILE, HOSTILE_SCRIPT, HOSTILE_SVG] },
     set_status: { status: "verified", note: "checked with two witnesses (browser test)" },
   };

@@ -17,6 +17,10 @@
 //       },
 //       "report_id": "…",  "report_title": "…",         // the report to open and review
 //       "image_sha256": "…", "image_name": "photo.png", // its image attachment's plaintext
+//       "attachments": [                                // optional: more of that report's attachments,
+//         {"name": "statement.bin", "envelope": "v1",   //   each shown by name, with its envelope
+//          "sha256": "…"}                               //   version, decrypted and downloaded (sha256)
+//       ],
 //       "secrets": ["share code", ...],                 // case key codes (the link's k is added)
 //       "hostile": {"report_id": "…", "title": "<img src=x onerror=alert(1)>",
 //                   "strings": ["<img src=x onerror=alert(1)>", ...]},   // must all show as text
@@ -380,6 +384,39 @@ await step("image", async () => {
   } else if (match) fail("image", "no download button for the decrypted image");
   await shot(page, "3-report");
   return { images: shown, download };
+});
+
+await step("attachments", async () => {
+  if (!expect.attachments?.length) return { skipped: "no attachments expected" };
+  const seen = [];
+  for (const want of expect.attachments) {
+    const item = page.locator(`.attachment[data-name="${want.name.replace(/["\\]/g, "\\$&")}"]`);
+    try {
+      await item.waitFor({ timeout: WAIT });
+    } catch {
+      const errors = await page.locator(".attachment .error").allTextContents();
+      fail("attachments", `${want.name} was not shown by name within the wait; errors: ${JSON.stringify(errors)}`);
+      continue;
+    }
+    const envelope = await item.getAttribute("data-envelope");
+    const type = await item.locator(".att-type").textContent();
+    if (want.envelope && envelope !== want.envelope) fail("attachments", `${want.name} shows envelope ${envelope}, expected ${want.envelope}`);
+    let download = null;
+    if (want.sha256) {
+      const link = item.locator("a.download");
+      if (!(await link.count())) await item.locator("button.decrypt").click();
+      try {
+        await link.waitFor({ timeout: WAIT });
+        const [dl] = await Promise.all([page.waitForEvent("download", { timeout: WAIT }), link.click()]);
+        download = sha256(readFileSync(await dl.path()));
+        if (download !== want.sha256) fail("attachments", `${want.name} downloads with SHA-256 ${download}, expected ${want.sha256}`);
+      } catch {
+        fail("attachments", `${want.name} was not decrypted: ${await item.locator(".att-status").textContent()}`);
+      }
+    }
+    seen.push({ name: want.name, envelope, type, download });
+  }
+  return { seen };
 });
 
 await step("set_status", async () => {

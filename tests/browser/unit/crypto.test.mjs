@@ -11,6 +11,7 @@ import path from "node:path";
 
 import {
   BlobDecryptor,
+  CaseKeys,
   CryptoError,
   Sha256,
   changeMessage,
@@ -98,8 +99,9 @@ test("incremental SHA-256 equals node's for every split", () => {
 
 test("share codes from the CLI decode to their epochs; spaces are fine; every typo is refused", () => {
   const keys = cliKeys();
-  assert.deepEqual([...keys.keys()], [1, 2]);
-  for (const key of keys.values()) assert.equal(key.length, 32);
+  assert.deepEqual([...keys.v1.keys()], [1, 2]);
+  assert.equal(keys.v2.size, 0);
+  for (const key of keys.v1.values()) assert.equal(key.length, 32);
   const code = cli.share_codes[1];
   const spaced = code.replace(/(.{6})/g, "$1 ");
   assert.deepEqual(parseShareCode(spaced), parseShareCode(code));
@@ -111,12 +113,12 @@ test("share codes from the CLI decode to their epochs; spaces are fine; every ty
   assert.throws(() => parseShareCode("not a code!"), CryptoError);
   // A code made here from raw bytes, as case_key.rs makes it.
   const raw = nodeCrypto.randomBytes(32);
-  assert.deepEqual(parseShareCode(shareCode(7, raw)), { epoch: 7, key: new Uint8Array(raw) });
+  assert.deepEqual(parseShareCode(shareCode(7, raw)), { version: 1, epoch: 7, key: new Uint8Array(raw) });
 });
 
 test("the Rust seal_with vector decrypts with bare WebCrypto, in pieces of any size", async () => {
   const v = rust[0];
-  const keys = new Map([[v.key_epoch, fromHex(v.case_key)]]);
+  const keys = new CaseKeys().add({ version: 1, epoch: v.key_epoch, key: fromHex(v.case_key) });
   const blob = fromHex(v.ciphertext);
   assert.equal(sha256Hex(blob), v.blob_sha256);
   for (const size of [1, 5, 24, 100, blob.length]) {
@@ -185,9 +187,9 @@ test("altered, truncated, reordered, swapped or wrongly keyed blobs are refused"
   await refuse(blob, /does not hash to the id/, { blobId: "00".repeat(32) });
   // A valid blob whose head differs from the report's header (another attachment).
   await refuse(blob, /header differs/, { expectedHead: fromBase64(cli.vectors[0].header) });
-  const wrong = new Map([[2, new Uint8Array(32)]]);
+  const wrong = new CaseKeys().add({ version: 1, epoch: 2, key: new Uint8Array(32) });
   await assert.rejects(decryptInPieces(blob, wrong, 8192), /does not open with the case key/);
-  await assert.rejects(decryptInPieces(blob, new Map([[1, keys.get(1)]]), 8192), /epoch 2, which this login link does not carry/);
+  await assert.rejects(decryptInPieces(blob, new CaseKeys().add({ version: 1, epoch: 1, key: keys.symmetric(1) }), 8192), /epoch 2 \(an old, v1 key\), which this login link does not carry/);
   const hostile = blob.slice();
   hostile.set([0x7f, 0xff, 0xff, 0xff], 20);
   await assert.rejects(new BlobDecryptor(keys).push(hostile), /impossible length/);
