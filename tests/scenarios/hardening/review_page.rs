@@ -146,7 +146,7 @@ const FORGED: [(&str, &str); 3] = [
 ];
 
 #[test]
-fn forged_forwarded_headers_are_ignored_without_trust_proxy() {
+fn forged_forwarded_headers_do_not_pass_the_origin_check_without_trust_proxy() {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
     server.create_case("almaty");
@@ -163,6 +163,14 @@ fn forged_forwarded_headers_are_ignored_without_trust_proxy() {
         reply.body
     );
     assert!(reply.body.contains("another site"), "{}", reply.body);
+}
+
+#[test]
+fn a_forged_forwarded_proto_does_not_make_the_cookie_secure_without_trust_proxy() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    server.create_case("almaty");
+    let coordinator = enrolled_device(&server, "almaty", "coordinator");
 
     // A plain-http request that claims https does not get a Secure cookie
     // (which the browser would then never send back over http).
