@@ -369,42 +369,47 @@ function sameTime(a, b) {
 }
 
 /**
- * What each edit must write: [map, key, test(value) → ok, description].
- * `map` is "_root" or the name of a root-level map (review, place, tags).
+ * What each edit must write: { map, key, test(value) → ok, same, del }.
+ * `map` is "_root" or the name of a root-level map (review, place, tags);
+ * `same` says the report as shown already holds the value asked for there.
  */
-function expectedWrites(edits, { deviceId, time, shownTags }) {
+function expectedWrites(edits, { deviceId, time, report }) {
   const writes = [];
-  const put = (map, key, test, want) => writes.push({ map, key, test, want, del: false });
+  const put = (map, key, test, same) => writes.push({ map, key, test, same: !!same, del: false });
   const str = (s) => (v) => v.type === "str" && v.value === s;
+  const num = (n) => (v) => (n === null || n === undefined ? v.type === "null" : v.type === "f64" && v.value === n);
+  const review = report.review ?? {};
+  const place = report.place ?? {};
+  const tags = report.tags ?? [];
   for (const e of edits) {
     switch (e?.op) {
       case "set_status":
-        put("review", "status", str(e.status), e.status);
-        put("review", "note", str(e.note ?? ""), e.note ?? "");
-        put("review", "reviewer", str(deviceId), deviceId);
-        put("review", "reviewed_at", (v) => v.type === "str" && !!instant(v.value) && Math.abs(instant(v.value)[0] - time) <= 1000, "the change's time");
+        put("review", "status", str(e.status), review.status === e.status);
+        put("review", "note", str(e.note ?? ""), review.note === (e.note ?? ""));
+        put("review", "reviewer", str(deviceId), review.reviewer === deviceId);
+        put("review", "reviewed_at", (v) => v.type === "str" && !!instant(v.value) && Math.abs(instant(v.value)[0] - time) <= 1000, false);
         break;
       case "set_title":
-        put("_root", "title", str(e.title), e.title);
+        put("_root", "title", str(e.title), report.title === e.title);
         break;
-      case "set_place": {
-        const num = (n) => (v) => (n === null || n === undefined ? v.type === "null" : v.type === "f64" && v.value === n);
-        put("place", "name", str(e.name), e.name);
-        put("place", "lat", num(e.lat), e.lat ?? null);
-        put("place", "lon", num(e.lon), e.lon ?? null);
+      case "set_place":
+        put("place", "name", str(e.name), place.name === e.name);
+        put("place", "lat", num(e.lat), (place.lat ?? null) === (e.lat ?? null));
+        put("place", "lon", num(e.lon), (place.lon ?? null) === (e.lon ?? null));
+        break;
+      case "set_occurred_at":
+        put("_root", "occurred_at", (v) => v.type === "str" && sameTime(v.value, e.occurred_at), report.occurred_at && sameTime(report.occurred_at, e.occurred_at));
+        put("_root", "approximate", (v) => v.type === "boolean" && v.value === !!e.approximate, !!report.approximate === !!e.approximate);
+        break;
+      case "add_tag": {
+        const tag = String(e.tag).trim();
+        put("tags", tag, (v) => v.type === "boolean" && v.value === true, tags.includes(tag));
         break;
       }
-      case "set_occurred_at":
-        put("_root", "occurred_at", (v) => v.type === "str" && sameTime(v.value, e.occurred_at), e.occurred_at);
-        put("_root", "approximate", (v) => v.type === "boolean" && v.value === !!e.approximate, !!e.approximate);
-        break;
-      case "add_tag":
-        put("tags", String(e.tag).trim(), (v) => v.type === "boolean" && v.value === true, true);
-        break;
       case "remove_tag": {
         const tag = String(e.tag).trim();
-        if (!shownTags.includes(tag)) refuse(`the tag ${JSON.stringify(tag)} to remove is not on the report`);
-        writes.push({ map: "tags", key: tag, del: true, want: "deleted" });
+        if (!tags.includes(tag)) refuse(`the tag ${JSON.stringify(tag)} to remove is not on the report`);
+        writes.push({ map: "tags", key: tag, del: true, same: false });
         break;
       }
       default:
@@ -426,7 +431,8 @@ function expectedWrites(edits, { deviceId, time, shownTags }) {
  *
  * `shown` is what the page was shown of the report before the edit:
  * { heads: [hex], objects: {review?, place?, tags?} ("counter@actor" of
- * each root map that exists), tags: [string] }. `session` is
+ * each root map that exists), report: the report's fields, conflicts:
+ * [{field}] }, as the report answer gives them. `session` is
  * { actor: hex of the session public key, deviceId }.
  */
 export function checkPreparedChange(bytes, { edits, shown, session, claimedHash, now = Date.now() }) {
@@ -446,7 +452,8 @@ export function checkPreparedChange(bytes, { edits, shown, session, claimedHash,
   if (c.message !== "") refuse("the change carries a message nobody wrote");
   if (c.seq < 1) refuse("the change's sequence number is 0");
 
-  const writes = expectedWrites(edits, { deviceId: session.deviceId, time: c.time, shownTags: shown.tags ?? [] });
+  const writes = expectedWrites(edits, { deviceId: session.deviceId, time: c.time, report: shown.report ?? {} });
+  const conflicted = new Set((shown.conflicts ?? []).map((x) => x?.field));
   const maps = new Set(writes.map((w) => w.map).filter((m) => m !== "_root"));
   // Each map the edits write: the object the report answer names, or one
   // this change makes at that root key.
@@ -468,11 +475,17 @@ export function checkPreparedChange(bytes, { edits, shown, session, claimedHash,
   }
   for (const w of writes) {
     const obj = objectOf[w.map];
+    const field = w.map === "_root" ? w.key : `${w.map}.${w.key}`;
     const found = c.ops.filter((op) => op.obj === obj && op.key === w.key);
-    if (found.length !== 1) refuse(`the change does not write ${w.map === "_root" ? "" : `${w.map}.`}${w.key} exactly once`);
+    const existed = w.map === "_root" || !!shown.objects?.[w.map];
+    // Automerge writes nothing for a value a field already holds alone, and
+    // a delete of the other values when it holds it among concurrent ones.
+    if (!found.length && w.same && existed) continue;
+    if (found.length !== 1) refuse(`the change does not write ${field} exactly once`);
     const op = found[0];
-    const ok = w.del ? op.action === ACTION.del && op.value.type === "null" && op.pred.length > 0 : op.action === ACTION.set && w.test(op.value);
-    if (!ok) refuse(`the change writes another value to ${w.map === "_root" ? "" : `${w.map}.`}${w.key} than the one asked for`);
+    const resolves = !w.del && w.same && existed && conflicted.has(field) && op.action === ACTION.del && op.value.type === "null" && op.pred.length > 0;
+    const ok = w.del ? op.action === ACTION.del && op.value.type === "null" && op.pred.length > 0 : resolves || (op.action === ACTION.set && w.test(op.value));
+    if (!ok) refuse(`the change writes another value to ${field} than the one asked for`);
     used.add(op);
   }
   for (const op of c.ops) {

@@ -17,7 +17,7 @@ import { STATUSES } from "./filters.js";
 
 /** What the page shows of a report answer, as the change check needs it. */
 function shownOf(answer) {
-  return { heads: answer?.heads ?? [], objects: answer?.objects ?? {}, tags: answer?.report?.tags ?? [] };
+  return { heads: answer?.heads ?? [], objects: answer?.objects ?? {}, report: answer?.report ?? {}, conflicts: answer?.conflicts ?? [] };
 }
 
 /**

@@ -31,7 +31,20 @@ function reportDoc({ review = true, tags = true, place = false } = {}) {
 function shownOf(doc) {
   const objects = {};
   for (const key of ["review", "place", "tags"]) if (doc[key]) objects[key] = A.getObjectId(doc[key]);
-  return { heads: A.getHeads(doc), objects, tags: Object.keys(doc.tags ?? {}) };
+  const text = (v) => (v === undefined || v === null ? v : String(v));
+  const report = {
+    title: text(doc.title),
+    occurred_at: text(doc.occurred_at),
+    approximate: doc.approximate,
+    place: doc.place ? { name: text(doc.place.name), lat: doc.place.lat, lon: doc.place.lon } : { name: "", lat: null, lon: null },
+    review: doc.review ? { status: text(doc.review.status), note: text(doc.review.note), reviewer: text(doc.review.reviewer) ?? null } : { status: "unverified", note: "" },
+    tags: Object.keys(doc.tags ?? {}),
+  };
+  const conflicts = [];
+  for (const [label, obj, key] of [["title", doc, "title"], ["review.status", doc.review, "status"], ["review.note", doc.review, "note"]]) {
+    if (obj && Object.keys(A.getConflicts(obj, key) ?? {}).length > 1) conflicts.push({ field: label });
+  }
+  return { heads: A.getHeads(doc), objects, report, conflicts };
 }
 
 /** The change `edit` makes on `doc` as `actor` at `time`, and the doc after it. */
@@ -151,6 +164,43 @@ test("a map the report lacks may be made by the change, at its root key only", (
     d.place.status = s("disputed");
   });
   refused(() => check(elsewhere, doc, [{ op: "set_status", status: "disputed", note: "" }]), /review|place/);
+});
+
+test("a field that already holds the value asked for may be left unwritten, as Automerge does, but only then", () => {
+  const now = Date.now();
+  const base = reportDoc();
+  // The same coordinator reviews again, keeping the note: Automerge writes
+  // only status and reviewed_at.
+  const doc = A.change(A.clone(base, { actor: SESSION }), { time: now - 60000 }, reviewEdit("disputed", "two witnesses", now - 60000));
+  const again = changeOf(doc, reviewEdit("verified", "two witnesses", now), { time: now });
+  assert.deepEqual(A.decodeChange(again).ops.map((op) => op.key).sort(), ["reviewed_at", "status"]);
+  assert.equal(check(again, doc, setStatus), A.decodeChange(again).hash);
+  // A change that leaves out a field whose value differs is refused.
+  const noStatus = changeOf(doc, (d) => (d.review.reviewed_at = s(new Date(now).toISOString().replace("Z", "+00:00"))), { time: now });
+  refused(() => check(noStatus, doc, setStatus), /does not write review.status exactly once/);
+});
+
+test("keeping the winning value of a conflicted field deletes the others; a delete elsewhere is refused", () => {
+  const now = Date.now();
+  const base = reportDoc();
+  const b = A.change(A.clone(base, { actor: OTHER }), (d) => (d.review.note = s("from b")));
+  const c = A.change(A.clone(base, { actor: "0c".repeat(32) }), (d) => (d.review.note = s("from c")));
+  const doc = A.merge(b, c);
+  const winner = doc.review.note.toString();
+  assert.ok(shownOf(doc).conflicts.some((x) => x.field === "review.note"));
+  const edits = [{ op: "set_status", status: "verified", note: winner }];
+  const keep = changeOf(doc, reviewEdit("verified", winner, now), { time: now });
+  assert.ok(A.decodeChange(keep).ops.some((op) => op.key === "note" && op.action === "del"));
+  assert.equal(check(keep, doc, edits), A.decodeChange(keep).hash);
+  // The same delete when the note asked for is another one is refused.
+  refused(() => check(keep, doc, [{ op: "set_status", status: "verified", note: "a new note" }]), /another value to review.note/);
+  // And a delete of a field that shows no conflict.
+  const plain = reportDoc();
+  const gone = changeOf(plain, (d) => {
+    reviewEdit("verified", "", now)(d);
+    delete d.review.note;
+  }, { time: now });
+  refused(() => check(gone, plain, [{ op: "set_status", status: "verified", note: "" }]), /review.note/);
 });
 
 test("a change that touches another field besides the one asked for is refused", () => {
