@@ -111,12 +111,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             max_blob_bytes,
             device_quota_bytes,
             upload_expiry_secs,
+            trust_proxy,
         } => {
             let mut config = fieldsync_server::Config::new(data);
             config.max_request_bytes = max_request_bytes;
             config.max_blob_bytes = max_blob_bytes;
             config.device_quota_bytes = device_quota_bytes;
             config.upload_expiry_secs = upload_expiry_secs;
+            config.trust_proxy = trust_proxy;
             serve(config, &listen)
         }
         Command::Admin { data, command } => admin(&data, command),
@@ -249,7 +251,12 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
     let mut replica = open(home)?;
     match command {
         DeviceCommand::Init => println!("{}", replica.init_identity()?),
-        DeviceCommand::Enroll { server, token } => {
+        DeviceCommand::Enroll {
+            server,
+            token,
+            insecure_http,
+        } => {
+            crate::transport::check_server_url(&server, insecure_http, "enroll")?;
             let key = replica
                 .device_key()?
                 .context("this device has no identity yet; run `fieldsync device init` first")?;

@@ -9,6 +9,7 @@ mod export;
 mod import;
 mod keys;
 mod transfer;
+mod transport;
 mod web_login;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ pub enum Command {
         /// An unfinished upload untouched this many seconds is deleted.
         #[arg(long, default_value_t = fieldsync_server::DEFAULT_UPLOAD_EXPIRY_SECS)]
         upload_expiry_secs: u64,
+        /// Believe X-Forwarded-Proto/-Host and Forwarded (the public scheme
+        /// and host) from a reverse proxy in front; without it they are ignored.
+        #[arg(long)]
+        trust_proxy: bool,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {
@@ -150,6 +155,10 @@ pub enum DeviceCommand {
         /// Tokens may begin with "-".
         #[arg(long, allow_hyphen_values = true)]
         token: String,
+        /// Allow a plain http:// server that is not this machine (a lab
+        /// network you control); serve over TLS instead.
+        #[arg(long)]
+        insecure_http: bool,
     },
 }
 

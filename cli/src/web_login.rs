@@ -30,6 +30,10 @@ pub struct WebLoginArgs {
     /// Print {"link", "expires_at", "session_until"} as JSON.
     #[arg(long)]
     json: bool,
+    /// Allow a plain http:// server that is not this machine (a lab
+    /// network you control); serve over TLS instead.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 pub fn run(home: &Path, args: WebLoginArgs) -> Result<ExitCode> {
@@ -38,6 +42,11 @@ pub fn run(home: &Path, args: WebLoginArgs) -> Result<ExitCode> {
     if enrolled.role != DeviceRole::Coordinator {
         bail!("the review web app is for coordinators; this device is enrolled as a reporter");
     }
+    crate::transport::check_server_url(
+        &enrolled.server,
+        args.insecure_http,
+        "open the review page with this device's keys",
+    )?;
     let key = replica
         .device_key()?
         .context("this device has no identity; run `fieldsync device init` first")?;

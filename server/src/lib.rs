@@ -10,6 +10,7 @@
 
 pub mod blob_store;
 pub mod http;
+pub mod public_origin;
 pub mod store;
 pub mod uploads;
 pub mod web;
@@ -41,6 +42,9 @@ pub struct Config {
     pub device_quota_bytes: u64,
     /// An incomplete upload untouched this long is deleted, bytes and all.
     pub upload_expiry_secs: u64,
+    /// Believe a reverse proxy's `Forwarded` / `X-Forwarded-*` headers
+    /// (see [`public_origin`]); off unless `serve --trust-proxy`.
+    pub trust_proxy: bool,
 }
 
 /// Default [`Config::max_blob_bytes`]: 4 GiB.
@@ -60,6 +64,7 @@ impl Config {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             device_quota_bytes: DEFAULT_DEVICE_QUOTA_BYTES,
             upload_expiry_secs: DEFAULT_UPLOAD_EXPIRY_SECS,
+            trust_proxy: false,
         }
     }
 }

@@ -10,8 +10,11 @@
 //! POST also carries the session's CSRF token in a header and, when the
 //! browser sends one, a same-origin `Origin`. The page's review edits are
 //! Automerge changes by the session's own key: the server builds the change
-//! (`prepare`), the browser signs its hash, and `commit` applies it through
-//! the same sync path as a device's change, policy checks and all. The
+//! (`prepare`); the page decodes it, checks it is exactly the edit asked for
+//! on the heads and map objects the report answer showed (`objects`), and
+//! signs the hash it computes from the bytes (server/web/change.js); and
+//! `commit` applies it through the same sync path as a device's change,
+//! policy checks and all. The
 //! server never sees the session's private key or a case key: both travel
 //! only in the login link's fragment.
 
@@ -33,6 +36,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{read_body, ApiError, AppState};
+use crate::public_origin::scheme_and_host;
 use crate::store::{LoginRefusal, StoredReport, SyncStoreError, TimelineQuery, WebSession};
 use crate::uploads::serve_blob;
 use crate::web_assets;
@@ -139,16 +143,16 @@ async fn session_for_change(
             format!("the request lacks this session's {CSRF_HEADER} header; reload the page"),
         ));
     }
-    check_origin(req)?;
+    check_origin(state, req)?;
     Ok(session)
 }
 
-fn check_origin(req: &HttpRequest) -> Result<(), ApiError> {
+fn check_origin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(origin) = req.headers().get("Origin").and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let info = req.connection_info();
-    let expected = format!("{}://{}", info.scheme(), info.host());
+    let (scheme, host) = scheme_and_host(req, state.config.trust_proxy);
+    let expected = format!("{scheme}://{host}");
     if origin != expected {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -193,7 +197,7 @@ async fn start_session(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    check_origin(&req)?;
+    check_origin(&state, &req)?;
     let body = read_body(payload, MAX_BODY).await?;
     let LoginBody { token } = json_body(&body, "login request")?;
     let cert = LoginCertificate::from_token(&token).map_err(|e| {
@@ -217,7 +221,7 @@ async fn start_session(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(req.connection_info().scheme() == "https")
+        .secure(scheme_and_host(&req, state.config.trust_proxy).0 == "https")
         .max_age(CookieDuration::seconds(lifetime))
         .finish();
     Ok(HttpResponse::Ok()
@@ -357,9 +361,24 @@ fn report_json(stored: &StoredReport) -> Result<Value, ApiError> {
         "report": report,
         "creator": stored.creator,
         "heads": heads,
+        "objects": edited_maps(&doc),
         "history": history,
         "conflicts": conflicts(&doc),
     }))
+}
+
+/// The id (`counter@actor`) of each root map a review edit writes into, for
+/// the page's check that a prepared change writes into these and no other.
+fn edited_maps(doc: &Automerge) -> serde_json::Map<String, Value> {
+    ["review", "place", "tags"]
+        .into_iter()
+        .filter_map(|key| match doc.get(ROOT, key) {
+            Ok(Some((automerge::Value::Object(_), id))) => {
+                Some((key.to_owned(), json!(id.to_string())))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The top-level fields a change writes (`place`, `review`, `tags`, …).

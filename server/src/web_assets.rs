@@ -18,6 +18,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("attachments.js", "text/javascript; charset=utf-8"),
+    asset!("change.js", "text/javascript; charset=utf-8"),
     asset!("crypto.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("filters.js", "text/javascript; charset=utf-8"),

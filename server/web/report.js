@@ -135,7 +135,7 @@ export class ReportView {
       conflictsSection(data.conflicts),
       h("section", { class: "attachments-section" }, h("h2", null, "Attachments"), this.attachments.render(r.attachments)),
       reviewPanel(r, async (edits) => {
-        const after = await applyEdits(this.id, edits);
+        const after = await applyEdits(this.id, edits, data);
         noteEdited(after.report ?? {});
         this.render(after);
       }),

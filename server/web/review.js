@@ -1,29 +1,67 @@
 // Review and edits: each form turns into contract edit ops, which become a
-// real Automerge change made by this web session's key: the server prepares
-// the change, the page signs its hash (Ed25519 over
-// "fieldsync change v1\0" ‖ hash), the server commits it. If the report
-// moved on meanwhile (409) the change is prepared again once.
+// real Automerge change made by this web session's key. The server prepares
+// the change; the page reads the change's bytes itself (change.js), checks
+// they are exactly the edit asked for on the version of the report it shows,
+// computes the hash from them and only then signs it (Ed25519 over
+// "fieldsync change v1\0" ‖ hash); the server commits it. If the report
+// moved on meanwhile (409) the report is loaded again and the change
+// prepared and checked again, once.
 
-import { ApiError, SessionEnded, api } from "./api.js";
-import { signChange, toBase64 } from "./crypto.js";
+import { ApiError, SessionEnded, api, currentSession } from "./api.js";
+import { ChangeRefused, checkPreparedChange } from "./change.js";
+import { fromBase64, signChange, toBase64, toHex } from "./crypto.js";
 import { h, on } from "./dom.js";
 import { checkRfc3339 } from "./format.js";
 import { getSigningKey } from "./keys.js";
 import { STATUSES } from "./filters.js";
 
-/** Prepares, signs and commits `edits`; returns the report as the commit answers it. */
-export async function applyEdits(id, edits) {
+/** What the page shows of a report answer, as the change check needs it. */
+function shownOf(answer) {
+  return { heads: answer?.heads ?? [], objects: answer?.objects ?? {}, report: answer?.report ?? {}, conflicts: answer?.conflicts ?? [] };
+}
+
+/**
+ * The hash to sign for `prepared`, computed here from its bytes once they
+ * are found to be exactly `edits` on `shown`; throws ChangeRefused (and
+ * nothing is signed) otherwise.
+ */
+export function preparedHash(prepared, edits, shown, publicKey) {
+  let bytes;
+  try {
+    bytes = fromBase64(prepared?.change ?? "");
+  } catch {
+    throw new ChangeRefused("the server's prepared change is not base64");
+  }
+  const session = { actor: toHex(publicKey), deviceId: currentSession()?.device_id ?? "" };
+  try {
+    return checkPreparedChange(bytes, { edits, shown, session, claimedHash: prepared?.hash });
+  } catch (e) {
+    if (!(e instanceof ChangeRefused)) throw e;
+    throw new ChangeRefused(`nothing was signed: the server prepared a change that is not the edit you asked for (${e.message}). If this repeats, the server or the connection to it is not to be trusted; tell whoever runs it`);
+  }
+}
+
+/**
+ * Prepares, checks, signs and commits `edits` on the report answer `shown`
+ * (the one the page shows); returns the report as the commit answers it.
+ */
+export async function applyEdits(id, edits, shown) {
   const key = await getSigningKey();
   if (!key) {
     throw new Error("this tab holds no session key (it lives only in the tab the login link was opened in); open a new link from `fieldsync web-login` here to make changes");
   }
+  let answer = shown;
   for (let attempt = 0; ; attempt++) {
     const prepared = await api.prepare(id, edits);
-    const sig = await signChange(key.privateKey, key.publicKey, prepared.hash);
+    const hash = preparedHash(prepared, edits, shownOf(answer), key.publicKey);
+    const sig = await signChange(key.privateKey, key.publicKey, hash);
     try {
       return await api.commit(id, prepared.change, toBase64(sig));
     } catch (e) {
-      if (e instanceof ApiError && e.status === 409 && attempt === 0) continue;
+      if (e instanceof ApiError && e.status === 409 && attempt === 0) {
+        answer = await api.report(id);
+        continue;
+      }
       if (e instanceof ApiError && e.status === 409) {
         throw new ApiError(409, `the report kept changing while saving (${e.message}); reload it and try again`);
       }
@@ -138,7 +176,7 @@ export function reviewPanel(report, save) {
   const newTag = h("input", { name: "tag", type: "text", placeholder: "add a tag", autocomplete: "off" });
   const tagsForm = form("edit-tags", "Tags", [h("ul", { class: "tags editable" }, tagItems), labelled("New tag", newTag)], "Save tags", () => {
     const edits = [...removed].map((tag) => ({ op: "remove_tag", tag }));
-    for (const tag of newTag.value.split(",").map((t) => t.trim()).filter(Boolean)) {
+    for (const tag of new Set(newTag.value.split(",").map((t) => t.trim()).filter(Boolean))) {
       if (!(report.tags ?? []).includes(tag)) edits.push({ op: "add_tag", tag });
     }
     return edits;

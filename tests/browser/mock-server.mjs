@@ -19,6 +19,7 @@ import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { caseKeyPair, sealV1, sealV2, shareCode } from "./envelope-node.mjs";
+import * as A from "@automerge/automerge";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, "../../server/web");
@@ -273,11 +274,61 @@ function row(r) {
   };
 }
 
+// Each report's fields also live in a real Automerge document (made when
+// the report is first opened), so `prepare` answers a real change, built as
+// ReportDocument::prepare_edit builds it, which the page decodes and checks
+// before signing. (JS Automerge writes a whole-number latitude as an
+// integer where the Rust side writes a float; the page refuses that, so
+// give coordinates with decimals here.)
+const REPORTER_ACTOR = "7e".repeat(32);
+const docs = new Map();
+const am = (text) => new A.ImmutableString(String(text ?? ""));
+
+function docOf(r) {
+  if (!docs.has(r.id)) {
+    docs.set(
+      r.id,
+      A.change(A.init({ actor: REPORTER_ACTOR }), { time: Date.parse(r.created_at) || 0 }, (d) => {
+        d.title = am(r.title);
+        d.occurred_at = am(r.occurred_at);
+        d.approximate = !!r.approximate;
+        d.place = { name: am(r.place.name), lat: r.place.lat ?? null, lon: r.place.lon ?? null };
+        d.review = { status: am(r.review.status), note: am(r.review.note) };
+        d.tags = {};
+        for (const tag of r.tags) d.tags[tag] = true;
+      }),
+    );
+  }
+  return docs.get(r.id);
+}
+
+function editDoc(d, edits, deviceId, time) {
+  for (const e of edits) {
+    if (e.op === "set_status") {
+      d.review.status = am(e.status);
+      d.review.note = am(e.note);
+      d.review.reviewer = am(deviceId);
+      d.review.reviewed_at = am(new Date(time).toISOString().replace("Z", "+00:00"));
+    } else if (e.op === "set_title") d.title = am(e.title);
+    else if (e.op === "set_place") {
+      d.place.name = am(e.name);
+      d.place.lat = e.lat ?? null;
+      d.place.lon = e.lon ?? null;
+    } else if (e.op === "set_occurred_at") {
+      d.occurred_at = am(e.occurred_at);
+      d.approximate = !!e.approximate;
+    } else if (e.op === "add_tag") d.tags[String(e.tag).trim()] = true;
+    else if (e.op === "remove_tag" && String(e.tag).trim() in d.tags) delete d.tags[String(e.tag).trim()];
+  }
+}
+
 function reportBody(r) {
   const { history, conflicts, version, index, ...report } = r;
+  const doc = docOf(r);
   return {
     report,
-    heads: [crypto.createHash("sha256").update(`${r.id} ${version}`).digest("hex")],
+    heads: A.getHeads(doc),
+    objects: { review: A.getObjectId(doc.review), place: A.getObjectId(doc.place), tags: A.getObjectId(doc.tags) },
     history: history.map((c, i) => ({ hash: crypto.createHash("sha256").update(`${r.id} change ${i}`).digest("hex"), seq: i + 1, ...c })),
     conflicts,
   };
@@ -335,7 +386,7 @@ function applyEdit(r, e, session) {
   switch (e.op) {
     case "set_status":
       if (!["verified", "disputed", "unverified"].includes(e.status)) throw new HttpError(422, "status must be verified, disputed or unverified");
-      r.review = { status: e.status, note: String(e.note ?? ""), by: session.device_id, at: now };
+      r.review = { status: e.status, note: String(e.note ?? ""), reviewer: session.device_id, reviewed_at: now };
       return ["review.status", "review.note"];
     case "set_title":
       if (!String(e.title ?? "").trim()) throw new HttpError(422, "a title cannot be empty");
@@ -374,7 +425,7 @@ function readBody(req) {
 }
 
 const TYPES = { ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml" };
-const ASSETS = new Set(["index.html", "app.js", "app.css", "api.js", "attachments.js", "crypto.js", "dom.js", "filters.js", "format.js", "keys.js", "map.js", "report.js", "review.js", "timeline.js", "icon.svg"]);
+const ASSETS = new Set(["index.html", "app.js", "app.css", "api.js", "attachments.js", "change.js", "crypto.js", "dom.js", "filters.js", "format.js", "keys.js", "map.js", "report.js", "review.js", "timeline.js", "icon.svg"]);
 
 // Like the Rust side, serve a fixed list; refuse to start when the folder differs from it.
 const onDisk = readdirSync(webDir).filter((f) => f !== "index.html");
@@ -470,14 +521,23 @@ async function handle(req, res, base) {
         if (!Array.isArray(input.edits) || !input.edits.length) throw new HttpError(422, "no edits");
         const trial = structuredClone({ ...r, index: 0 });
         for (const e of input.edits) applyEdit(trial, e, session);
-        const change = Buffer.from(JSON.stringify({ report: r.id, base: r.version, edits: input.edits, nonce: crypto.randomBytes(8).toString("hex") }));
-        const hash = crypto.createHash("sha256").update(change).digest("hex");
+        const time = Date.now();
+        const edited = A.change(A.clone(docOf(r), { actor: session.session_public_key }), { time }, (d) => editDoc(d, input.edits, session.device_id, time));
+        const made = A.getLastLocalChange(edited);
+        if (!made) throw new HttpError(422, "the edits change nothing");
+        const change = Buffer.from(made);
+        const hash = A.decodeChange(made).hash;
         prepared.set(hash, { change, report: r.id, base: r.version, edits: input.edits });
         return sendJson(res, 200, { change: change.toString("base64"), hash });
       }
       if (req.method === "POST" && m[2] === "/commit") {
         const change = Buffer.from(String(input.change ?? ""), "base64");
-        const hash = crypto.createHash("sha256").update(change).digest("hex");
+        let hash;
+        try {
+          hash = A.decodeChange(change).hash;
+        } catch {
+          throw new HttpError(422, "`change` is not an Automerge change");
+        }
         const prep = prepared.get(hash);
         if (!prep || prep.report !== r.id) throw new HttpError(422, "this change was not prepared here");
         const sig = Buffer.from(String(input.sig ?? ""), "base64");
@@ -487,6 +547,7 @@ async function handle(req, res, base) {
         }
         if (prep.base !== r.version) throw new HttpError(409, "the report changed since this change was prepared; prepare again");
         prepared.delete(hash);
+        docs.set(r.id, A.applyChanges(docOf(r), [change])[0]);
         const fields = input.edits ?? [];
         const changed = prep.edits.flatMap((e) => applyEdit(r, e, session));
         r.version += 1;

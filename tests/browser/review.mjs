@@ -419,6 +419,54 @@ await step("attachments", async () => {
   return { seen };
 });
 
+// The server (or anyone on a plain-http path) answers `prepare` with a
+// change that is not the edit asked for: once a genuine change for another
+// edit (the request's edits swapped on the way), once the right change with
+// one byte altered. The page must say so and sign and commit nothing.
+await step("tampered", async () => {
+  const tamper = expect.tamper;
+  if (!tamper) return { skipped: "no tamper expected" };
+  const want = expect.set_status ?? { status: "verified", note: "" };
+  const outcomes = {};
+  for (const kind of ["another edit", "altered bytes"]) {
+    const statusBefore = await page.locator(".report-head .badge").getAttribute("data-status");
+    let commits = 0;
+    const onRequest = (r) => {
+      if (r.url().endsWith("/commit")) commits += 1;
+    };
+    page.on("request", onRequest);
+    await page.route("**/prepare", async (route) => {
+      if (kind === "another edit") {
+        const body = JSON.parse(route.request().postData() ?? "{}");
+        body.edits = [{ op: "set_status", status: tamper.status, note: tamper.note ?? "" }];
+        return route.continue({ postData: JSON.stringify(body) });
+      }
+      const response = await route.fetch();
+      const json = await response.json();
+      const bytes = Buffer.from(json.change ?? "", "base64");
+      bytes[bytes.length - 1] ^= 1;
+      json.change = bytes.toString("base64");
+      return route.fulfill({ response, json });
+    });
+    await page.locator(".edit-status select[name=status]").selectOption(want.status);
+    await page.locator(".edit-status textarea[name=note]").fill(want.note ?? "");
+    await page.locator(".edit-status button[type=submit]").click();
+    await page.waitForSelector(".edit-status .form-message.error", { timeout: WAIT }).catch(() => {});
+    const error = (await page.locator(".edit-status .form-message.error").textContent({ timeout: 200 }).catch(() => null)) ?? "";
+    await page.unroute("**/prepare");
+    page.off("request", onRequest);
+    await shot(page, `4-tampered-${kind.replace(/ /g, "-")}`);
+    await page.reload();
+    await page.waitForSelector(".report-head .badge", { timeout: WAIT });
+    const statusAfter = await page.locator(".report-head .badge").getAttribute("data-status");
+    if (!error.includes("nothing was signed")) fail("tampered", `${kind}: the page did not refuse the change (message: ${JSON.stringify(error)})`);
+    if (commits) fail("tampered", `${kind}: the page sent ${commits} commit(s) of a change it should have refused`);
+    if (statusAfter !== statusBefore) fail("tampered", `${kind}: the report's status went from ${statusBefore} to ${statusAfter}`);
+    outcomes[kind] = { message: error, commits, status_before: statusBefore, status_after: statusAfter };
+  }
+  return outcomes;
+});
+
 await step("set_status", async () => {
   const want = expect.set_status;
   if (!want) return { skipped: "no set_status expected" };

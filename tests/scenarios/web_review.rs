@@ -120,6 +120,7 @@ fn a_coordinator_reviews_in_the_browser_and_the_reporter_sees_it() {
         "secrets": [code],
         "hostile": {"report_id": hostile, "title": HOSTILE, "strings": [HOSTILE, SCRIPT]},
         "set_status": {"status": "verified", "note": "two witnesses (browser)"},
+        "tamper": {"status": "disputed", "note": "planted by the server"},
     });
     let expect_path = files.path().join("expect.json");
     std::fs::write(&expect_path, expect.to_string()).unwrap();
@@ -149,6 +150,19 @@ fn a_coordinator_reviews_in_the_browser_and_the_reporter_sees_it() {
         result["requests"]["count"], result["steps"]
     );
 
+    // A prepared change that is not the edit asked for (another edit's, or
+    // altered bytes) was refused in the page: nothing was committed.
+    for kind in ["another edit", "altered bytes"] {
+        let seen = &result["steps"]["tampered"][kind];
+        assert_eq!(seen["commits"], 0, "{kind}: {seen}");
+        assert!(
+            seen["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing was signed")),
+            "{kind}: {seen}"
+        );
+    }
+
     // The review reaches the reporter's phone, attributed to the
     // coordinator's device and verified.
     reporter.ok(&["sync"]);
@@ -159,6 +173,13 @@ fn a_coordinator_reviews_in_the_browser_and_the_reporter_sees_it() {
     assert_eq!(last["author"], coordinator.id.as_str());
     assert_eq!(last["via_web_session"], true);
     assert_eq!(last["signature_verified"], true);
+    let by_web = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["via_web_session"] == true)
+        .count();
+    assert_eq!(by_web, 1, "only the coordinator's own edit was signed");
 
     // Nothing the server wrote holds the case key.
     let log = std::fs::read_to_string(server.log_path()).unwrap_or_default();

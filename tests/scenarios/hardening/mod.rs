@@ -1,9 +1,11 @@
 //! The attacks of the hardening audit (issue 14), each replayed against a
-//! real server process: what a hostile reporter, a relayed web session and
-//! a reporter's own phone could do, and what the server now does instead.
+//! real server process, one file per finding: what a hostile reporter, a
+//! relayed web session, a compromised server and a seized phone could do,
+//! and what happens now instead.
 
 mod ended_session;
 mod feed_scan;
 mod freeze;
 mod invalid_report;
 mod own_reviews;
+mod review_page;
