@@ -8,6 +8,7 @@ mod commands;
 mod export;
 mod import;
 mod keys;
+mod passphrase;
 mod transfer;
 mod web_login;
 
@@ -151,6 +152,10 @@ pub enum DeviceCommand {
         #[arg(long, allow_hyphen_values = true)]
         token: String,
     },
+    /// Protects this device's keys with a passphrase (for coordinators'
+    /// laptops): set, change, remove, status.
+    #[command(subcommand)]
+    Passphrase(passphrase::PassphraseCommand),
 }
 
 fn main() -> ExitCode {
