@@ -1,0 +1,3 @@
+//! Issue 14's attacks, one file per finding, each against real processes.
+
+mod passphrase;
