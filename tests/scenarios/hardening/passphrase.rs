@@ -387,11 +387,15 @@ fn a_new_home_and_a_new_data_directory_are_owner_only() {
 #[cfg(unix)]
 #[test]
 fn a_home_and_a_data_directory_readable_by_others_are_reported_and_tightened() {
-    let home = DeviceHome::new();
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    server.create_case("almaty");
+    let home = enrolled_device(&server, "almaty", "reporter");
+    drop(server);
     let replica = home.dir.path().join("replica.sqlite3");
     set_mode(home.dir.path(), 0o755);
     set_mode(&replica, 0o644);
-    let out = home.run(&["device", "passphrase", "status"]);
+    let out = home.run(&["timeline", "--case", "almaty"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     for (path, was) in [(home.dir.path(), "0755"), (replica.as_path(), "0644")] {
@@ -404,7 +408,7 @@ fn a_home_and_a_data_directory_readable_by_others_are_reported_and_tightened() {
     }
     assert_eq!(mode(home.dir.path()), 0o700);
     assert_eq!(mode(&replica), 0o600);
-    let again = home.run(&["device", "passphrase", "status"]);
+    let again = home.run(&["timeline", "--case", "almaty"]);
     assert!(!stderr(&again).contains("warning"), "{}", stderr(&again));
 
     let root = tempfile::tempdir().unwrap();
