@@ -85,19 +85,33 @@ pub fn tighten(dir: &Path) -> io::Result<Vec<Tightened>> {
     let mut changed = Vec::new();
     #[cfg(unix)]
     {
+        // Another process on the same home may remove a file while this
+        // walks (an uploaded outbox file, SQLite's -wal at close): a path
+        // gone meanwhile needs no tightening.
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
         let mut pending = vec![dir.to_owned()];
         while let Some(path) = pending.pop() {
-            let meta = std::fs::symlink_metadata(&path)?;
+            let meta = match std::fs::symlink_metadata(&path) {
+                Err(e) if gone(&e) && path != dir => continue,
+                meta => meta?,
+            };
             let is_dir = meta.is_dir();
             if !is_dir && !meta.is_file() {
                 continue;
             }
             let want = if is_dir { DIR_MODE } else { FILE_MODE };
-            if let Some(t) = narrow(&path, &meta, want)? {
-                changed.push(t);
+            match narrow(&path, &meta, want) {
+                Ok(Some(t)) => changed.push(t),
+                Ok(None) => {}
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
             }
             if is_dir {
-                for entry in std::fs::read_dir(&path)? {
+                let entries = match std::fs::read_dir(&path) {
+                    Err(e) if gone(&e) => continue,
+                    entries => entries?,
+                };
+                for entry in entries {
                     pending.push(entry?.path());
                 }
             }
