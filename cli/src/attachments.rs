@@ -316,7 +316,7 @@ pub(crate) fn fetch_to_path(
                 .device_key()?
                 .context("this device has no identity")?;
             let dir = home.join("downloads");
-            std::fs::create_dir_all(&dir)
+            fieldsync_core::private_fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let partial = dir.join(format!("{}.part", attachment.blob));
             let client = crate::commands::client_for(replica, &enrollment.server)?;

@@ -152,14 +152,14 @@ pub fn import(home: &Path, path: &Path, dry_run: bool, json: bool) -> Result<Exi
     // Attachments are checked against their ids into a staging directory;
     // nothing is applied before the signature over the whole file verifies.
     let staging = home.join("incoming");
-    std::fs::create_dir_all(&staging)
+    fieldsync_core::private_fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
     let mut staged = Vec::new();
     let read = (|| -> Result<()> {
         for i in 0..manifest.attachments.len() {
             let target = staging.join(format!("{}.part", manifest.attachments[i].blob));
             staged.push(target.clone());
-            let mut out = BufWriter::new(File::create(&target)?);
+            let mut out = BufWriter::new(fieldsync_core::private_fs::create(&target)?);
             reader.copy_attachment(i, &mut out)?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }

@@ -175,6 +175,13 @@ fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode> {
 }
 
 fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
+    // Warnings (a data directory found readable by others) go to stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let store = Store::open(data)
         .with_context(|| format!("cannot open the data directory {}", data.display()))?;
     match command {
@@ -243,14 +250,29 @@ fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Opens the device home: says what of it others could read (it is then
+/// made owner-only), and asks for its passphrase when a key is first needed.
 pub(crate) fn open(home: &Path) -> Result<Replica> {
-    Replica::open(home).with_context(|| format!("cannot open the device home {}", home.display()))
+    let mut replica = Replica::open(home)
+        .with_context(|| format!("cannot open the device home {}", home.display()))?;
+    for tightened in replica.tightened() {
+        eprintln!("warning: {tightened}");
+    }
+    replica.set_passphrase_source(crate::passphrase::source(home));
+    Ok(replica)
 }
 
 fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
     let mut replica = open(home)?;
     match command {
-        DeviceCommand::Init => println!("{}", replica.init_identity()?),
+        DeviceCommand::Init => {
+            // Asked before the write, so no transaction waits on a person.
+            replica.unlock()?;
+            println!("{}", replica.init_identity()?)
+        }
+        DeviceCommand::Passphrase(command) => {
+            return crate::passphrase::run(home, &mut replica, command)
+        }
         DeviceCommand::Enroll {
             server,
             token,

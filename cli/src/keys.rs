@@ -51,6 +51,9 @@ pub enum KeyCommand {
 
 pub fn run(home: &Path, command: KeyCommand) -> Result<ExitCode> {
     let mut replica = open(home)?;
+    // Every key command needs the keys: ask for a passphrase now, before
+    // any write transaction would wait on a person typing.
+    replica.unlock()?;
     match command {
         KeyCommand::New { case, qr } => {
             same_case(&replica, &case)?;

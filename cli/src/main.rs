@@ -8,6 +8,7 @@ mod commands;
 mod export;
 mod import;
 mod keys;
+mod passphrase;
 mod transfer;
 mod transport;
 mod web_login;
@@ -160,6 +161,10 @@ pub enum DeviceCommand {
         #[arg(long)]
         insecure_http: bool,
     },
+    /// Protects this device's keys with a passphrase (for coordinators'
+    /// laptops): set, change, remove, status.
+    #[command(subcommand)]
+    Passphrase(passphrase::PassphraseCommand),
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@
 //! Requests are signed over an empty body (see `Client::signed`); the
 //! bytes themselves are checked against the blob id, their SHA-256.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -237,7 +237,7 @@ fn fetch_from(
     }
     let response = client.outcome(request.call())?;
     let resumed = response.status() == 206;
-    let mut file = OpenOptions::new()
+    let mut file = fieldsync_core::private_fs::open_options()
         .create(true)
         .write(true)
         .append(resumed)

@@ -19,13 +19,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use fieldsync_core::CaseId;
+use fieldsync_core::{private_fs, CaseId};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The directory of complete blobs, inside the data directory.
@@ -202,7 +202,7 @@ impl BlobStore {
         let blobs_dir = data_dir.join(BLOBS_DIR);
         let uploads_dir = data_dir.join(UPLOADS_DIR);
         for dir in [&blobs_dir, &uploads_dir] {
-            std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+            private_fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         }
         Ok(BlobStore {
             inner: Arc::new(Inner {
@@ -242,7 +242,7 @@ impl BlobStore {
     /// Creates the empty partial file of a new upload.
     pub fn create_partial(&self, id: &UploadId) -> Result<(), BlobStoreError> {
         let path = self.partial_path(id);
-        OpenOptions::new()
+        private_fs::open_options()
             .create(true)
             .append(true)
             .open(&path)
@@ -266,7 +266,7 @@ impl BlobStore {
     /// true while it writes.
     pub fn append(&self, lock: &UploadLock) -> Result<PartialWriter, BlobStoreError> {
         let path = self.partial_path(&lock.id);
-        let mut file = OpenOptions::new()
+        let mut file = private_fs::open_options()
             .create(true)
             .write(true)
             .truncate(false)
@@ -318,7 +318,8 @@ impl BlobStore {
         }
         let case_dir = self.inner.blobs_dir.join(case.as_str());
         if !case_dir.exists() {
-            std::fs::create_dir_all(&case_dir).map_err(io_error("create directory", &case_dir))?;
+            private_fs::create_dir_all(&case_dir)
+                .map_err(io_error("create directory", &case_dir))?;
             sync_dir(&self.inner.blobs_dir)?;
         }
         std::fs::rename(&from, &to).map_err(io_error("move into place", &to))?;
@@ -503,5 +504,48 @@ mod tests {
         let (mut file, len) = store.open_blob(&case, &blob).unwrap();
         assert_eq!(len, 11);
         assert_eq!(read_chunk(&mut file, 11).unwrap(), b"hello there");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn partial_uploads_blobs_and_their_directories_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let id = UploadId::random().unwrap();
+        store.create_partial(&id).unwrap();
+        assert_eq!(mode(&store.partial_path(&id)), 0o600);
+        let lock = store.lock_upload(&id).unwrap();
+        let mut w = store.append(&lock).unwrap();
+        w.write_all(b"sealed bytes").unwrap();
+        drop(w);
+        drop(lock);
+        let blob = store.partial_blob_id(&id).unwrap();
+        let case = CaseId::random().unwrap();
+        store.promote(&id, &case, &blob).unwrap();
+        let stored = store.blob_path(&case, &blob);
+        assert_eq!(mode(&stored), 0o600);
+        assert_eq!(mode(stored.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join(BLOBS_DIR)), 0o700);
+        assert_eq!(mode(&dir.path().join(UPLOADS_DIR)), 0o700);
+        // A partial file made by an older build keeps no wider mode once
+        // appended to: append never creates it wider, and the data
+        // directory is tightened at start (`store::secure_data_dir`).
+        let old = UploadId::random().unwrap();
+        std::fs::write(store.partial_path(&old), b"x").unwrap();
+        std::fs::set_permissions(
+            store.partial_path(&old),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let reported = crate::store::secure_data_dir(dir.path()).unwrap();
+        assert!(
+            reported
+                .iter()
+                .any(|t| t.path == store.partial_path(&old) && t.was == 0o644),
+            "{reported:?}"
+        );
+        assert_eq!(mode(&store.partial_path(&old)), 0o600);
     }
 }

@@ -62,6 +62,7 @@ use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use fieldsync_core::document::{read_report, rfc3339, ViewError};
 use fieldsync_core::model::{Report, ReviewStatus};
+use fieldsync_core::private_fs;
 use fieldsync_core::protocol::{SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::{may_read, DeviceRole, Member};
@@ -370,6 +371,20 @@ pub enum BlobAccess {
     Forbidden,
 }
 
+/// Creates the data directory and its `blobs/` owner-only (0700), and
+/// narrows anything in it that others could read to 0700 or 0600. Returns
+/// what it narrowed: each is a path that was exposed, which the caller
+/// reports.
+pub fn secure_data_dir(data_dir: &Path) -> Result<Vec<private_fs::Tightened>, StoreError> {
+    for dir in [data_dir.to_owned(), data_dir.join("blobs")] {
+        private_fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
+    }
+    private_fs::tighten(data_dir).map_err(|source| StoreError::Io {
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
 /// The server store: a pool of connections to one database.
 #[derive(Clone)]
 pub struct Store {
@@ -379,11 +394,19 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, with its `blobs/`
     /// directory, and brings the schema up to date.
+    /// The directory and everything in it are readable by the server's
+    /// user only ([`secure_data_dir`]).
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        for dir in [data_dir.to_owned(), data_dir.join("blobs")] {
-            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
+        for tightened in secure_data_dir(data_dir)? {
+            tracing::warn!("{tightened}");
         }
         let path = data_dir.join(DB_FILE);
+        // Owner-only before SQLite opens it: SQLite would create it 0644,
+        // and makes its -wal and -shm files with the database's mode.
+        private_fs::touch(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
         // Migrate over a plain connection first, so an unreadable or newer
         // database gives its own error rather than a pool timeout.
         let mut conn = Connection::open(&path)?;
@@ -2420,6 +2443,56 @@ mod tests {
         let found = again.case_by_name("rally").unwrap().unwrap();
         assert_eq!(found.id, case.id);
         assert!(again.case_by_name("other").unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_directory_is_readable_by_the_server_user_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = Store::open(&data).unwrap();
+        store.create_case("rally").unwrap();
+        let wal = data.join(format!("{DB_FILE}-wal"));
+        let shm = data.join(format!("{DB_FILE}-shm"));
+        assert!(wal.is_file() && shm.is_file());
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("blobs")), 0o700);
+        for file in [data.join(DB_FILE), wal, shm] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        assert!(secure_data_dir(&data).unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_directory_readable_by_others_is_reported_and_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        drop(Store::open(&data).unwrap());
+        let wide = |path: &Path, m: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        wide(&data, 0o755);
+        wide(&data.join(DB_FILE), 0o644);
+        let reported = secure_data_dir(&data).unwrap();
+        let seen: Vec<(PathBuf, u32)> = reported.iter().map(|t| (t.path.clone(), t.was)).collect();
+        assert_eq!(
+            seen,
+            vec![(data.clone(), 0o755), (data.join(DB_FILE), 0o644)]
+        );
+        wide(&data.join("blobs"), 0o777);
+        let store = Store::open(&data).unwrap();
+        store.create_case("rally").unwrap();
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("blobs")), 0o700);
+        assert_eq!(mode(&data.join(DB_FILE)), 0o600);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod identity;
 pub mod ids;
 pub mod import;
 pub mod model;
+pub mod private_fs;
 pub mod protocol;
 pub mod replica;
 pub mod request_auth;

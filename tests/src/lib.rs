@@ -183,11 +183,23 @@ impl Drop for ServerProcess {
 
 /// Runs `fieldsync` with `args`; returns its output whatever the exit code.
 pub fn fieldsync(args: &[&str]) -> Output {
-    Command::new(fieldsync_bin())
+    fieldsync_with_passphrase(args, None)
+}
+
+/// Runs `fieldsync` with `args` and `FIELDSYNC_PASSPHRASE_FILE` set to
+/// `passphrase_file` (unset when `None`). Stdin is never a terminal here, so
+/// without the file a command that needs a key fails instead of asking.
+pub fn fieldsync_with_passphrase(args: &[&str], passphrase_file: Option<&Path>) -> Output {
+    let mut command = Command::new(fieldsync_bin());
+    command
         .args(args)
         .env_remove("FIELDSYNC_HOME")
-        .output()
-        .expect("run fieldsync")
+        .env_remove("FIELDSYNC_PASSPHRASE_FILE")
+        .env_remove("FIELDSYNC_NEW_PASSPHRASE_FILE");
+    if let Some(file) = passphrase_file {
+        command.env("FIELDSYNC_PASSPHRASE_FILE", file);
+    }
+    command.output().expect("run fieldsync")
 }
 
 /// Runs `fieldsync` and returns its stdout, failing the test on a non-zero exit.
@@ -216,6 +228,9 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 pub struct DeviceHome {
     pub dir: tempfile::TempDir,
     pub id: String,
+    /// Given to every command as `FIELDSYNC_PASSPHRASE_FILE`, once the home
+    /// has a passphrase.
+    pub passphrase_file: Option<PathBuf>,
 }
 
 impl Default for DeviceHome {
@@ -230,6 +245,7 @@ impl DeviceHome {
         let mut home = DeviceHome {
             dir: tempfile::tempdir().expect("temp dir"),
             id: String::new(),
+            passphrase_file: None,
         };
         home.id = home.ok(&["device", "init"]).trim().to_owned();
         home
@@ -255,7 +271,7 @@ impl DeviceHome {
     pub fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["--home", self.path()];
         all.extend_from_slice(args);
-        fieldsync(&all)
+        fieldsync_with_passphrase(&all, self.passphrase_file.as_deref())
     }
 
     /// Records a report in `case` at 10:40 on 21 May 2016 (Almaty) with
@@ -289,9 +305,14 @@ impl DeviceHome {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let mut all = vec!["--home", self.path()];
-        all.extend_from_slice(args);
-        fieldsync_ok(&all)
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fieldsync {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
     /// `timeline --case CASE --json`, parsed: the reports this device holds.

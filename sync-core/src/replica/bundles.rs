@@ -97,7 +97,7 @@ impl Replica {
         }
         let dir = self.outbox_dir()?;
         let target = dir.join(&attachment.blob);
-        std::fs::create_dir_all(&dir)
+        crate::private_fs::create_dir_all(&dir)
             .and_then(|()| std::fs::rename(sealed, &target))
             .map_err(|source| OutboxError::Write {
                 path: target.clone(),

@@ -4,6 +4,9 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
+use zeroize::Zeroizing;
+
+use super::secrets::{Vault, Wrapped};
 use super::{now, Replica, ReplicaError};
 use crate::case_key::{CaseKey, CaseKeyError};
 
@@ -43,7 +46,7 @@ impl Replica {
             .into());
         }
         let key = CaseKey::generate(1).map_err(CaseKeyStoreError::from)?;
-        insert(&tx, case, &key)?;
+        insert(&tx, &self.vault, case, &key)?;
         tx.commit()?;
         Ok(key)
     }
@@ -61,7 +64,7 @@ impl Replica {
             epoch: newest,
         })?;
         let key = CaseKey::generate(epoch).map_err(CaseKeyStoreError::from)?;
-        insert(&tx, case, &key)?;
+        insert(&tx, &self.vault, case, &key)?;
         tx.commit()?;
         Ok(key)
     }
@@ -79,8 +82,11 @@ impl Replica {
                 |r| r.get(0),
             )
             .optional()?;
+        let existing = existing
+            .map(|stored| unwrap_key(&tx, &self.vault, case, key.epoch, &stored))
+            .transpose()?;
         let outcome = match existing {
-            Some(bytes) if bytes == key.bytes() => KeyAdded::AlreadyPresent,
+            Some(held) if held[..] == key.bytes()[..] => KeyAdded::AlreadyPresent,
             Some(_) => {
                 return Err(CaseKeyStoreError::EpochClash {
                     case: case.to_owned(),
@@ -89,7 +95,7 @@ impl Replica {
                 .into())
             }
             None => {
-                insert(&tx, case, key)?;
+                insert(&tx, &self.vault, case, key)?;
                 KeyAdded::Added
             }
         };
@@ -108,11 +114,15 @@ impl Replica {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(epoch, bytes)| {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| CaseKeyStoreError::Malformed {
-                    case: case.to_owned(),
-                    epoch,
-                })?;
+            .map(|(epoch, stored)| {
+                let bytes = unwrap_key(&self.conn, &self.vault, case, epoch, &stored)?;
+                let key: [u8; 32] =
+                    bytes[..]
+                        .try_into()
+                        .map_err(|_| CaseKeyStoreError::Malformed {
+                            case: case.to_owned(),
+                            epoch,
+                        })?;
                 Ok(CaseKey::from_bytes(epoch, key))
             })
             .collect()
@@ -134,12 +144,35 @@ fn newest_epoch(conn: &rusqlite::Connection, case: &str) -> Result<Option<u32>, 
     )?)
 }
 
-fn insert(conn: &rusqlite::Connection, case: &str, key: &CaseKey) -> Result<(), ReplicaError> {
+fn insert(
+    conn: &rusqlite::Connection,
+    vault: &Vault,
+    case: &str,
+    key: &CaseKey,
+) -> Result<(), ReplicaError> {
+    let what = Wrapped::CaseKey {
+        case,
+        epoch: key.epoch,
+    };
+    let stored = vault.sealer(conn)?.wrap(&what, &key.bytes()[..])?;
     conn.execute(
         "INSERT INTO case_keys (case_name, epoch, key, added_at) VALUES (?1, ?2, ?3, ?4)",
-        params![case, key.epoch, &key.bytes()[..], now().to_rfc3339()],
+        params![case, key.epoch, stored, now().to_rfc3339()],
     )?;
     Ok(())
+}
+
+/// The plain bytes of a stored key (unwrapped if the home has a passphrase).
+fn unwrap_key(
+    conn: &rusqlite::Connection,
+    vault: &Vault,
+    case: &str,
+    epoch: u32,
+    stored: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ReplicaError> {
+    Ok(vault
+        .sealer(conn)?
+        .unwrap(&Wrapped::CaseKey { case, epoch }, stored)?)
 }
 
 #[cfg(test)]

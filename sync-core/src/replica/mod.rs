@@ -41,11 +41,13 @@ pub mod case_keys;
 pub mod imports;
 pub mod outbox;
 pub mod roster;
+pub mod secrets;
 
 pub use case_keys::KeyAdded;
 pub use imports::ImportOutcome;
 pub use outbox::OutboxEntry;
 pub use roster::RosterEntry;
+pub use secrets::{KdfCost, Passphrase, PassphraseRecord, SecretsError};
 
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
@@ -86,6 +88,8 @@ pub enum ReplicaError {
     CaseKey(#[from] case_keys::CaseKeyStoreError),
     #[error(transparent)]
     Outbox(#[from] outbox::OutboxError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
 }
 
 impl From<AbsorbError> for ReplicaError {
@@ -100,6 +104,11 @@ pub struct Replica {
     /// The device home, where sealed attachments wait for upload; `None`
     /// for an in-memory replica, which cannot hold attachments.
     home: Option<PathBuf>,
+    /// The home's passphrase, once asked for (see [`secrets`]).
+    vault: secrets::Vault,
+    /// Paths of the home that others could read when it was opened, and
+    /// were made owner-only.
+    tightened: Vec<crate::private_fs::Tightened>,
 }
 
 /// What one sync round did.
@@ -150,13 +159,29 @@ pub enum SyncFailure<E: std::error::Error + 'static> {
 
 impl Replica {
     /// Opens (creating if needed) the replica in the device home `home`.
+    /// The home is readable by its owner only: created so, and tightened
+    /// (see [`Replica::tightened`]) if it was found wider.
     pub fn open(home: &Path) -> Result<Self, ReplicaError> {
-        std::fs::create_dir_all(home).map_err(|source| ReplicaError::Home {
+        let home_error = |source| ReplicaError::Home {
             path: home.to_owned(),
             source,
-        })?;
-        let conn = Connection::open(home.join(REPLICA_FILE))?;
-        Self::init(conn, Some(home.to_owned()))
+        };
+        crate::private_fs::create_dir_all(home).map_err(home_error)?;
+        let tightened = crate::private_fs::tighten(home).map_err(home_error)?;
+        let path = home.join(REPLICA_FILE);
+        // Made owner-only before SQLite opens it: SQLite creates its
+        // database 0644, and its -wal and -shm files with the database's mode.
+        crate::private_fs::touch(&path).map_err(home_error)?;
+        let conn = Connection::open(path)?;
+        let mut replica = Self::init(conn, Some(home.to_owned()))?;
+        replica.tightened = tightened;
+        Ok(replica)
+    }
+
+    /// What of the home others could read when it was opened, now made
+    /// owner-only; the caller should tell the user.
+    pub fn tightened(&self) -> &[crate::private_fs::Tightened] {
+        &self.tightened
     }
 
     /// A replica that lives in memory, for tests.
@@ -171,7 +196,15 @@ impl Replica {
         // even if the power goes the next instant.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut replica = Self { conn, home };
+        // Freed cells are zeroed, so a key rewritten wrapped leaves no
+        // plain copy behind in the page (see `secrets`).
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        let mut replica = Self {
+            conn,
+            home,
+            vault: secrets::Vault::default(),
+            tightened: Vec::new(),
+        };
         replica.migrate()?;
         Ok(replica)
     }
@@ -274,13 +307,25 @@ impl Replica {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(existing) = load_key(&tx)? {
-            return Err(ReplicaError::IdentityExists(existing.device_id()));
+        let existing: Option<String> = tx
+            .query_row("SELECT device_id FROM identity WHERE only = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(existing) = existing {
+            let id = existing
+                .parse()
+                .map_err(|_| ReplicaError::Corrupt(format!("device id {existing:?}")))?;
+            return Err(ReplicaError::IdentityExists(id));
         }
         let key = DeviceKey::generate()?;
+        let stored = self
+            .vault
+            .sealer(&tx)?
+            .wrap(&secrets::Wrapped::DeviceKey, key.pkcs8())?;
         tx.execute(
             "INSERT INTO identity (only, pkcs8, device_id, created_at) VALUES (1, ?1, ?2, ?3)",
-            params![key.pkcs8(), key.device_id().as_str(), now().to_rfc3339()],
+            params![stored, key.device_id().as_str(), now().to_rfc3339()],
         )?;
         tx.commit()?;
         Ok(key.device_id())
@@ -288,7 +333,7 @@ impl Replica {
 
     /// The device's key, if it has one.
     pub fn device_key(&self) -> Result<Option<DeviceKey>, ReplicaError> {
-        load_key(&self.conn)
+        load_key(&self.conn, &self.vault)
     }
 
     fn require_key(&self) -> Result<DeviceKey, ReplicaError> {
@@ -635,13 +680,19 @@ fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
 }
 
-fn load_key(conn: &Connection) -> Result<Option<DeviceKey>, ReplicaError> {
-    let pkcs8: Option<Vec<u8>> = conn
+fn load_key(conn: &Connection, vault: &secrets::Vault) -> Result<Option<DeviceKey>, ReplicaError> {
+    let stored: Option<zeroize::Zeroizing<Vec<u8>>> = conn
         .query_row("SELECT pkcs8 FROM identity WHERE only = 1", [], |r| {
-            r.get(0)
+            r.get(0).map(zeroize::Zeroizing::new)
         })
         .optional()?;
-    Ok(pkcs8.map(|k| DeviceKey::from_pkcs8(&k)).transpose()?)
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let pkcs8 = vault
+        .sealer(conn)?
+        .unwrap(&secrets::Wrapped::DeviceKey, &stored)?;
+    Ok(Some(DeviceKey::from_pkcs8(&pkcs8)?))
 }
 
 struct StoredDoc {

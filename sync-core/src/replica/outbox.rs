@@ -84,7 +84,7 @@ impl Replica {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(write_err)?;
+        crate::private_fs::create_dir_all(&dir).map_err(write_err)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -101,7 +101,7 @@ impl Replica {
             .to_string();
         let sealing = dir.join(format!(".sealing-{id}"));
         let result = (|| {
-            let file = File::create(&sealing).map_err(write_err)?;
+            let file = crate::private_fs::create(&sealing).map_err(write_err)?;
             let mut output = BufWriter::new(file);
             let sealed = envelope::seal(
                 &key,

@@ -8,4 +8,5 @@ mod feed_scan;
 mod freeze;
 mod invalid_report;
 mod own_reviews;
+mod passphrase;
 mod review_page;
