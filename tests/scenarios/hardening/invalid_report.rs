@@ -99,12 +99,13 @@ fn a_change_that_leaves_a_report_unreadable_is_refused_and_the_case_stays_readab
     }
     // The coordinator's listing and export of the case work as before.
     c.coordinator.ok(&["sync"]);
-    let titles: Vec<String> = c
+    let mut titles: Vec<String> = c
         .coordinator
         .timeline("almaty")
         .iter()
         .map(|r| r["title"].as_str().unwrap().to_owned())
         .collect();
+    titles.sort();
     assert_eq!(titles, ["Arrest at the bus stop", "Second report"]);
     c.coordinator
         .ok(&["export", "--case", "almaty", "--format", "markdown"]);
