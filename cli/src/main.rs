@@ -55,6 +55,11 @@ pub enum Command {
         /// An unfinished upload untouched this many seconds is deleted.
         #[arg(long, default_value_t = fieldsync_server::DEFAULT_UPLOAD_EXPIRY_SECS)]
         upload_expiry_secs: u64,
+        /// Audit log rows older than this many days are deleted (at start
+        /// and hourly).
+        #[arg(long, default_value_t = fieldsync_server::DEFAULT_AUDIT_RETENTION_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        audit_retention_days: u32,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {

@@ -59,7 +59,11 @@ pub trait ServerStore {
     fn case_id(&self) -> &str;
     /// The enrolled device of this case whose public key this is.
     fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, Self::Error>;
+    /// The document of this case stored under `id`, if any.
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, Self::Error>;
+    /// Whether another case holds a report under `id`. Report ids are
+    /// global, so such an id is taken here too.
+    fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, Self::Error>;
     /// Persists `new_changes` (already applied to `doc`, in causal order)
     /// with their signatures, one feed entry each, and whatever projections
     /// the store keeps of `doc`.
@@ -166,22 +170,22 @@ fn apply_offer<S: ServerStore>(
     verified: Vec<VerifiedChange>,
 ) -> Result<DocUpdate, SyncError<S::Error>> {
     let stored = store.load_document(&offer.id).map_err(SyncError::Store)?;
-    let (mut doc, mut creator) = match stored {
-        Some(s) => (s.doc, Some(s.creator)),
-        None => (Automerge::new(), None),
-    };
-    if let Some(c) = &creator {
-        if !may_read(requester, c) {
-            // Answer as if the report did not exist: a reporter learns
-            // nothing about other reporters' work.
-            return Ok(refuse_all(
-                offer,
-                &verified,
-                Refusal::NotYourReport,
-                "a reporter may change only reports it created",
-            ));
+    // A report the requester may not read (another reporter's, or one of
+    // another case) is answered exactly as a report the server lacks:
+    // every change is checked against an empty document, so an edit is
+    // refused for its missing dependencies. Only a creation is refused
+    // for the taken id, the same way whoever holds it; to get that far
+    // the device must already know the id.
+    let (mut doc, mut creator, taken) = match stored {
+        Some(s) if may_read(requester, &s.creator) => (s.doc, Some(s.creator), false),
+        Some(_) => (Automerge::new(), None, true),
+        None => {
+            let taken = store
+                .held_by_another_case(&offer.id)
+                .map_err(SyncError::Store)?;
+            (Automerge::new(), None, taken)
         }
-    }
+    };
     let sent: HashSet<ChangeHash> = verified.iter().map(|v| v.hash()).collect();
     let mut refused = Vec::new();
     let mut refused_hashes = HashSet::new();
@@ -207,6 +211,15 @@ fn apply_offer<S: ServerStore>(
                 m
             }
         };
+        if taken && v.change.deps().is_empty() {
+            refused_hashes.insert(hash);
+            refused.push(RefusedChange {
+                hash,
+                reason: Refusal::BadCreation,
+                message: REPORT_EXISTS.into(),
+            });
+            continue;
+        }
         match admit(
             store.case_id(),
             requester,
@@ -302,6 +315,10 @@ fn apply_offer<S: ServerStore>(
     })
 }
 
+/// Why a second creation of a report is refused.
+const REPORT_EXISTS: &str =
+    "the report exists already; a change without dependencies would create it again";
+
 /// Decides whether one new change may be applied. For a report's first
 /// change, returns the new document (built apart, so a refused creation
 /// leaves nothing behind).
@@ -345,11 +362,7 @@ fn admit(
         if deps.is_empty() {
             // Only a report's first change has no dependencies; another
             // would write the write-once fields a second time.
-            return Err((
-                Refusal::BadCreation,
-                "the report exists already; a change without dependencies would create it again"
-                    .into(),
-            ));
+            return Err((Refusal::BadCreation, REPORT_EXISTS.into()));
         }
         check_applicable(doc, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
         return check_change(author, doc, creator, &v.change).map(|()| None);
@@ -383,28 +396,6 @@ fn admit(
         ));
     }
     Ok(Some(trial))
-}
-
-fn refuse_all(
-    offer: &DocOffer,
-    verified: &[VerifiedChange],
-    reason: Refusal,
-    message: &str,
-) -> DocUpdate {
-    DocUpdate {
-        id: offer.id.clone(),
-        changes: vec![],
-        heads: vec![],
-        complete: false,
-        refused: verified
-            .iter()
-            .map(|v| RefusedChange {
-                hash: v.hash(),
-                reason,
-                message: message.into(),
-            })
-            .collect(),
-    }
 }
 
 const FEED_PAGE: usize = 512;

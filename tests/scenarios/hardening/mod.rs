@@ -1,0 +1,8 @@
+//! Issue 14's attacks, replayed against real server processes: one module
+//! per finding.
+
+mod blob_capability;
+mod unauthenticated_audit;
+mod report_ids;
+mod clock_correction;
+mod import_salt;
