@@ -241,17 +241,22 @@ fn import_file(
         bar
     };
     let salt = import_salt(replica)?;
+    let unsalted = imported_unsalted(replica, enrollment, &name, &parsed.reports)?;
     for chunk in parsed.reports.chunks(BATCH) {
         let rows: Vec<(ReportId, &ImportedReport)> = chunk
             .iter()
             .map(|imported| {
-                let id = ReportId::derived_from(&[
-                    b"import v2",
-                    salt.as_bytes(),
-                    enrollment.case_id.as_str().as_bytes(),
-                    name.as_bytes(),
-                    imported.source_key.as_bytes(),
-                ]);
+                let id = if unsalted {
+                    unsalted_id(enrollment, &name, imported)
+                } else {
+                    ReportId::derived_from(&[
+                        b"import v2",
+                        salt.as_bytes(),
+                        enrollment.case_id.as_str().as_bytes(),
+                        name.as_bytes(),
+                        imported.source_key.as_bytes(),
+                    ])
+                };
                 (id, imported)
             })
             .collect();
@@ -275,6 +280,37 @@ fn import_salt(replica: &Replica) -> Result<String> {
     replica.meta(IMPORT_SALT)?.filter(|s| !s.is_empty()).ok_or_else(|| {
         anyhow!("this device does not have its case's import salt yet (it keeps imported reports' ids unpredictable, and only coordinators' devices get it); run `fieldsync sync` once while connected, then import again")
     })
+}
+
+/// The id an import made before ids were salted.
+fn unsalted_id(enrollment: &Enrollment, name: &str, imported: &ImportedReport) -> ReportId {
+    ReportId::derived_from(&[
+        b"import v1",
+        enrollment.case_id.as_str().as_bytes(),
+        name.as_bytes(),
+        imported.source_key.as_bytes(),
+    ])
+}
+
+/// Whether this device imported this file before ids were salted: one of
+/// its first rows is a report this device created under the unsalted id.
+/// Such a file keeps its ids, so importing it again still changes nothing
+/// and a corrected file still updates its reports. A reporter cannot fake
+/// this: the server takes a report only with its author as creator.
+fn imported_unsalted(
+    replica: &Replica,
+    enrollment: &Enrollment,
+    name: &str,
+    reports: &[ImportedReport],
+) -> Result<bool> {
+    let Some(me) = replica.device_key()?.map(|k| k.device_id().to_string()) else {
+        return Ok(false);
+    };
+    Ok(reports.iter().take(8).any(|imported| {
+        replica
+            .report(&unsalted_id(enrollment, name, imported))
+            .is_ok_and(|report| report.created_by == me)
+    }))
 }
 
 /// Files named beside the documents that are photos, recordings or video.

@@ -445,7 +445,7 @@ fn bytes_that_do_not_hash_to_the_blob_id_are_refused_and_discarded() {
         "a blob that failed its check",
         &alice.get_refused(&setup.blob),
         404,
-        "not been uploaded completely",
+        "uploaded itself",
     );
 
     // Uploading again, with the right bytes, works.

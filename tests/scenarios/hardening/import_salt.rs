@@ -6,7 +6,7 @@
 
 use fieldsync_core::import::{self, ImportOptions, Zone};
 use fieldsync_core::replica::Replica;
-use fieldsync_core::ReportId;
+use fieldsync_core::{CaseId, ReportId};
 use fieldsync_tests::http::{device_key, send, signed_headers};
 use fieldsync_tests::{enrolled_device, DeviceHome, ServerProcess};
 use serde_json::Value;
@@ -109,4 +109,49 @@ fn a_reporter_cannot_predict_the_id_an_import_will_use() {
     let out = import(&late, "a", &file);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(imported_ids(&late, "a"), ids_a, "both coordinators derive the same ids");
+}
+
+#[test]
+fn a_file_imported_before_ids_were_salted_imports_again_unchanged() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    let case = server.create_case("a");
+    let coordinator = enrolled_device(&server, "a", "coordinator");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(FILE);
+    std::fs::write(&file, CSV).unwrap();
+
+    // What fieldsync wrote when ids were not salted: the same rows under
+    // ids from the case, the file's name and the row.
+    let parsed = import::parse(
+        CSV.as_bytes(),
+        &ImportOptions {
+            timezone: Some("+06:00".parse::<Zone>().unwrap()),
+            ..ImportOptions::new(FILE)
+        },
+    )
+    .unwrap();
+    let rows: Vec<(ReportId, &import::ImportedReport)> = parsed
+        .reports
+        .iter()
+        .map(|row| {
+            let id = ReportId::derived_from(&[
+                b"import v1",
+                case.as_bytes(),
+                FILE.as_bytes(),
+                row.source_key.as_bytes(),
+            ]);
+            (id, row)
+        })
+        .collect();
+    let mut replica = Replica::open(coordinator.dir.path()).unwrap();
+    replica
+        .import_reports(&case.parse::<CaseId>().unwrap(), &rows, false)
+        .unwrap();
+    drop(replica);
+
+    let again = coordinator.ok(&["import", "--case", "a", "--timezone", "+06:00", file.to_str().unwrap()]);
+    println!("{again}");
+    assert!(again.contains("0 created") && again.contains("2 unchanged"), "{again}");
+    assert_eq!(imported_ids(&coordinator, "a").len(), 2);
 }
