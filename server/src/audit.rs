@@ -21,7 +21,11 @@ pub fn prune(store: &Store, retention_days: u32) {
     match store.prune_audit_log(before) {
         Ok(0) => {}
         Ok(deleted) => {
-            tracing::info!(deleted, retention_days, "removed audit log rows past the retention")
+            tracing::info!(
+                deleted,
+                retention_days,
+                "removed audit log rows past the retention"
+            )
         }
         Err(error) => tracing::error!(%error, "pruning the audit log failed"),
     }

@@ -27,7 +27,12 @@ pub fn refused(route: &str, claimed: Option<&str>, why: &str) {
         summary(count);
     }
     if log {
-        tracing::warn!(route, claimed_device = claimed.unwrap_or("-"), reason = why, "unauthenticated request refused");
+        tracing::warn!(
+            route,
+            claimed_device = claimed.unwrap_or("-"),
+            reason = why,
+            "unauthenticated request refused"
+        );
     }
 }
 
@@ -128,7 +133,10 @@ mod tests {
         // left out comes once, with the first line of the new minute.
         assert_eq!(limit.flush(t0 + Duration::from_secs(59)), None);
         assert_eq!(limit.admit(t0 + WINDOW), (true, Some(7)));
-        assert_eq!(limit.admit(t0 + WINDOW + Duration::from_secs(1)), (true, None));
+        assert_eq!(
+            limit.admit(t0 + WINDOW + Duration::from_secs(1)),
+            (true, None)
+        );
         // A count nobody triggers is flushed by the upkeep thread.
         for i in 0..5 {
             limit.admit(t0 + WINDOW + Duration::from_secs(2 + i));

@@ -507,7 +507,8 @@ impl Store {
                 _ => Some("storage failure"),
             };
             if let Some(reason) = reason {
-                if let Err(audit_error) = write_audit(&conn, "enroll-refused", Some(&device), reason)
+                if let Err(audit_error) =
+                    write_audit(&conn, "enroll-refused", Some(&device), reason)
                 {
                     tracing::warn!(device = %device, error = %audit_error, "could not audit a refused enrollment");
                 }
@@ -1171,8 +1172,12 @@ impl ServerStore for CaseStore<'_> {
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, StoreError> {
         let row: Option<(String, Vec<u8>)> = self
             .tx
-            .prepare_cached("SELECT creator, snapshot FROM documents WHERE id = ?1 AND case_id = ?2")?
-            .query_row(params![id.as_str(), self.case_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(
+                "SELECT creator, snapshot FROM documents WHERE id = ?1 AND case_id = ?2",
+            )?
+            .query_row(params![id.as_str(), self.case_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let Some((creator, snapshot)) = row else {
             return Ok(None);
@@ -3381,7 +3386,10 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert!(store.import_salt(&case.id).is_ok(), "schema 5 gave the case a salt");
+        assert!(
+            store.import_salt(&case.id).is_ok(),
+            "schema 5 gave the case a salt"
+        );
         let entries: i64 = conn
             .query_row("SELECT count(*) FROM timeline_tags", [], |r| r.get(0))
             .unwrap();

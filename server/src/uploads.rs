@@ -262,9 +262,8 @@ async fn start_upload(
     // The partial file exists before the upload's row does, so an
     // incomplete upload without one is always an upload whose verified
     // bytes were moved into place (`sweep` at start relies on it).
-    let id = UploadId::random().map_err(|_| {
-        ApiError::internal("upload id", &crate::store::StoreError::Random)
-    })?;
+    let id = UploadId::random()
+        .map_err(|_| ApiError::internal("upload id", &crate::store::StoreError::Random))?;
     let (blobs, partial) = (state.blobs.clone(), id.clone());
     blocking(move || blobs.create_partial(&partial)).await?;
     let (st, dev, fresh) = (state.clone(), device.clone(), id.clone());
@@ -533,7 +532,10 @@ async fn finish(
             // The row goes first: an incomplete upload without a partial
             // file is one whose verified bytes were moved into place.
             st.store.delete_upload(&id).map_err(ApiError::from)?;
-            st.blobs.remove_partial(&id).map(|_| ()).map_err(ApiError::from)
+            st.blobs
+                .remove_partial(&id)
+                .map(|_| ())
+                .map_err(ApiError::from)
         })
         .await?;
         tracing::info!(device = %upload.device_id, blob = %upload.blob, "upload refused: the bytes do not hash to the blob id; discarded");

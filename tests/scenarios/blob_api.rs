@@ -150,7 +150,13 @@ impl<'a> Device<'a> {
 
     /// Sends the upload's bytes from `offset` on in pieces of `piece`
     /// bytes, checking every answer; returns the last.
-    pub(crate) fn upload_from(&self, location: &str, bytes: &[u8], offset: usize, piece: usize) -> Reply {
+    pub(crate) fn upload_from(
+        &self,
+        location: &str,
+        bytes: &[u8],
+        offset: usize,
+        piece: usize,
+    ) -> Reply {
         let mut at = offset;
         loop {
             let end = (at + piece).min(bytes.len());
@@ -189,7 +195,12 @@ impl<'a> Device<'a> {
 
 /// Records a report on `home` with the CLI, adds an attachment naming
 /// `blob` with the core, and syncs it with the CLI. Returns the report id.
-pub(crate) fn report_with_attachment(home: &DeviceHome, case: &str, blob: &str, size: u64) -> String {
+pub(crate) fn report_with_attachment(
+    home: &DeviceHome,
+    case: &str,
+    blob: &str,
+    size: u64,
+) -> String {
     let id = home
         .ok(&[
             "record",

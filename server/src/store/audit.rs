@@ -73,6 +73,11 @@ mod tests {
             .map(|(_, event, _, _)| event)
             .collect();
         assert_eq!(left, ["recent", "today"]);
-        assert_eq!(store.prune_audit_log(now - chrono::Duration::days(90)).unwrap(), 0);
+        assert_eq!(
+            store
+                .prune_audit_log(now - chrono::Duration::days(90))
+                .unwrap(),
+            0
+        );
     }
 }

@@ -304,7 +304,8 @@ impl Replica {
     }
 
     pub fn delete_meta(&mut self, key: &str) -> Result<(), ReplicaError> {
-        self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
         Ok(())
     }
 

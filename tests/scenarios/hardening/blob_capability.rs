@@ -13,9 +13,7 @@ use fieldsync_server::blob_store::BlobId;
 use fieldsync_tests::http::Reply;
 use fieldsync_tests::{enrolled_device, Rng, ServerProcess};
 
-use crate::blob_api::{
-    attach, check, number, random_bytes, report_with_attachment, Device,
-};
+use crate::blob_api::{attach, check, number, random_bytes, report_with_attachment, Device};
 
 const SIZE: usize = 70_000;
 
@@ -71,7 +69,10 @@ fn a_reporter_naming_another_reporters_blob_must_upload_every_byte_before_readin
 
     // Another length: the answer does not name the stored size.
     let other = bob.create(&blob, &bob_report, 1_234);
-    println!("Bob creates with another length: {} {}", other.status, other.body);
+    println!(
+        "Bob creates with another length: {} {}",
+        other.status, other.body
+    );
     assert_eq!(other.status, 201, "{}", other.body);
     assert_eq!(number(&other, "upload-offset"), 0);
     assert_eq!(number(&other, "upload-length"), 1_234);
@@ -128,8 +129,11 @@ fn seen(reply: &Reply, blob: &str) -> (u16, Option<String>, Option<String>, Stri
 #[test]
 fn no_answer_tells_a_reporter_whether_another_devices_blob_exists() {
     let data = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::start_with(data.path(), "127.0.0.1:0", &["--device-quota-bytes", "100000"]);
+    let server = ServerProcess::start_with(
+        data.path(),
+        "127.0.0.1:0",
+        &["--device-quota-bytes", "100000"],
+    );
     server.create_case("c");
     let mut rng = Rng::from_env_or_random();
     let alice_home = enrolled_device(&server, "c", "reporter");
@@ -178,11 +182,7 @@ fn no_answer_tells_a_reporter_whether_another_devices_blob_exists() {
         assert_eq!(number(&head, "upload-offset"), 0);
     }
     // Downloads (before the fix: 200 and Alice's bytes, against 404).
-    compare(
-        "GET",
-        &bob.get_refused(&held),
-        &bob.get_refused(&absent),
-    );
+    compare("GET", &bob.get_refused(&held), &bob.get_refused(&absent));
     let head = |blob: &str| {
         let path = format!("/v1/blobs/{blob}");
         fieldsync_tests::http::send("HEAD", &server.url, &path, &bob.signed("HEAD", &path), b"")

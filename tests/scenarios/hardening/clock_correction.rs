@@ -94,14 +94,23 @@ fn a_clock_correction_of_ten_years_from_an_error_body_is_not_adopted() {
     assert!(!out.status.success());
     let now = chrono::Utc::now().timestamp();
     let signed = liar.timestamps();
-    println!("request timestamps, seconds from now: {:?}", signed.iter().map(|t| t - now).collect::<Vec<_>>());
+    println!(
+        "request timestamps, seconds from now: {:?}",
+        signed.iter().map(|t| t - now).collect::<Vec<_>>()
+    );
     assert!(!signed.is_empty());
     assert!(
         signed.iter().all(|t| (t - now).abs() < 3_600),
         "a request was signed with the liar's clock"
     );
-    let kept = Replica::open(reporter.dir.path()).unwrap().meta("clock_offset_secs").unwrap();
-    assert!(kept.as_deref().is_none_or(|k| k == "0"), "the offset was kept: {kept:?}");
+    let kept = Replica::open(reporter.dir.path())
+        .unwrap()
+        .meta("clock_offset_secs")
+        .unwrap();
+    assert!(
+        kept.as_deref().is_none_or(|k| k == "0"),
+        "the offset was kept: {kept:?}"
+    );
     assert!(stderr.contains("set this device's clock"), "{stderr}");
 
     // A correction within 48 hours is applied, and said so.

@@ -27,7 +27,14 @@ fn imported_ids(device: &DeviceHome, case: &str) -> Vec<String> {
 }
 
 fn import(device: &DeviceHome, case: &str, file: &std::path::Path) -> std::process::Output {
-    device.run(&["import", "--case", case, "--timezone", "+06:00", file.to_str().unwrap()])
+    device.run(&[
+        "import",
+        "--case",
+        case,
+        "--timezone",
+        "+06:00",
+        file.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -44,7 +51,11 @@ fn a_reporter_cannot_predict_the_id_an_import_will_use() {
     std::fs::write(&file, CSV).unwrap();
 
     let out = import(&coord_a, "a", &file);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ids_a = imported_ids(&coord_a, "a");
     assert_eq!(ids_a.len(), 2);
 
@@ -65,18 +76,34 @@ fn a_reporter_cannot_predict_the_id_an_import_will_use() {
             FILE.as_bytes(),
             row.source_key.as_bytes(),
         ]);
-        println!("row {:?}: a reporter's guess {guess}; imported as {ids_a:?}", row.source_key);
-        assert!(!ids_a.contains(&guess.to_string()), "the reporter predicted {guess}");
+        println!(
+            "row {:?}: a reporter's guess {guess}; imported as {ids_a:?}",
+            row.source_key
+        );
+        assert!(
+            !ids_a.contains(&guess.to_string()),
+            "the reporter predicted {guess}"
+        );
     }
 
     // The same file in another case gets other ids.
     assert!(import(&coord_b, "b", &file).status.success());
     let ids_b = imported_ids(&coord_b, "b");
     assert_eq!(ids_b.len(), 2);
-    assert!(ids_a.iter().all(|id| !ids_b.contains(id)), "{ids_a:?} {ids_b:?}");
+    assert!(
+        ids_a.iter().all(|id| !ids_b.contains(id)),
+        "{ids_a:?} {ids_b:?}"
+    );
 
     // Importing again on the same device changes nothing.
-    let again = coord_a.ok(&["import", "--case", "a", "--timezone", "+06:00", file.to_str().unwrap()]);
+    let again = coord_a.ok(&[
+        "import",
+        "--case",
+        "a",
+        "--timezone",
+        "+06:00",
+        file.to_str().unwrap(),
+    ]);
     assert!(again.contains("2 unchanged"), "{again}");
 
     // The salt is never the reporter's: its device holds none, and the
@@ -84,11 +111,26 @@ fn a_reporter_cannot_predict_the_id_an_import_will_use() {
     let reporter_replica = Replica::open(reporter.dir.path()).unwrap();
     assert_eq!(reporter_replica.meta("import_salt").unwrap(), None);
     let key = device_key(reporter.dir.path());
-    let reply = send("GET", &server.url, "/v1/case", &signed_headers(&key, "GET", "/v1/case", b""), b"");
-    println!("a reporter asks for the case's salt: {} {}", reply.status, reply.body);
+    let reply = send(
+        "GET",
+        &server.url,
+        "/v1/case",
+        &signed_headers(&key, "GET", "/v1/case", b""),
+        b"",
+    );
+    println!(
+        "a reporter asks for the case's salt: {} {}",
+        reply.status, reply.body
+    );
     assert_eq!(reply.status, 403, "{}", reply.body);
     let coord_key = device_key(coord_a.dir.path());
-    let reply = send("GET", &server.url, "/v1/case", &signed_headers(&coord_key, "GET", "/v1/case", b""), b"");
+    let reply = send(
+        "GET",
+        &server.url,
+        "/v1/case",
+        &signed_headers(&coord_key, "GET", "/v1/case", b""),
+        b"",
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     let case: Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(case["case_id"], case_a.as_str());
@@ -107,8 +149,16 @@ fn a_reporter_cannot_predict_the_id_an_import_will_use() {
     assert!(stderr.contains("fieldsync sync"), "{stderr}");
     late.ok(&["sync"]);
     let out = import(&late, "a", &file);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(imported_ids(&late, "a"), ids_a, "both coordinators derive the same ids");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        imported_ids(&late, "a"),
+        ids_a,
+        "both coordinators derive the same ids"
+    );
 }
 
 #[test]
@@ -150,8 +200,18 @@ fn a_file_imported_before_ids_were_salted_imports_again_unchanged() {
         .unwrap();
     drop(replica);
 
-    let again = coordinator.ok(&["import", "--case", "a", "--timezone", "+06:00", file.to_str().unwrap()]);
+    let again = coordinator.ok(&[
+        "import",
+        "--case",
+        "a",
+        "--timezone",
+        "+06:00",
+        file.to_str().unwrap(),
+    ]);
     println!("{again}");
-    assert!(again.contains("0 created") && again.contains("2 unchanged"), "{again}");
+    assert!(
+        again.contains("0 created") && again.contains("2 unchanged"),
+        "{again}"
+    );
     assert_eq!(imported_ids(&coordinator, "a").len(), 2);
 }

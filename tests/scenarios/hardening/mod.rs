@@ -2,7 +2,7 @@
 //! per finding.
 
 mod blob_capability;
-mod unauthenticated_audit;
-mod report_ids;
 mod clock_correction;
 mod import_salt;
+mod report_ids;
+mod unauthenticated_audit;

@@ -23,7 +23,12 @@ fn t(s: &str) -> DateTime<FixedOffset> {
 
 /// One raw sync round offering `changes` of report `id`; the status and
 /// the answer for that report (without the feed: the cursor is past it).
-fn offer(server: &ServerProcess, key: &DeviceKey, id: &ReportId, changes: Vec<SignedChange>) -> (u16, Value) {
+fn offer(
+    server: &ServerProcess,
+    key: &DeviceKey,
+    id: &ReportId,
+    changes: Vec<SignedChange>,
+) -> (u16, Value) {
     let request = SyncRequest {
         version: PROTOCOL_VERSION,
         cursor: u64::MAX,
@@ -47,7 +52,11 @@ fn seen(answer: &(u16, Value)) -> String {
     let doc = &body["docs"][0];
     let refused: Vec<(Value, Value)> = doc["refused"]
         .as_array()
-        .map(|r| r.iter().map(|r| (r["reason"].clone(), r["message"].clone())).collect())
+        .map(|r| {
+            r.iter()
+                .map(|r| (r["reason"].clone(), r["message"].clone()))
+                .collect()
+        })
         .unwrap_or_default();
     format!(
         "{status} changes={} heads={} complete={} refused={refused:?} error={}",
@@ -60,7 +69,11 @@ fn seen(answer: &(u16, Value)) -> String {
 fn edit_of(doc: &fieldsync_core::replica::Replica, id: &ReportId, key: &DeviceKey) -> SignedChange {
     let mut report = ReportDocument::from_automerge(doc.document(id).unwrap());
     report
-        .edit(key, &[Edit::SetTitle("hijacked".into())], t("2020-01-01T00:00:00Z"))
+        .edit(
+            key,
+            &[Edit::SetTitle("hijacked".into())],
+            t("2020-01-01T00:00:00Z"),
+        )
         .unwrap()
         .unwrap()
 }
@@ -68,10 +81,20 @@ fn edit_of(doc: &fieldsync_core::replica::Replica, id: &ReportId, key: &DeviceKe
 /// A report `key` creates under `id` in `case`, never sent, and an edit
 /// of it: the edit depends on a change the server does not have.
 fn unsent_report(key: &DeviceKey, id: &ReportId, case: &str) -> (SignedChange, SignedChange) {
-    let new = NewReport::new(id.clone(), case.parse::<CaseId>().unwrap(), "mine", t("2016-05-21T10:40:00+06:00"));
-    let (mut report, creation) = ReportDocument::create(key, &new, t("2020-01-01T00:00:00Z")).unwrap();
+    let new = NewReport::new(
+        id.clone(),
+        case.parse::<CaseId>().unwrap(),
+        "mine",
+        t("2016-05-21T10:40:00+06:00"),
+    );
+    let (mut report, creation) =
+        ReportDocument::create(key, &new, t("2020-01-01T00:00:00Z")).unwrap();
     let edit = report
-        .edit(key, &[Edit::SetTitle("hijacked".into())], t("2020-01-01T00:00:01Z"))
+        .edit(
+            key,
+            &[Edit::SetTitle("hijacked".into())],
+            t("2020-01-01T00:00:01Z"),
+        )
         .unwrap()
         .unwrap();
     (creation, edit)
@@ -85,27 +108,48 @@ fn a_report_id_of_another_reporter_or_case_is_answered_as_one_the_server_lacks()
     let case_d = server.create_case("d");
     let alice = enrolled_device(&server, "c", "reporter");
     let blob = BlobId::of(b"alice's photo").to_string();
-    let taken: ReportId = report_with_attachment(&alice, "c", &blob, 13).parse().unwrap();
+    let taken: ReportId = report_with_attachment(&alice, "c", &blob, 13)
+        .parse()
+        .unwrap();
     let alice_replica = Replica::open(alice.dir.path()).unwrap();
 
     let bob: DeviceHome = enrolled_device(&server, "c", "reporter");
     let dora: DeviceHome = enrolled_device(&server, "d", "reporter");
-    for (who, home, case) in [("Bob, same case", &bob, &case_c), ("Dora, another case", &dora, &case_d)] {
+    for (who, home, case) in [
+        ("Bob, same case", &bob, &case_c),
+        ("Dora, another case", &dora, &case_d),
+    ] {
         let key = device_key(home.dir.path());
         // An edit of Alice's report, next to an edit of a report the
         // server has never seen.
         let lacking = ReportId::random().unwrap();
         let (_, lacking_edit) = unsent_report(&key, &lacking, case);
-        let to_taken = offer(&server, &key, &taken, vec![edit_of(&alice_replica, &taken, &key)]);
+        let to_taken = offer(
+            &server,
+            &key,
+            &taken,
+            vec![edit_of(&alice_replica, &taken, &key)],
+        );
         let to_lacking = offer(&server, &key, &lacking, vec![lacking_edit]);
-        println!("{who}: Alice's report {}\n{who}: no one's report {}", seen(&to_taken), seen(&to_lacking));
+        println!(
+            "{who}: Alice's report {}\n{who}: no one's report {}",
+            seen(&to_taken),
+            seen(&to_lacking)
+        );
         assert_eq!(to_taken.0, 200, "{who}: {}", seen(&to_taken));
-        assert_eq!(seen(&to_taken), seen(&to_lacking), "{who}: the answers differ");
+        assert_eq!(
+            seen(&to_taken),
+            seen(&to_lacking),
+            "{who}: the answers differ"
+        );
 
         // Creating a report under Alice's id is refused, and not with 500.
         let (creation, _) = unsent_report(&key, &taken, case);
         let created = offer(&server, &key, &taken, vec![creation]);
-        println!("{who} creates a report under Alice's id: {}", seen(&created));
+        println!(
+            "{who} creates a report under Alice's id: {}",
+            seen(&created)
+        );
         assert_eq!(created.0, 200, "{who}: {}", seen(&created));
         assert_eq!(created.1["docs"][0]["refused"][0]["reason"], "bad_creation");
         assert_eq!(created.1["docs"][0]["heads"], serde_json::json!([]));
@@ -116,7 +160,10 @@ fn a_report_id_of_another_reporter_or_case_is_answered_as_one_the_server_lacks()
         let (creation, _) = unsent_report(&key, &taken, case);
         seen(&offer(&server, &key, &taken, vec![creation]))
     };
-    assert_eq!(creation_answer(&bob, &case_c), creation_answer(&dora, &case_d));
+    assert_eq!(
+        creation_answer(&bob, &case_c),
+        creation_answer(&dora, &case_d)
+    );
 
     // Uploads: another reporter's report answers as one not on the server.
     for (who, home) in [("Bob", &bob), ("Dora", &dora)] {
@@ -126,9 +173,20 @@ fn a_report_id_of_another_reporter_or_case_is_answered_as_one_the_server_lacks()
         let to_lacking = device.create(&blob, &lacking, 13);
         let text = |r: &fieldsync_tests::http::Reply| {
             let v: Value = serde_json::from_str(&r.body).unwrap();
-            (r.status, v["error"].as_str().unwrap().replace(taken.as_str(), "ID").replace(&lacking, "ID"))
+            (
+                r.status,
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .replace(taken.as_str(), "ID")
+                    .replace(&lacking, "ID"),
+            )
         };
-        println!("{who} uploads to Alice's report: {:?}; to no one's: {:?}", text(&to_taken), text(&to_lacking));
+        println!(
+            "{who} uploads to Alice's report: {:?}; to no one's: {:?}",
+            text(&to_taken),
+            text(&to_lacking)
+        );
         assert_eq!(text(&to_taken), text(&to_lacking), "{who}");
     }
 
@@ -148,7 +206,8 @@ fn a_report_id_of_another_reporter_or_case_is_answered_as_one_the_server_lacks()
             ];
             let body = br#"{"edits":[{"op":"set_title","title":"x"}],"change":"","sig":""}"#;
             let reply = send(method, &server.url, &path, &headers, body);
-            let error = serde_json::from_str::<Value>(&reply.body).unwrap_or_default()["error"].clone();
+            let error =
+                serde_json::from_str::<Value>(&reply.body).unwrap_or_default()["error"].clone();
             (reply.status, error)
         };
         let (taken_answer, lacking_answer) = (ask(&taken), ask(&lacking));
@@ -159,7 +218,8 @@ fn a_report_id_of_another_reporter_or_case_is_answered_as_one_the_server_lacks()
 
     // Alice's report is untouched.
     alice.ok(&["sync"]);
-    let shown: Value = serde_json::from_str(&alice.ok(&["show", taken.as_str(), "--json"])).unwrap();
+    let shown: Value =
+        serde_json::from_str(&alice.ok(&["show", taken.as_str(), "--json"])).unwrap();
     assert_eq!(shown["report"]["title"], "Arrest at the bus stop");
 }
 
@@ -183,7 +243,13 @@ fn web_session(server: &ServerProcess, coordinator: &DeviceHome) -> (String, Str
         body.as_bytes(),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let cookie = reply.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let cookie = reply
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let me: Value = serde_json::from_str(&reply.body).unwrap();
     (cookie, me["csrf"].as_str().unwrap().to_owned())
 }
