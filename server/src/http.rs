@@ -3,7 +3,8 @@
 //! errors are logged and never sent to the client.
 //!
 //! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
-//! `POST /v1/sync`, `GET /v1/timeline`, and the blob API of `uploads.rs`:
+//! `POST /v1/sync`, `GET /v1/timeline`, `GET /v1/devices`, `GET /v1/case`
+//! (coordinators: the case's import salt), and the blob API of `uploads.rs`:
 //! `OPTIONS`/`POST /v1/uploads`, `HEAD`/`PATCH /v1/uploads/{id}`,
 //! `GET`/`HEAD /v1/blobs/{blob id}`.
 
