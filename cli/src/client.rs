@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::{
-    EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
+    CaseInfo, EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
 };
 use fieldsync_core::replica::RosterEntry;
-use fieldsync_core::request_auth::{corrected_offset, RequestAuth};
+use fieldsync_core::request_auth::{corrected_offset, describe_offset, RequestAuth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -23,11 +23,25 @@ pub enum ClientError {
     /// signing clock by `skew_secs`, so a new request goes through.
     #[error("the server refused the request's time ({skew_secs} s off): {message}")]
     Clock { skew_secs: i64, message: String },
+    /// Refused for the request's time by more than the client corrects
+    /// by itself ([`MAX_CLOCK_CORRECTION_SECS`]); nothing was changed.
+    #[error("the server says this device's clock is {} the server's, more than the 48 hours fieldsync corrects by itself; set this device's clock (date, time and time zone), then try again ({message})", describe_offset(*offset_secs))]
+    ClockTooFar { offset_secs: i64, message: String },
     /// Refused because a copy of this very request reached the server
     /// first (a network that duplicates requests).
     #[error("the server had already received this request ({message})")]
     Replayed { message: String },
 }
+
+/// The largest clock offset the client signs with: 48 hours. The offset
+/// comes from an error body, which is not authenticated, so whoever
+/// answers for the server could send any value. Requests signed with a
+/// time far from the real one are requests an attacker who holds them can
+/// replay to the real server when that time comes (the server has not seen
+/// their nonces yet). 48 hours covers what real phones get wrong: a wrong
+/// time zone (UTC-12 to UTC+14 is 26 hours), a date a day off, daylight
+/// saving; a clock further off must be set by hand.
+pub const MAX_CLOCK_CORRECTION_SECS: i64 = 48 * 3600;
 
 /// Seconds added to this machine's clock to play a device whose clock is
 /// wrong (the hidden `--simulate-clock-skew`, for tests).
@@ -76,9 +90,12 @@ impl Client {
     }
 
     /// Signs with the device's clock plus `secs` (what the device home
-    /// kept from an earlier correction).
+    /// kept from an earlier correction); an offset past
+    /// [`MAX_CLOCK_CORRECTION_SECS`] (kept by an older fieldsync) is not used.
     pub fn with_clock_offset(self, secs: i64) -> Self {
-        self.clock_offset.set(secs);
+        if secs.abs() <= MAX_CLOCK_CORRECTION_SECS {
+            self.clock_offset.set(secs);
+        }
         self
     }
 
@@ -151,7 +168,9 @@ impl Client {
 
     /// Turns ureq's result into a response or a [`ClientError`] carrying
     /// the server's own message. A refusal for the request's time corrects
-    /// the clock offset, so the next request is signed right.
+    /// the clock offset, so the next request is signed right, unless the
+    /// offset would pass [`MAX_CLOCK_CORRECTION_SECS`]; either is said on
+    /// stderr.
     pub fn outcome(
         &self,
         result: Result<ureq::Response, ureq::Error>,
@@ -169,6 +188,16 @@ impl Client {
                 match skew {
                     Some(skew_secs) if status == 401 => {
                         let offset = corrected_offset(self.clock_offset.get(), skew_secs);
+                        if offset.saturating_abs() > MAX_CLOCK_CORRECTION_SECS {
+                            return Err(ClientError::ClockTooFar {
+                                offset_secs: offset,
+                                message,
+                            });
+                        }
+                        eprintln!(
+                            "the server says this device's clock is {} the server's; signing requests with the corrected time (fieldsync corrects up to 48 hours by itself)",
+                            describe_offset(offset)
+                        );
                         self.clock_offset.set(offset);
                         Err(ClientError::Clock { skew_secs, message })
                     }
@@ -211,6 +240,13 @@ impl Client {
 }
 
 impl Client {
+    /// The case, with its import salt (coordinators only).
+    pub fn case_info(&self, key: &DeviceKey) -> Result<CaseInfo, ClientError> {
+        let response = self.outcome(self.signed(key, "GET", "/v1/case")?.call())?;
+        serde_json::from_slice(&read_all(response)?)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
     /// The case's devices (coordinators only).
     pub fn roster(&self, key: &DeviceKey) -> Result<Vec<RosterEntry>, ClientError> {
         let response = self.outcome(self.signed(key, "GET", "/v1/devices")?.call())?;

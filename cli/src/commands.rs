@@ -112,6 +112,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             device_quota_bytes,
             upload_expiry_secs,
             trust_proxy,
+            audit_retention_days,
         } => {
             let mut config = fieldsync_server::Config::new(data);
             config.max_request_bytes = max_request_bytes;
@@ -119,6 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             config.device_quota_bytes = device_quota_bytes;
             config.upload_expiry_secs = upload_expiry_secs;
             config.trust_proxy = trust_proxy;
+            config.audit_retention_days = audit_retention_days;
             serve(config, &listen)
         }
         Command::Admin { data, command } => admin(&data, command),
@@ -292,6 +294,9 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
             replica.set_meta("case_id", &enrolled.case_id)?;
             replica.set_meta("case_name", &enrolled.case_name)?;
             replica.set_meta("role", enrolled.role.as_str())?;
+            if let Some(salt) = &enrolled.import_salt {
+                replica.set_meta(crate::import::IMPORT_SALT, salt)?;
+            }
             println!(
                 "enrolled device {} as {} of case {}",
                 enrolled.device_id,
@@ -528,6 +533,14 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
         match client.roster(&key) {
             Ok(roster) => replica.set_roster(&roster)?,
             Err(e) => eprintln!("warning: could not refresh the case's device list: {e}"),
+        }
+        // A device enrolled before cases had an import salt gets it here.
+        match client.case_info(&key) {
+            Ok(case) if case.case_id == enrollment.case_id.as_str() => {
+                replica.set_meta(crate::import::IMPORT_SALT, &case.import_salt)?
+            }
+            Ok(_) => eprintln!("warning: the server answered with another case's details"),
+            Err(e) => eprintln!("warning: could not fetch the case's import salt: {e}"),
         }
     }
     if json {

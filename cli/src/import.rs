@@ -3,9 +3,13 @@
 //! video become encrypted attachments of `--report`; a sync bundle is
 //! recognised by its magic and relayed (see `bundle.rs`).
 //!
-//! Imports repeat safely: a report's id derives from the case, the file's
-//! name and the report's key inside the file, so importing again changes
-//! nothing and a corrected file updates the reports it made.
+//! Imports repeat safely: a report's id derives from the case's import
+//! salt, the case, the file's name and the report's key inside the file,
+//! so importing again changes nothing and a corrected file updates the
+//! reports it made. The salt is a secret the server gives coordinators'
+//! devices only: without it a reporter, who can know the case, the file's
+//! name and its rows, could compute an id an import will use and create a
+//! report under it first, blocking the import.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +33,9 @@ use crate::commands::{check_case, enrollment, open, Enrollment};
 /// each commit writes every page it touched: at 1,000 per batch the
 /// commits took 2.9 s of a 100,000-row import's 8.6 s.
 const BATCH: usize = 10_000;
+
+/// Where the device home keeps its case's import salt.
+pub const IMPORT_SALT: &str = "import_salt";
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -122,6 +129,9 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
     let mut summaries = Vec::new();
     if !media.is_empty() {
         summaries.push(attach_media(&mut replica, &enrollment, &args, &media)?);
+    }
+    if !documents.is_empty() {
+        import_salt(&replica)?;
     }
     for file in documents {
         summaries.push(import_file(
@@ -230,16 +240,23 @@ fn import_file(
         bar.set_message(name.clone());
         bar
     };
+    let salt = import_salt(replica)?;
+    let unsalted = imported_unsalted(replica, enrollment, &name, &parsed.reports)?;
     for chunk in parsed.reports.chunks(BATCH) {
         let rows: Vec<(ReportId, &ImportedReport)> = chunk
             .iter()
             .map(|imported| {
-                let id = ReportId::derived_from(&[
-                    b"import v1",
-                    enrollment.case_id.as_str().as_bytes(),
-                    name.as_bytes(),
-                    imported.source_key.as_bytes(),
-                ]);
+                let id = if unsalted {
+                    unsalted_id(enrollment, &name, imported)
+                } else {
+                    ReportId::derived_from(&[
+                        b"import v2",
+                        salt.as_bytes(),
+                        enrollment.case_id.as_str().as_bytes(),
+                        name.as_bytes(),
+                        imported.source_key.as_bytes(),
+                    ])
+                };
                 (id, imported)
             })
             .collect();
@@ -255,6 +272,45 @@ fn import_file(
     }
     progress.finish_and_clear();
     Ok(summary)
+}
+
+/// The case's import salt, which the server gives coordinators' devices at
+/// enrollment and on every sync.
+fn import_salt(replica: &Replica) -> Result<String> {
+    replica.meta(IMPORT_SALT)?.filter(|s| !s.is_empty()).ok_or_else(|| {
+        anyhow!("this device does not have its case's import salt yet (it keeps imported reports' ids unpredictable, and only coordinators' devices get it); run `fieldsync sync` once while connected, then import again")
+    })
+}
+
+/// The id an import made before ids were salted.
+fn unsalted_id(enrollment: &Enrollment, name: &str, imported: &ImportedReport) -> ReportId {
+    ReportId::derived_from(&[
+        b"import v1",
+        enrollment.case_id.as_str().as_bytes(),
+        name.as_bytes(),
+        imported.source_key.as_bytes(),
+    ])
+}
+
+/// Whether this device imported this file before ids were salted: one of
+/// its first rows is a report this device created under the unsalted id.
+/// Such a file keeps its ids, so importing it again still changes nothing
+/// and a corrected file still updates its reports. A reporter cannot fake
+/// this: the server takes a report only with its author as creator.
+fn imported_unsalted(
+    replica: &Replica,
+    enrollment: &Enrollment,
+    name: &str,
+    reports: &[ImportedReport],
+) -> Result<bool> {
+    let Some(me) = replica.device_key()?.map(|k| k.device_id().to_string()) else {
+        return Ok(false);
+    };
+    Ok(reports.iter().take(8).any(|imported| {
+        replica
+            .report(&unsalted_id(enrollment, name, imported))
+            .is_ok_and(|report| report.created_by == me)
+    }))
 }
 
 /// Files named beside the documents that are photos, recordings or video.

@@ -61,6 +61,11 @@ pub enum Command {
         /// and host) from a reverse proxy in front; without it they are ignored.
         #[arg(long)]
         trust_proxy: bool,
+        /// Audit log rows older than this many days are deleted (at start
+        /// and hourly).
+        #[arg(long, default_value_t = fieldsync_server::DEFAULT_AUDIT_RETENTION_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        audit_retention_days: u32,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {

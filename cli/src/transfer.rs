@@ -380,6 +380,8 @@ fn retryable(e: &TransferError) -> bool {
         TransferError::Client(ClientError::BadResponse(_)) => true,
         // The client corrected its clock from the answer.
         TransferError::Client(ClientError::Clock { .. }) => true,
+        // Only setting the device's clock helps.
+        TransferError::Client(ClientError::ClockTooFar { .. }) => false,
         // A copy got there first; the next try is signed afresh and starts
         // from the offset the server reports, so nothing is written twice.
         TransferError::Client(ClientError::Replayed { .. }) => true,

@@ -3,20 +3,22 @@
 //! errors are logged and never sent to the client.
 //!
 //! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
-//! `POST /v1/sync`, `GET /v1/timeline`, and the blob API of `uploads.rs`:
+//! `POST /v1/sync`, `GET /v1/timeline`, `GET /v1/devices`, `GET /v1/case`
+//! (coordinators: the case's import salt), and the blob API of `uploads.rs`:
 //! `OPTIONS`/`POST /v1/uploads`, `HEAD`/`PATCH /v1/uploads/{id}`,
 //! `GET`/`HEAD /v1/blobs/{blob id}`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use fieldsync_core::identity::PublicKey;
-use fieldsync_core::protocol::{EnrollRequest, EnrollResponse, ErrorBody, SyncRequest};
+use fieldsync_core::protocol::{CaseInfo, EnrollRequest, EnrollResponse, ErrorBody, SyncRequest};
 use fieldsync_core::request_auth::{AuthError, RequestAuth};
 use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
 use futures_util::StreamExt;
 
 use crate::blob_store::BlobStore;
+use crate::refusal_log;
 use crate::store::{DeviceRecord, Store, StoreError, SyncStoreError, TimelineQuery};
 use crate::uploads;
 use crate::Config;
@@ -34,7 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/enroll", web::post().to(enroll))
         .route("/v1/sync", web::post().to(sync))
         .route("/v1/timeline", web::get().to(timeline))
-        .route("/v1/devices", web::get().to(devices));
+        .route("/v1/devices", web::get().to(devices))
+        .route("/v1/case", web::get().to(case));
     uploads::routes(cfg);
 }
 
@@ -211,39 +214,49 @@ pub(crate) async fn read_body(
 
 /// Authenticates a signed request: the device is enrolled, the signature
 /// verifies, the clock is within the window, the nonce is new, and the
-/// device is not revoked. Refusals are audited.
+/// device is not revoked.
+///
+/// A refusal before all but the last of these held is unauthenticated:
+/// anyone can send one, so it is logged at a bounded rate and never
+/// written to the database (`refusal_log.rs`). A revoked device's fresh,
+/// correctly signed request is audited: it is that device's key at work.
 pub(crate) async fn authenticate(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<DeviceRecord, ApiError> {
-    let (auth, path) = signed_parts(req)?;
+    let route = req.path().to_owned();
+    let (auth, path) =
+        signed_parts(req).inspect_err(|e| refusal_log::refused(&route, None, e.message()))?;
     let method = req.method().as_str().to_owned();
     let body = body.to_vec();
     let window = state.config.auth_window_secs;
     let st = state.clone();
     web::block(move || -> Result<DeviceRecord, ApiError> {
         let store = &st.store;
-        let refuse = |status: StatusCode, why: String| {
-            if let Err(e) = store.audit("request-refused", Some(&auth.device), &why) {
-                tracing::error!(error = %e, "audit");
-            }
-            ApiError::new(status, why)
+        let unauthenticated = |error: ApiError| {
+            refusal_log::refused(&route, Some(auth.device.as_str()), error.message());
+            error
         };
         let Some(device) = store.device(&auth.device)? else {
-            return Err(refuse(StatusCode::UNAUTHORIZED, format!("device {} is not enrolled on this server; enroll it with `fieldsync device enroll`", auth.device)));
+            return Err(unauthenticated(ApiError::new(StatusCode::UNAUTHORIZED, format!("device {} is not enrolled on this server; enroll it with `fieldsync device enroll`", auth.device))));
         };
         let now = chrono::Utc::now().timestamp();
         if let Err(e) = auth.verify(&device.public_key, &method, &path, &body, now, window) {
-            // Audited like every refusal; the answer says how far off a clock is.
-            let _ = refuse(StatusCode::UNAUTHORIZED, e.to_string());
-            return Err(ApiError::unauthorized(&e));
+            // The answer says how far off a clock is.
+            return Err(unauthenticated(ApiError::unauthorized(&e)));
+        }
+        // The nonce before revocation: a replayed request of a revoked
+        // device is no more authenticated than any other replay.
+        if !store.use_nonce(&device.device_id, &auth.nonce, auth.timestamp, window)? {
+            return Err(unauthenticated(ApiError::new(StatusCode::UNAUTHORIZED, "this request was already received (replayed nonce); a new request needs a new nonce").replayed()));
         }
         if device.revoked_at.is_some() {
-            return Err(refuse(StatusCode::FORBIDDEN, format!("device {} was revoked; it can no longer sync. Its unsynced reports remain on the device", device.device_id)));
-        }
-        if !store.use_nonce(&device.device_id, &auth.nonce, auth.timestamp, window)? {
-            return Err(refuse(StatusCode::UNAUTHORIZED, "this request was already received (replayed nonce); a new request needs a new nonce".into()).replayed());
+            let why = format!("device {} was revoked; it can no longer sync. Its unsynced reports remain on the device", device.device_id);
+            if let Err(e) = store.audit("request-refused", Some(&device.device_id), &why) {
+                tracing::error!(error = %e, "audit");
+            }
+            return Err(ApiError::new(StatusCode::FORBIDDEN, why));
         }
         Ok(device)
     })
@@ -257,12 +270,20 @@ async fn enroll(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, 64 * 1024).await?;
-    let request: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the enrollment request is not valid JSON: {e}"),
-        )
-    })?;
+    // Nothing here is authenticated until the store took the token: a
+    // refusal before that is only logged, at a bounded rate.
+    let unauthenticated = |e: ApiError| {
+        refusal_log::refused("/v1/enroll", None, e.message());
+        e
+    };
+    let request: EnrollRequest = serde_json::from_slice(&body)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the enrollment request is not valid JSON: {e}"),
+            )
+        })
+        .map_err(unauthenticated)?;
     let key = hex::decode(&request.public_key)
         .ok()
         .and_then(|bytes| PublicKey::from_bytes(&bytes).ok())
@@ -271,9 +292,10 @@ async fn enroll(
                 StatusCode::BAD_REQUEST,
                 "public_key must be 64 hexadecimal characters (an Ed25519 public key)",
             )
-        })?;
+        })
+        .map_err(unauthenticated)?;
     // The request is signed by the key being enrolled: proof of possession.
-    let (auth, path) = signed_parts(&req)?;
+    let (auth, path) = signed_parts(&req).map_err(unauthenticated)?;
     auth.verify(
         &key,
         "POST",
@@ -282,28 +304,34 @@ async fn enroll(
         chrono::Utc::now().timestamp(),
         state.config.auth_window_secs,
     )
-    .map_err(|e| ApiError::unauthorized(&e))?;
+    .map_err(|e| unauthenticated(ApiError::unauthorized(&e)))?;
     let st = state.clone();
-    let device = web::block(move || {
-        let result = st.store.enroll(&request.token, &key);
-        if let Err(e) = &result {
-            if let Err(audit) =
-                st.store
-                    .audit("enroll-refused", Some(&key.device_id()), &e.to_string())
-            {
-                tracing::error!(error = %audit, "audit");
-            }
-        }
-        result
-    })
-    .await
-    .map_err(|e| ApiError::internal("blocking task", &e))??;
+    // The store audits a refusal of a token it issued (used, expired).
+    let device = web::block(move || st.store.enroll(&request.token, &key))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))?
+        .map_err(|e| match e {
+            StoreError::InvalidToken => unauthenticated(ApiError::from(e)),
+            other => ApiError::from(other),
+        })?;
     tracing::info!(device = %device.device_id, case = %device.case_id, role = device.role.as_str(), "device enrolled");
+    let import_salt = match device.role {
+        DeviceRole::Coordinator => {
+            let (st, case) = (state.clone(), device.case_id.clone());
+            Some(
+                web::block(move || st.store.import_salt(&case))
+                    .await
+                    .map_err(|e| ApiError::internal("blocking task", &e))??,
+            )
+        }
+        DeviceRole::Reporter => None,
+    };
     Ok(HttpResponse::Ok().json(EnrollResponse {
         device_id: device.device_id.to_string(),
         case_id: device.case_id.to_string(),
         case_name: device.case_name.clone(),
         role: device.role,
+        import_salt,
     }))
 }
 
@@ -408,6 +436,29 @@ async fn devices(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         })
         .collect();
     Ok(HttpResponse::Ok().json(roster))
+}
+
+/// The case, for a coordinator's device: with its import salt, which a
+/// device enrolled before the salt existed gets on its next sync.
+async fn case(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&state, &req, b"").await?;
+    if device.role != DeviceRole::Coordinator {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the case's import salt is for coordinators' devices",
+        ));
+    }
+    let (st, case) = (state.clone(), device.case_id.clone());
+    let import_salt = web::block(move || st.store.import_salt(&case))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(CaseInfo {
+            case_id: device.case_id.to_string(),
+            case_name: device.case_name.clone(),
+            import_salt,
+        }))
 }
 
 #[cfg(test)]

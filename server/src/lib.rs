@@ -8,9 +8,11 @@
 //!
 //! Start it with [`run`] on a bound listener; tests bind `127.0.0.1:0`.
 
+pub mod audit;
 pub mod blob_store;
 pub mod http;
 pub mod public_origin;
+pub mod refusal_log;
 pub mod store;
 pub mod uploads;
 pub mod web;
@@ -45,6 +47,8 @@ pub struct Config {
     /// Believe a reverse proxy's `Forwarded` / `X-Forwarded-*` headers
     /// (see [`public_origin`]); off unless `serve --trust-proxy`.
     pub trust_proxy: bool,
+    /// Audit log rows older than this many days are deleted.
+    pub audit_retention_days: u32,
 }
 
 /// Default [`Config::max_blob_bytes`]: 4 GiB.
@@ -53,6 +57,12 @@ pub const DEFAULT_MAX_BLOB_BYTES: u64 = 4 << 30;
 pub const DEFAULT_DEVICE_QUOTA_BYTES: u64 = 16 << 30;
 /// Default [`Config::upload_expiry_secs`]: 7 days.
 pub const DEFAULT_UPLOAD_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Default [`Config::audit_retention_days`]: 90 days, long enough to look
+/// into a seized phone or a leaked invite weeks after the fact (people
+/// learn of a seizure late, a detained reporter may be held for weeks),
+/// short enough that the log does not become a long record of when each
+/// reporter was active for whoever seizes the server.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
 
 impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
@@ -65,6 +75,7 @@ impl Config {
             device_quota_bytes: DEFAULT_DEVICE_QUOTA_BYTES,
             upload_expiry_secs: DEFAULT_UPLOAD_EXPIRY_SECS,
             trust_proxy: false,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
@@ -74,7 +85,8 @@ impl Config {
 ///
 /// Before it serves, expired uploads and partial files that belong to no
 /// upload are removed; a background thread then removes expired uploads
-/// periodically (see [`uploads::sweep_interval`]).
+/// periodically (see [`uploads::sweep_interval`]). The audit log is pruned
+/// to its retention at start and hourly by another (`audit.rs`).
 pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StoreError> {
     let store = Store::open(&config.data_dir)?;
     let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
@@ -88,6 +100,8 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
     });
     uploads::sweep_at_start(&state);
     uploads::spawn_sweeper(Arc::downgrade(&state));
+    audit::prune(&state.store, state.config.audit_retention_days);
+    audit::spawn_upkeep(Arc::downgrade(&state));
     let state = actix_web::web::Data::from(state);
     let server = HttpServer::new(move || {
         let mut headers = actix_web::middleware::DefaultHeaders::new();

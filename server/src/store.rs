@@ -32,13 +32,13 @@
 //! # }
 //! ```
 //!
-//! Tables (schema 5; schema 1 had neither the three blob tables nor
+//! Tables (schema 6; schema 1 had neither the three blob tables nor
 //! `timeline_tags`, schema 3 added the review app's `web_sessions`, see
 //! `store/web.rs`, and schema 4 `timeline_tags`):
 //!
 //! | table | holds |
 //! |---|---|
-//! | `cases` | id, unique name |
+//! | `cases` | id, unique name, and the secret salt of its import ids (schema 6; coordinators only) |
 //! | `invites` | SHA-256 of each enrollment token (never the token), its case, role, expiry and use |
 //! | `devices` | enrolled devices: public key, case, role, revocation |
 //! | `documents` | each report's Automerge snapshot, creator, heads and newest feed sequence number |
@@ -82,13 +82,14 @@ use rusqlite::{
 
 use crate::blob_store::{BlobId, UploadId};
 
+mod audit;
 mod web;
 pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};
 
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
@@ -342,12 +343,13 @@ pub enum UploadStart {
 pub enum UploadError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Also a report of the case that this device may not write: the
+    /// answer is the same, so it reveals nothing of other reporters' ids.
     #[error("report {0} is not on the server in this device's case; sync the report before uploading its attachments")]
     ReportNotSynced(ReportId),
-    #[error("report {0} was created by another device; a reporter may upload attachments only to reports it created")]
-    NotYourReport(ReportId),
     #[error("the report does not reference this blob; sync first (the server's copy of report {report} lists no attachment with blob {blob}: add the attachment to the report and sync before uploading)")]
     BlobNotReferenced { report: ReportId, blob: BlobId },
+    /// Only for a device that may read the stored blob ([`holds_blob`]).
     #[error("this case already holds blob {blob} with {stored} bytes, not {length}; Upload-Length must be the size of the ciphertext")]
     LengthMismatch {
         blob: BlobId,
@@ -367,8 +369,9 @@ pub enum BlobAccess {
     NotYetUploaded,
     /// A coordinator's case has no such blob.
     Unknown,
-    /// A reporter has no report that lists this blob.
-    Forbidden,
+    /// A reporter's device has not uploaded this blob itself (whether or
+    /// not the case holds it).
+    NotUploadedByThisDevice,
 }
 
 /// Creates the data directory and its `blobs/` owner-only (0700), and
@@ -436,8 +439,13 @@ impl Store {
             created_at: now_text(),
         };
         tx.execute(
-            "INSERT INTO cases (id, name, created_at) VALUES (?1, ?2, ?3)",
-            params![record.id.as_str(), record.name, record.created_at],
+            "INSERT INTO cases (id, name, created_at, import_salt) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                record.id.as_str(),
+                record.name,
+                record.created_at,
+                random_token()?
+            ],
         )?;
         write_audit(
             &tx,
@@ -492,22 +500,45 @@ impl Store {
         Ok(token)
     }
 
-    /// Enrolls the device whose key this is with a one-time token. A refused
-    /// attempt is recorded in the audit log too, in a write of its own.
+    /// The case's import salt: a secret that coordinators' devices mix into
+    /// the ids of imported reports, so that no reporter can compute an id
+    /// an import will use and take it first. Only for coordinators.
+    pub fn import_salt(&self, case: &CaseId) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        let salt: Option<String> = conn
+            .query_row(
+                "SELECT import_salt FROM cases WHERE id = ?1",
+                [case.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        salt.ok_or_else(|| StoreError::UnknownCase(case.to_string()))
+    }
+
+    /// Enrolls the device whose key this is with a one-time token. A
+    /// refusal of a token this server issued (used, expired) is recorded in
+    /// the audit log too, in a write of its own: it shows an invite in the
+    /// wrong hands. A made-up token is not: anyone can send one, so a write
+    /// for it would cost the sender nothing (the caller logs it instead).
     pub fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError> {
         let mut conn = self.conn()?;
         let device = public_key.device_id();
         let result = enroll_in_tx(&mut conn, token, public_key);
         if let Err(e) = &result {
             let reason = match e {
-                StoreError::InvalidToken => "unknown token",
-                StoreError::TokenUsed => "token already used",
-                StoreError::TokenExpired => "token expired",
-                StoreError::AlreadyEnrolled(_) => "device already enrolled",
-                _ => "storage failure",
+                StoreError::InvalidToken => None,
+                StoreError::TokenUsed => Some("token already used"),
+                StoreError::TokenExpired => Some("token expired"),
+                StoreError::AlreadyEnrolled(_) => Some("device already enrolled"),
+                _ => Some("storage failure"),
             };
-            if let Err(audit_error) = write_audit(&conn, "enroll-refused", Some(&device), reason) {
-                tracing::warn!(device = %device, error = %audit_error, "could not audit a refused enrollment");
+            if let Some(reason) = reason {
+                if let Err(audit_error) =
+                    write_audit(&conn, "enroll-refused", Some(&device), reason)
+                {
+                    tracing::warn!(device = %device, error = %audit_error, "could not audit a refused enrollment");
+                }
             }
         }
         result
@@ -899,11 +930,18 @@ impl Store {
 
     /// Starts an upload of `new.blob` for `new.report`, in one
     /// transaction. Checked in order: the report is on the server in the
-    /// device's case; the device may write it; the server's copy of the
-    /// report lists the blob; then, if the case holds the blob already, a
-    /// completed upload that costs nothing; else, if this device has an
-    /// upload of the blob in progress, that upload; else the device's quota
-    /// and a new upload, expiring after `limits.expiry` untouched.
+    /// device's case and the device may write it (a report it may not
+    /// write is answered as one the server lacks); the server's copy of
+    /// the report lists the blob; then, if the device may read the stored
+    /// blob already ([`holds_blob`]), a completed upload that costs
+    /// nothing; else, if this device has an upload of the blob in
+    /// progress, that upload; else the device's quota and a new upload
+    /// under `id`, expiring after `limits.expiry` untouched.
+    ///
+    /// A reporter that names a blob it did not upload itself gets a new
+    /// upload whether or not the case holds the blob: it holds the blob
+    /// only once it has sent every byte and they hash to the id, so no
+    /// answer tells it whether another device's blob exists, or its size.
     ///
     /// The (blob, report) reference is recorded with any upload this
     /// returns. On an error nothing is written.
@@ -911,6 +949,7 @@ impl Store {
         &self,
         device: &DeviceRecord,
         new: &NewUpload,
+        id: &UploadId,
         limits: UploadLimits,
     ) -> Result<UploadStart, UploadError> {
         let mut conn = self.conn()?;
@@ -934,9 +973,11 @@ impl Store {
         };
         let creator: DeviceId = parse_stored(&creator, "creator device id")?;
         // A report's writers are its readers: coordinators and its creator
-        // (`policy::check_change` holds changes to the same rule).
+        // (`policy::check_change` holds changes to the same rule). Another
+        // reporter's report is answered as one the server lacks, so a
+        // reporter learns nothing of other reporters' report ids.
         if !may_read(&device.member(), &creator) {
-            return Err(UploadError::NotYourReport(new.report.clone()));
+            return Err(UploadError::ReportNotSynced(new.report.clone()));
         }
         let references = Automerge::load(&snapshot)
             .map_err(|e| StoreError::Corrupt(format!("report {} does not load: {e}", new.report)))
@@ -967,17 +1008,8 @@ impl Store {
         )
         .map_err(StoreError::from)?;
         let expires_at = now + expiry_duration(limits.expiry)?;
-        let id = UploadId::random().map_err(|_| StoreError::Random)?;
-        let stored: Option<i64> = tx
-            .query_row(
-                "SELECT size FROM blobs WHERE case_id = ?1 AND blob_id = ?2",
-                params![case, new.blob.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(StoreError::from)?;
-        let start = if let Some(size) = stored {
-            let stored = sql_size(size)?;
+        let stored = holds_blob(&tx, device, &new.blob)?;
+        let start = if let Some(stored) = stored {
             if stored != new.length {
                 return Err(UploadError::LengthMismatch {
                     blob: new.blob.clone(),
@@ -985,8 +1017,8 @@ impl Store {
                     length: new.length,
                 });
             }
-            insert_upload(&tx, &id, device, new, now, now, true)?;
-            UploadStart::Deduplicated(upload_by_id(&tx, &id)?.ok_or_else(|| vanished(&id))?)
+            insert_upload(&tx, id, device, new, now, now, true)?;
+            UploadStart::Deduplicated(upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?)
         } else if let Some(existing) = tx
             .query_row(
                 "SELECT id FROM uploads
@@ -1027,8 +1059,8 @@ impl Store {
                     quota: limits.device_quota_bytes,
                 });
             }
-            insert_upload(&tx, &id, device, new, now, expires_at, false)?;
-            UploadStart::Created(upload_by_id(&tx, &id)?.ok_or_else(|| vanished(&id))?)
+            insert_upload(&tx, id, device, new, now, expires_at, false)?;
+            UploadStart::Created(upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?)
         };
         tx.commit().map_err(StoreError::from)?;
         Ok(start)
@@ -1117,9 +1149,10 @@ impl Store {
     }
 
     /// Whether `device` may read `blob`. Coordinators read every blob of
-    /// their case; reporters only blobs that a report they created lists.
-    /// Nothing here depends on other cases, so the answer reveals nothing
-    /// about them.
+    /// their case; reporters only blobs their own device uploaded
+    /// ([`holds_blob`]), and get one answer for every other blob, whether
+    /// the case holds it or not. Nothing here depends on other cases, so
+    /// the answer reveals nothing about them.
     pub fn blob_access(
         &self,
         device: &DeviceRecord,
@@ -1128,18 +1161,10 @@ impl Store {
         let conn = self.conn()?;
         let case = device.case_id.as_str();
         if device.role == DeviceRole::Reporter {
-            let referenced: Option<i64> = conn
-                .query_row(
-                    "SELECT 1 FROM blob_refs r JOIN documents d ON d.id = r.report_id
-                     WHERE r.case_id = ?1 AND r.blob_id = ?2 AND d.case_id = ?1 AND d.creator = ?3
-                     LIMIT 1",
-                    params![case, blob.as_str(), device.device_id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if referenced.is_none() {
-                return Ok(BlobAccess::Forbidden);
-            }
+            return Ok(match holds_blob(&conn, device, blob)? {
+                Some(size) => BlobAccess::Readable { size },
+                None => BlobAccess::NotUploadedByThisDevice,
+            });
         }
         let size: Option<i64> = conn
             .query_row(
@@ -1225,28 +1250,35 @@ impl ServerStore for CaseStore<'_> {
     }
 
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, StoreError> {
-        let row: Option<(String, String, Vec<u8>)> = self
+        let row: Option<(String, Vec<u8>)> = self
             .tx
-            .prepare_cached("SELECT case_id, creator, snapshot FROM documents WHERE id = ?1")?
-            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .prepare_cached(
+                "SELECT creator, snapshot FROM documents WHERE id = ?1 AND case_id = ?2",
+            )?
+            .query_row(params![id.as_str(), self.case_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        let Some((case_id, creator, snapshot)) = row else {
+        let Some((creator, snapshot)) = row else {
             return Ok(None);
         };
-        if case_id != self.case_id {
-            // Report ids are 128 random bits: a collision across cases is
-            // hostile input. Answering "no such report" would let the
-            // request create a second document under the same id.
-            return Err(StoreError::Corrupt(
-                "report id belongs to another case".into(),
-            ));
-        }
         let doc = Automerge::load(&snapshot)
             .map_err(|e| StoreError::Corrupt(format!("report {id} does not load: {e}")))?;
         Ok(Some(StoredDocument {
             doc,
             creator: parse_stored(&creator, "creator device id")?,
         }))
+    }
+
+    fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, StoreError> {
+        // Report ids are 128 random bits: one taken in another case was
+        // copied, and the sync answers as for another reporter's report.
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM documents WHERE id = ?1 AND case_id != ?2")?
+            .query_row(params![id.as_str(), self.case_id], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     fn save_document(
@@ -1983,6 +2015,38 @@ fn insert_upload(
     Ok(())
 }
 
+/// The size of `blob` if `device` may read it as stored in its case
+/// without sending it: a coordinator reads every blob of its case; any
+/// other device only a blob it uploaded itself, every byte checked against
+/// the id (a completed upload that was not deduplicated). A blob id alone
+/// proves nothing: reports list ids that any device can copy.
+fn holds_blob(
+    conn: &Connection,
+    device: &DeviceRecord,
+    blob: &BlobId,
+) -> Result<Option<u64>, StoreError> {
+    let size: Option<i64> = conn
+        .prepare_cached(
+            "SELECT b.size FROM blobs b
+             WHERE b.case_id = ?1 AND b.blob_id = ?2
+               AND (?4 OR EXISTS (
+                   SELECT 1 FROM uploads u
+                   WHERE u.device_id = ?3 AND u.blob_id = ?2 AND u.case_id = ?1
+                     AND u.completed_at IS NOT NULL AND u.deduplicated = 0))",
+        )?
+        .query_row(
+            params![
+                device.case_id.as_str(),
+                blob.as_str(),
+                device.device_id.as_str(),
+                device.role == DeviceRole::Coordinator
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    size.map(sql_size).transpose()
+}
+
 fn vanished(id: &UploadId) -> StoreError {
     StoreError::Corrupt(format!("upload {id} vanished inside a transaction"))
 }
@@ -2211,6 +2275,23 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )?;
         set_web_session_actors(&tx)?;
         tx.execute_batch("PRAGMA user_version = 5;")?;
+    }
+    if version < 6 {
+        // A secret per case for the ids of imported reports (issue 14,
+        // finding 10): they derived from the case, the file's name and
+        // the row alone, which a reporter could know and take first.
+        tx.execute_batch("ALTER TABLE cases ADD COLUMN import_salt TEXT;")?;
+        let ids: Vec<String> = tx
+            .prepare("SELECT id FROM cases")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE cases SET import_salt = ?2 WHERE id = ?1",
+                params![id, random_token()?],
+            )?;
+        }
+        tx.execute_batch("PRAGMA user_version = 6;")?;
     }
     tx.commit()?;
     Ok(())
@@ -2640,9 +2721,11 @@ mod tests {
         assert_eq!(last.2.as_deref(), Some(second.device_id().as_str()));
         assert_eq!(last.3, "token already used");
 
+        // A made-up token is refused and leaves no row: anyone can send one.
+        let rows = store.audit_log().unwrap().len();
         let err = store.enroll("not-a-token", &second).unwrap_err();
         assert!(matches!(err, StoreError::InvalidToken), "{err:?}");
-        assert_eq!(store.audit_log().unwrap().pop().unwrap().3, "unknown token");
+        assert_eq!(store.audit_log().unwrap().len(), rows);
     }
 
     #[test]
@@ -3148,16 +3231,19 @@ mod tests {
         b.replica.create_report(&copy).unwrap();
         let before = store.dump().unwrap();
         let plan = b.replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES).unwrap();
-        let err = store
+        // Refused as a second creation of a report, as in its own case: not
+        // a storage failure (a 500 that told the device the id is taken
+        // elsewhere).
+        let response = store
             .sync(&b.record, &plan.request, ServerLimits::default())
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SyncStoreError::Sync(SyncError::Store(StoreError::Corrupt(_)))
-            ),
-            "{err:?}"
+            .unwrap();
+        let answer = &response.docs[0];
+        assert_eq!(answer.refused.len(), 1, "{answer:?}");
+        assert_eq!(
+            answer.refused[0].reason,
+            fieldsync_core::protocol::Refusal::BadCreation
         );
+        assert!(answer.heads.is_empty() && answer.changes.is_empty());
         assert_eq!(store.dump().unwrap(), before);
         assert_eq!(
             titles(
@@ -3463,13 +3549,19 @@ mod tests {
         let before = tag_pages(&store, &case.id, "arrest", 1);
         assert_eq!(before.len(), 3);
         assert_eq!(before[0], "Water cannon");
-        // What schema 3 had: the timeline without its tag index.
+        // What schema 3 had: the timeline without its tag index (and
+        // changes without the feed columns of schema 5, cases without the
+        // import salt of schema 6).
         raw(&store)
             .execute_batch(
                 "DROP TRIGGER timeline_tags_insert;
                  DROP TRIGGER timeline_tags_update;
                  DROP TRIGGER timeline_tags_delete;
                  DROP TABLE timeline_tags;
+                 DROP INDEX changes_creator_feed;
+                 ALTER TABLE changes DROP COLUMN actor_device;
+                 ALTER TABLE changes DROP COLUMN doc_creator;
+                 ALTER TABLE cases DROP COLUMN import_salt;
                  PRAGMA user_version = 3;",
             )
             .unwrap();
@@ -3480,7 +3572,11 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(
+            store.import_salt(&case.id).is_ok(),
+            "schema 6 gave the case a salt"
+        );
         let entries: i64 = conn
             .query_row("SELECT count(*) FROM timeline_tags", [], |r| r.get(0))
             .unwrap();

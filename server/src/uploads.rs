@@ -115,7 +115,9 @@ pub fn sweep_interval(expiry_secs: u64) -> Duration {
 /// At start it also finishes uploads that a crash interrupted between
 /// moving the verified blob into place and recording it: an incomplete
 /// upload with no partial file whose blob file is there and hashes to its
-/// id is marked complete.
+/// id is marked complete. That is safe because nothing else leaves an
+/// incomplete upload without its partial file: the file is made before
+/// the upload's row, and the row is deleted before the file.
 pub fn sweep(
     store: &Store,
     blobs: &BlobStore,
@@ -140,8 +142,10 @@ pub fn sweep(
         let Some(_lock) = blobs.lock_upload(&id) else {
             continue;
         };
-        blobs.remove_partial(&id)?;
+        // Row first, as in `finish`: a crash in between leaves a stray
+        // partial file, never an incomplete upload without one.
         store.delete_upload(&id)?;
+        blobs.remove_partial(&id)?;
         expired += 1;
     }
     let mut strays = 0;
@@ -255,17 +259,23 @@ async fn start_upload(
         report,
         length,
     };
-    let (st, dev) = (state.clone(), device.clone());
-    let start = web::block(move || st.store.create_upload(&dev, &new, limits))
+    // The partial file exists before the upload's row does, so an
+    // incomplete upload without one is always an upload whose verified
+    // bytes were moved into place (`sweep` at start relies on it).
+    let id = UploadId::random()
+        .map_err(|_| ApiError::internal("upload id", &crate::store::StoreError::Random))?;
+    let (blobs, partial) = (state.blobs.clone(), id.clone());
+    blocking(move || blobs.create_partial(&partial)).await?;
+    let (st, dev, fresh) = (state.clone(), device.clone(), id.clone());
+    let start = web::block(move || st.store.create_upload(&dev, &new, &fresh, limits))
         .await
-        .map_err(|e| ApiError::internal("blocking task", &e))?
-        .map_err(upload_error)?;
-    let (upload, offset, how) = match start {
-        UploadStart::Created(upload) => {
-            let (blobs, id) = (state.blobs.clone(), upload.id.clone());
-            blocking(move || blobs.create_partial(&id)).await?;
-            (upload, 0, "created")
-        }
+        .map_err(|e| ApiError::internal("blocking task", &e));
+    if !matches!(start, Ok(Ok(UploadStart::Created(_)))) {
+        let (blobs, unused) = (state.blobs.clone(), id.clone());
+        blocking(move || blobs.remove_partial(&unused)).await?;
+    }
+    let (upload, offset, how) = match start?.map_err(upload_error)? {
+        UploadStart::Created(upload) => (upload, 0, "created"),
         UploadStart::Resumed(upload) => {
             let (blobs, id) = (state.blobs.clone(), upload.id.clone());
             let offset = blocking(move || blobs.partial_len(&id)).await?;
@@ -292,7 +302,6 @@ fn upload_error(e: UploadError) -> ApiError {
         UploadError::ReportNotSynced(_)
         | UploadError::BlobNotReferenced { .. }
         | UploadError::LengthMismatch { .. } => Some(StatusCode::CONFLICT),
-        UploadError::NotYourReport(_) => Some(StatusCode::FORBIDDEN),
         UploadError::QuotaExceeded { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
     };
     match (status, e) {
@@ -520,8 +529,13 @@ async fn finish(
         let (st, id, l) = (state.clone(), upload.id.clone(), lock.clone());
         blocking(move || {
             let _lock = l;
-            st.blobs.remove_partial(&id).map_err(ApiError::from)?;
-            st.store.delete_upload(&id).map_err(ApiError::from)
+            // The row goes first: an incomplete upload without a partial
+            // file is one whose verified bytes were moved into place.
+            st.store.delete_upload(&id).map_err(ApiError::from)?;
+            st.blobs
+                .remove_partial(&id)
+                .map(|_| ())
+                .map_err(ApiError::from)
         })
         .await?;
         tracing::info!(device = %upload.device_id, blob = %upload.blob, "upload refused: the bytes do not hash to the blob id; discarded");
@@ -623,10 +637,10 @@ pub(crate) async fn serve_blob(
     let (st, dev, b) = (state.clone(), device.clone(), blob.clone());
     let size = match blocking(move || st.store.blob_access(&dev, &b)).await? {
         BlobAccess::Readable { size } => size,
-        BlobAccess::Forbidden => {
+        BlobAccess::NotUploadedByThisDevice => {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this device may not read this attachment; a reporter reads only the attachments of reports it created",
+                StatusCode::NOT_FOUND,
+                "this device has not uploaded an attachment with this blob id; a reporter reads only attachments it uploaded itself (if it is yours, let `fieldsync sync` finish uploading it)",
             ))
         }
         BlobAccess::Unknown => {

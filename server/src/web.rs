@@ -201,14 +201,19 @@ async fn start_session(
     let body = read_body(payload, MAX_BODY).await?;
     let LoginBody { token } = json_body(&body, "login request")?;
     let cert = LoginCertificate::from_token(&token).map_err(|e| {
-        ApiError::new(
+        let error = ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("this login link is not valid ({e}); run `fieldsync web-login` again and copy the whole link"),
-        )
+        );
+        crate::refusal_log::refused("/web/session", None, error.message());
+        error
     })?;
     let st = state.clone();
     let started = blocking(move || Ok(st.store.start_web_session(&cert, now())?)).await?;
     let new = started.map_err(|why| {
+        if why == LoginRefusal::UnknownDevice {
+            crate::refusal_log::refused("/web/session", None, &why.to_string());
+        }
         let status = match why {
             LoginRefusal::Revoked | LoginRefusal::NotCoordinator => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,

@@ -180,6 +180,22 @@ pub struct EnrollResponse {
     pub case_id: String,
     pub case_name: String,
     pub role: crate::sync::policy::DeviceRole,
+    /// Coordinators only: the case's secret for the ids of imported
+    /// reports (see [`CaseInfo::import_salt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_salt: Option<String>,
+}
+
+/// `GET /v1/case`, for coordinators' devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseInfo {
+    pub case_id: String,
+    pub case_name: String,
+    /// A secret the case's coordinators mix into the ids of the reports
+    /// they import, so that a reporter, who knows the case, a file's name
+    /// and its rows, cannot compute an id an import will use and take it
+    /// first. Never sent to a reporter's device.
+    pub import_salt: String,
 }
 
 /// The body of every error the server sends.

@@ -28,7 +28,7 @@ const MIB: usize = 1 << 20;
 
 /// Checks an error reply: its status, that it is JSON `{error}` saying
 /// `says`, and that it carries `Tus-Resumable`.
-fn check(name: &str, reply: &Reply, status: u16, says: &str) {
+pub(crate) fn check(name: &str, reply: &Reply, status: u16, says: &str) {
     assert_eq!(reply.status, status, "{name}: {}", reply.body);
     assert_eq!(reply.header("tus-resumable"), Some("1.0.0"), "{name}");
     let body: serde_json::Value = serde_json::from_str(&reply.body)
@@ -42,7 +42,7 @@ fn check(name: &str, reply: &Reply, status: u16, says: &str) {
 }
 
 /// A number header of a reply.
-fn number(reply: &Reply, name: &str) -> u64 {
+pub(crate) fn number(reply: &Reply, name: &str) -> u64 {
     reply
         .header(name)
         .unwrap_or_else(|| panic!("no {name} header in {reply:?}"))
@@ -50,7 +50,7 @@ fn number(reply: &Reply, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name} is not a number in {reply:?}"))
 }
 
-fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(len + 8);
     while bytes.len() < len {
         bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
@@ -59,7 +59,7 @@ fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
     bytes
 }
 
-fn b64(text: &str) -> String {
+pub(crate) fn b64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
@@ -74,13 +74,13 @@ fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Signed requests of one device to the blob API.
-struct Device<'a> {
+pub(crate) struct Device<'a> {
     server: &'a ServerProcess,
     key: DeviceKey,
 }
 
 impl<'a> Device<'a> {
-    fn of(server: &'a ServerProcess, home: &DeviceHome) -> Self {
+    pub(crate) fn of(server: &'a ServerProcess, home: &DeviceHome) -> Self {
         Device {
             server,
             key: device_key(home.dir.path()),
@@ -88,11 +88,11 @@ impl<'a> Device<'a> {
     }
 
     /// The signature headers: over an empty body, whatever is sent.
-    fn signed(&self, method: &str, path: &str) -> Vec<(&'static str, String)> {
+    pub(crate) fn signed(&self, method: &str, path: &str) -> Vec<(&'static str, String)> {
         signed_headers(&self.key, method, path, b"")
     }
 
-    fn create(&self, blob: &str, report: &str, length: u64) -> Reply {
+    pub(crate) fn create(&self, blob: &str, report: &str, length: u64) -> Reply {
         let mut headers = self.signed("POST", "/v1/uploads");
         headers.push(("Upload-Length", length.to_string()));
         headers.push((
@@ -103,7 +103,7 @@ impl<'a> Device<'a> {
     }
 
     /// Creates an upload that must succeed; returns its path.
-    fn created(&self, blob: &str, report: &str, length: u64) -> String {
+    pub(crate) fn created(&self, blob: &str, report: &str, length: u64) -> String {
         let reply = self.create(blob, report, length);
         assert_eq!(reply.status, 201, "create: {}", reply.body);
         assert_eq!(reply.header("tus-resumable"), Some("1.0.0"));
@@ -115,7 +115,7 @@ impl<'a> Device<'a> {
         location
     }
 
-    fn head(&self, location: &str) -> Reply {
+    pub(crate) fn head(&self, location: &str) -> Reply {
         send(
             "HEAD",
             &self.server.url,
@@ -138,7 +138,7 @@ impl<'a> Device<'a> {
         headers
     }
 
-    fn patch(&self, location: &str, offset: u64, bytes: &[u8]) -> Reply {
+    pub(crate) fn patch(&self, location: &str, offset: u64, bytes: &[u8]) -> Reply {
         send(
             "PATCH",
             &self.server.url,
@@ -150,7 +150,13 @@ impl<'a> Device<'a> {
 
     /// Sends the upload's bytes from `offset` on in pieces of `piece`
     /// bytes, checking every answer; returns the last.
-    fn upload_from(&self, location: &str, bytes: &[u8], offset: usize, piece: usize) -> Reply {
+    pub(crate) fn upload_from(
+        &self,
+        location: &str,
+        bytes: &[u8],
+        offset: usize,
+        piece: usize,
+    ) -> Reply {
         let mut at = offset;
         loop {
             let end = (at + piece).min(bytes.len());
@@ -165,7 +171,7 @@ impl<'a> Device<'a> {
         }
     }
 
-    fn get(&self, blob: &str, range: Option<&str>) -> (Reply, Vec<u8>) {
+    pub(crate) fn get(&self, blob: &str, range: Option<&str>) -> (Reply, Vec<u8>) {
         let path = format!("/v1/blobs/{blob}");
         let mut headers = self.signed("GET", &path);
         if let Some(range) = range {
@@ -175,7 +181,7 @@ impl<'a> Device<'a> {
     }
 
     /// A GET that is refused: the reply, with its JSON error text.
-    fn get_refused(&self, blob: &str) -> Reply {
+    pub(crate) fn get_refused(&self, blob: &str) -> Reply {
         let path = format!("/v1/blobs/{blob}");
         send(
             "GET",
@@ -189,7 +195,12 @@ impl<'a> Device<'a> {
 
 /// Records a report on `home` with the CLI, adds an attachment naming
 /// `blob` with the core, and syncs it with the CLI. Returns the report id.
-fn report_with_attachment(home: &DeviceHome, case: &str, blob: &str, size: u64) -> String {
+pub(crate) fn report_with_attachment(
+    home: &DeviceHome,
+    case: &str,
+    blob: &str,
+    size: u64,
+) -> String {
     let id = home
         .ok(&[
             "record",
@@ -207,7 +218,7 @@ fn report_with_attachment(home: &DeviceHome, case: &str, blob: &str, size: u64) 
 }
 
 /// Adds an attachment naming `blob` to a report on `home` and syncs it.
-fn attach(home: &DeviceHome, report: &str, blob: &str, size: u64) {
+pub(crate) fn attach(home: &DeviceHome, report: &str, blob: &str, size: u64) {
     let report: ReportId = report.parse().unwrap();
     let mut replica = Replica::open(home.dir.path()).unwrap();
     // A device attaches only what it sealed into its outbox; stand in a
@@ -445,7 +456,7 @@ fn bytes_that_do_not_hash_to_the_blob_id_are_refused_and_discarded() {
         "a blob that failed its check",
         &alice.get_refused(&setup.blob),
         404,
-        "not been uploaded completely",
+        "uploaded itself",
     );
 
     // Uploading again, with the right bytes, works.
@@ -469,34 +480,43 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn a_blob_the_case_already_holds_is_complete_without_sending_bytes() {
+fn a_blob_the_device_uploaded_itself_is_complete_without_sending_bytes() {
     let setup = Setup::new(70_000, &[]);
     let alice = setup.device();
     let first = alice.created(&setup.blob, &setup.report, 70_000);
     alice.upload_from(&first, &setup.bytes, 0, 70_000);
 
-    // Bob, in the same case, attaches the same file to his own report.
+    // Alice attaches the same file to another report of hers.
+    let second = report_with_attachment(&setup.reporter, "c", &setup.blob, 70_000);
+    let reply = alice.create(&setup.blob, &second, 70_000);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(number(&reply, "upload-offset"), 70_000, "complete at once");
+    let location = reply.header("location").unwrap().to_owned();
+    assert_ne!(location, first);
+    let head = alice.head(&location);
+    assert_eq!(
+        number(&head, "upload-offset"),
+        number(&head, "upload-length")
+    );
+    // A retried last PATCH of a complete upload is answered as it was.
+    let retry = alice.patch(&location, 70_000, b"");
+    assert_eq!(retry.status, 204, "{}", retry.body);
+    assert_eq!(number(&retry, "upload-offset"), 70_000);
+
+    // A coordinator reads every blob of the case anyway: it is not asked
+    // for the bytes either.
+    let coord_home = enrolled_device(&setup.server, "c", "coordinator");
+    let coord = Device::of(&setup.server, &coord_home);
+    let reply = coord.create(&setup.blob, &setup.report, 70_000);
+    assert_eq!(number(&reply, "upload-offset"), 70_000);
+
+    // Bob, another reporter, must send every byte (hardening/blob_capability.rs).
     let bob_home = enrolled_device(&setup.server, "c", "reporter");
     let bob_report = report_with_attachment(&bob_home, "c", &setup.blob, 70_000);
     let bob = Device::of(&setup.server, &bob_home);
     let reply = bob.create(&setup.blob, &bob_report, 70_000);
     assert_eq!(reply.status, 201, "{}", reply.body);
-    assert_eq!(number(&reply, "upload-offset"), 70_000, "complete at once");
-    let location = reply.header("location").unwrap().to_owned();
-    assert_ne!(location, first);
-    let head = bob.head(&location);
-    assert_eq!(
-        number(&head, "upload-offset"),
-        number(&head, "upload-length")
-    );
-    // Bob reads it through his own report, without having sent a byte.
-    let (reply, bytes) = bob.get(&setup.blob, None);
-    assert_eq!(reply.status, 200);
-    assert!(bytes == setup.bytes);
-    // A retried last PATCH of a complete upload is answered as it was.
-    let retry = bob.patch(&location, 70_000, b"");
-    assert_eq!(retry.status, 204, "{}", retry.body);
-    assert_eq!(number(&retry, "upload-offset"), 70_000);
+    assert_eq!(number(&reply, "upload-offset"), 0);
 
     // A device of another case does not get the blob by naming it.
     setup.server.create_case("d");
@@ -624,10 +644,10 @@ fn only_the_devices_the_report_rules_allow_upload_and_download() {
     let dora = Device::of(server, &dora_home);
 
     check(
-        "a reporter uploads to another's report",
+        "a reporter uploads to another's report (answered as a report the server lacks)",
         &bob.create(&setup.blob, &setup.report, 2_000),
-        403,
-        "only to reports it created",
+        409,
+        "sync the report before uploading its attachments",
     );
     check(
         "a device of another case names the report",
@@ -688,14 +708,14 @@ fn only_the_devices_the_report_rules_allow_upload_and_download() {
     check(
         "a reporter of another case",
         &dora.get_refused(&setup.blob),
-        403,
-        "may not read this attachment",
+        404,
+        "uploaded itself",
     );
     check(
         "another reporter of the same case",
         &bob.get_refused(&setup.blob),
-        403,
-        "may not read this attachment",
+        404,
+        "uploaded itself",
     );
     check(
         "a coordinator asks for a blob the case lacks",

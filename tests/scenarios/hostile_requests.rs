@@ -177,14 +177,21 @@ fn hostile_requests_are_refused_and_change_nothing() {
     );
     assert_eq!(store.dump().unwrap(), before);
 
-    // Refusals are audited, with no report contents.
+    // Refusals before authentication are logged, never written to the
+    // database (issue 14, finding 8); nothing holds report contents.
     let audit = store.audit_log().unwrap();
     assert!(audit
         .iter()
-        .any(|(_, event, _, detail)| event == "request-refused" && detail.contains("replayed")));
+        .all(|(_, event, _, _)| event != "request-refused"));
     assert!(audit
         .iter()
         .all(|(_, _, _, detail)| !detail.contains("forged")));
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("unauthenticated request refused") && l.contains("replayed")),
+        "{log}"
+    );
 }
 
 #[test]

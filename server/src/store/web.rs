@@ -74,9 +74,14 @@ impl Store {
         now: i64,
     ) -> Result<Result<NewWebSession, LoginRefusal>, StoreError> {
         let mut conn = self.conn()?;
+        let device_id = cert.device.device_id();
+        // A link certified by a key this server does not know is refused
+        // before the write lock and leaves no row: anyone can make one.
+        if !matches!(device_by_id(&conn, &device_id)?, Some(d) if d.public_key == cert.device) {
+            return Ok(Err(LoginRefusal::UnknownDevice));
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM web_sessions WHERE expires_at < ?1", [now])?;
-        let device_id = cert.device.device_id();
         let refusal = match device_by_id(&tx, &device_id)? {
             None => Err(LoginRefusal::UnknownDevice),
             Some(d) if d.public_key != cert.device => Err(LoginRefusal::UnknownDevice),

@@ -348,6 +348,12 @@ impl Replica {
             .optional()?)
     }
 
+    pub fn delete_meta(&mut self, key: &str) -> Result<(), ReplicaError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), ReplicaError> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)

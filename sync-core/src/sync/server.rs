@@ -65,7 +65,11 @@ pub trait ServerStore {
     fn case_id(&self) -> &str;
     /// The enrolled device of this case whose public key this is.
     fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, Self::Error>;
+    /// The document of this case stored under `id`, if any.
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, Self::Error>;
+    /// Whether another case holds a report under `id`. Report ids are
+    /// global, so such an id is taken here too.
+    fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, Self::Error>;
     /// Persists `new_changes` (already applied to `doc`, in causal order)
     /// with their signatures, one feed entry each, and whatever projections
     /// the store keeps of `doc`.
@@ -306,24 +310,14 @@ fn apply_offer<S: ServerStore>(
     offer: VerifiedOffer,
     live_session: Option<&PublicKey>,
 ) -> Result<DocUpdate, SyncError<S::Error>> {
-    let stored = store.load_document(&offer.id).map_err(SyncError::Store)?;
-    if let Some(s) = &stored {
-        if !may_read(requester, &s.creator) {
-            // Answer as if the report did not exist: a reporter learns
-            // nothing about other reporters' work.
-            return Ok(refuse_all(
-                &offer,
-                Refusal::NotYourReport,
-                "a reporter may change only reports it created",
-            ));
-        }
-    }
+    let (stored, taken) = visible_document(store, requester, &offer.id)?;
     let sent: HashSet<ChangeHash> = offer.changes.iter().map(|v| v.hash()).collect();
     let ordered = causal_order(offer.changes.clone());
     let gate = Gate {
         requester,
         id: &offer.id,
         live_session,
+        taken,
     };
     let mut admitted = admit_changes(store, &gate, stored, &ordered, Readability::AtEnd)?;
     if !admitted.accepted.is_empty() {
@@ -331,7 +325,7 @@ fn apply_offer<S: ServerStore>(
             // Some change of the batch leaves the report unreadable. Start
             // again from the stored report (nothing is saved yet) and find
             // which, checking after every change.
-            let stored = store.load_document(&offer.id).map_err(SyncError::Store)?;
+            let (stored, _) = visible_document(store, requester, &offer.id)?;
             admitted = admit_changes(store, &gate, stored, &ordered, Readability::EachChange)?;
         }
     }
@@ -396,11 +390,35 @@ fn apply_offer<S: ServerStore>(
     })
 }
 
+/// The stored report as `requester` may see it, and whether its id is
+/// taken by a report it may not see. A report the requester may not read
+/// (another reporter's, or one of another case) is answered exactly as a
+/// report the server lacks: every change is checked against an empty
+/// document, so an edit is refused for its missing dependencies. Only a
+/// creation is refused for the taken id, the same way whoever holds it; to
+/// get that far the device must already know the id.
+fn visible_document<S: ServerStore>(
+    store: &mut S,
+    requester: &Member,
+    id: &ReportId,
+) -> Result<(Option<StoredDocument>, bool), SyncError<S::Error>> {
+    Ok(match store.load_document(id).map_err(SyncError::Store)? {
+        Some(s) if may_read(requester, &s.creator) => (Some(s), false),
+        Some(_) => (None, true),
+        None => (
+            None,
+            store.held_by_another_case(id).map_err(SyncError::Store)?,
+        ),
+    })
+}
+
 /// Who is asking, for which report, through which route.
 struct Gate<'a> {
     requester: &'a Member,
     id: &'a ReportId,
     live_session: Option<&'a PublicKey>,
+    /// The id belongs to a report the requester may not see.
+    taken: bool,
 }
 
 /// Applies, in causal order, the changes of one offer that may be applied,
@@ -440,6 +458,10 @@ fn admit_changes<S: ServerStore>(
                 m
             }
         };
+        if gate.taken && v.change.deps().is_empty() {
+            refused.push(hash, Refusal::BadCreation, REPORT_EXISTS.into());
+            continue;
+        }
         if v.session.is_some() && gate.live_session != Some(&v.actor) {
             refused.push(
                 hash,
@@ -529,6 +551,10 @@ fn readable(doc: &Automerge) -> Result<(), String> {
         .map_err(|e| format!("after this change the report would not be valid: {e}"))
 }
 
+/// Why a second creation of a report is refused.
+const REPORT_EXISTS: &str =
+    "the report exists already; a change without dependencies would create it again";
+
 /// Decides whether one new change may be applied. For a report's first
 /// change, returns the new document (built apart, so a refused creation
 /// leaves nothing behind).
@@ -572,11 +598,7 @@ fn admit(
         if deps.is_empty() {
             // Only a report's first change has no dependencies; another
             // would write the write-once fields a second time.
-            return Err((
-                Refusal::BadCreation,
-                "the report exists already; a change without dependencies would create it again"
-                    .into(),
-            ));
+            return Err((Refusal::BadCreation, REPORT_EXISTS.into()));
         }
         check_applicable(doc, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
         return check_change(author, doc, creator, &v.change).map(|()| None);
@@ -611,24 +633,6 @@ fn admit(
         ));
     }
     Ok(Some(trial))
-}
-
-fn refuse_all(offer: &VerifiedOffer, reason: Refusal, message: &str) -> DocUpdate {
-    DocUpdate {
-        id: offer.id.clone(),
-        changes: vec![],
-        heads: vec![],
-        complete: false,
-        refused: offer
-            .changes
-            .iter()
-            .map(|v| RefusedChange {
-                hash: v.hash(),
-                reason,
-                message: message.into(),
-            })
-            .collect(),
-    }
 }
 
 const FEED_PAGE: usize = 512;

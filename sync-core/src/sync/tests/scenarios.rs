@@ -240,12 +240,37 @@ fn a_reporter_cannot_change_another_reporters_report() {
         }],
     };
     let response = w.serve(1, &request);
-    assert_eq!(response.docs[0].refused[0].reason, Refusal::NotYourReport);
+    // Answered as a report the server lacks (the same change offered
+    // under an id no report has): the edit's dependencies are
+    // missing. The device learns nothing of whether the report exists.
+    assert_eq!(
+        response.docs[0].refused[0].reason,
+        Refusal::MissingDependency
+    );
     assert!(
         response.docs[0].changes.is_empty(),
         "nothing of the report leaks"
     );
-    let _ = doc.get_heads();
+    let lacked = w.serve(
+        1,
+        &SyncRequest {
+            docs: vec![crate::protocol::DocOffer {
+                id: crate::ReportId::random().unwrap(),
+                ..request.docs[0].clone()
+            }],
+            ..request.clone()
+        },
+    );
+    let seen = |r: &crate::protocol::SyncResponse| {
+        let d = &r.docs[0];
+        let why: Vec<_> = d
+            .refused
+            .iter()
+            .map(|r| (r.reason, r.message.clone()))
+            .collect();
+        (d.changes.len(), d.heads.clone(), d.complete, why)
+    };
+    assert_eq!(seen(&response), seen(&lacked));
 }
 
 #[test]
