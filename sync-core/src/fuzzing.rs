@@ -878,7 +878,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             request(vec![offer("c", vec![], vec![c_created])]),
         ),
     ];
-    for (name, who, request) in requests.into_iter().chain(hostile_requests(&world)) {
+    for (name, who, request) in requests.into_iter().chain(hostile_requests(world)) {
         let mut data = vec![who];
         data.extend_from_slice(&request.to_json());
         out.push(("sync_request", format!("{name}.json"), data));

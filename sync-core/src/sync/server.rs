@@ -320,14 +320,12 @@ fn apply_offer<S: ServerStore>(
         taken,
     };
     let mut admitted = admit_changes(store, &gate, stored, &ordered, Readability::AtEnd)?;
-    if !admitted.accepted.is_empty() {
-        if readable(&admitted.doc).is_err() {
-            // Some change of the batch leaves the report unreadable. Start
-            // again from the stored report (nothing is saved yet) and find
-            // which, checking after every change.
-            let (stored, _) = visible_document(store, requester, &offer.id)?;
-            admitted = admit_changes(store, &gate, stored, &ordered, Readability::EachChange)?;
-        }
+    if !admitted.accepted.is_empty() && readable(&admitted.doc).is_err() {
+        // Some change of the batch leaves the report unreadable. Start
+        // again from the stored report (nothing is saved yet) and find
+        // which, checking after every change.
+        let (stored, _) = visible_document(store, requester, &offer.id)?;
+        admitted = admit_changes(store, &gate, stored, &ordered, Readability::EachChange)?;
     }
     let Admitted {
         doc,

@@ -60,10 +60,13 @@ fn hostile_title(
     (heads, SignedChange::sign(&change, &c.key))
 }
 
+/// A hostile write to a report's document.
+type Write = Box<dyn FnOnce(&mut automerge::AutoCommit)>;
+
 #[test]
 fn a_change_that_leaves_a_report_unreadable_is_refused_and_the_case_stays_readable() {
     let c = case();
-    let attacks: Vec<(&str, Box<dyn FnOnce(&mut automerge::AutoCommit)>)> = vec![
+    let attacks: Vec<(&str, Write)> = vec![
         (
             "title = 42",
             Box::new(|d| d.put(ROOT, "title", 42i64).unwrap()),
