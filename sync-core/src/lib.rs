@@ -21,6 +21,7 @@
 
 pub mod bundle;
 pub mod case_key;
+pub mod case_key_trust;
 pub mod document;
 pub mod envelope;
 pub mod export;

@@ -42,7 +42,7 @@ pub mod imports;
 pub mod outbox;
 pub mod roster;
 
-pub use case_keys::KeyAdded;
+pub use case_keys::{KeyAdded, KeysTaken};
 pub use imports::ImportOutcome;
 pub use outbox::OutboxEntry;
 pub use roster::RosterEntry;
@@ -50,7 +50,7 @@ pub use roster::RosterEntry;
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 4;
+pub const REPLICA_SCHEMA: i64 = 5;
 /// Appended changes per document before the snapshot is rewritten.
 const COMPACT_AFTER: i64 = 64;
 
@@ -171,6 +171,9 @@ impl Replica {
         // even if the power goes the next instant.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A deleted key (a reporter's old symmetric case keys) must not
+        // stay readable in free pages of a seized phone's replica.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         let mut replica = Self { conn, home };
         replica.migrate()?;
         Ok(replica)
@@ -263,6 +266,24 @@ impl Replica {
                      UPDATE documents SET import_digest = NULL WHERE id = NEW.id;
                  END;
                  PRAGMA user_version = 4;",
+            )?;
+        }
+        if version < 5 {
+            // Case key pairs (issue 14): a key's share code version says
+            // whether it is a symmetric key (1) or an X25519 private key
+            // (2), and the case public keys this device trusts, with who
+            // signed them.
+            tx.execute_batch(
+                "ALTER TABLE case_keys ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+                 CREATE TABLE case_public_keys (
+                     case_name TEXT NOT NULL,
+                     epoch INTEGER NOT NULL,
+                     public_key BLOB NOT NULL,
+                     signer BLOB NOT NULL,
+                     signature BLOB NOT NULL,
+                     added_at TEXT NOT NULL,
+                     PRIMARY KEY (case_name, epoch)) WITHOUT ROWID;
+                 PRAGMA user_version = 5;",
             )?;
         }
         tx.commit()?;
