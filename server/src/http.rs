@@ -3,7 +3,8 @@
 //! errors are logged and never sent to the client.
 //!
 //! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
-//! `POST /v1/sync`, `GET /v1/timeline`, and the blob API of `uploads.rs`:
+//! `POST /v1/sync`, `GET /v1/timeline`, `GET /v1/devices`, the case keys
+//! and invites of `keys_api.rs`, and the blob API of `uploads.rs`:
 //! `OPTIONS`/`POST /v1/uploads`, `HEAD`/`PATCH /v1/uploads/{id}`,
 //! `GET`/`HEAD /v1/blobs/{blob id}`.
 
@@ -35,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/sync", web::post().to(sync))
         .route("/v1/timeline", web::get().to(timeline))
         .route("/v1/devices", web::get().to(devices));
+    crate::keys_api::routes(cfg);
     uploads::routes(cfg);
 }
 
@@ -133,7 +135,9 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidToken | StoreError::TokenUsed | StoreError::TokenExpired => {
                 ApiError::new(StatusCode::FORBIDDEN, e.to_string())
             }
-            StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::AlreadyEnrolled(_) | StoreError::CaseKeyConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             ref full if full.is_disk_full() => {
                 tracing::error!(error = %full, "disk full");
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
@@ -299,11 +303,17 @@ async fn enroll(
     .await
     .map_err(|e| ApiError::internal("blocking task", &e))??;
     tracing::info!(device = %device.device_id, case = %device.case_id, role = device.role.as_str(), "device enrolled");
+    let st = state.clone();
+    let case = device.case_id.clone();
+    let case_keys = web::block(move || st.store.case_public_keys(&case))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
     Ok(HttpResponse::Ok().json(EnrollResponse {
         device_id: device.device_id.to_string(),
         case_id: device.case_id.to_string(),
         case_name: device.case_name.clone(),
         role: device.role,
+        case_keys,
     }))
 }
 

@@ -10,6 +10,7 @@
 
 pub mod blob_store;
 pub mod http;
+pub mod keys_api;
 pub mod store;
 pub mod uploads;
 pub mod web;
