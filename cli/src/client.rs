@@ -4,8 +4,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::case_key_trust::PublishedCaseKey;
+use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::{
     CaseKeysResponse, EnrollRequest, EnrollResponse, ErrorBody, InviteRequest, InviteResponse,
     PublishResponse, SyncRequest, SyncResponse,
@@ -237,8 +237,9 @@ impl Client {
     ) -> Result<bool, ClientError> {
         let body =
             serde_json::to_vec(published).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        let answer: PublishResponse = serde_json::from_slice(&self.post(key, "/v1/case-keys", &body)?)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let answer: PublishResponse =
+            serde_json::from_slice(&self.post(key, "/v1/case-keys", &body)?)
+                .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         Ok(answer.stored)
     }
 

@@ -187,7 +187,9 @@ fn publish_now(replica: &mut Replica) -> Result<()> {
         return Ok(());
     }
     let enrollment = enrollment(replica)?;
-    let device = replica.device_key()?.context("this device has no identity")?;
+    let device = replica
+        .device_key()?
+        .context("this device has no identity")?;
     let client = client_for(replica, &enrollment.server)?;
     match publish_own(replica, &client, &device, &enrollment) {
         Ok(published) => {
@@ -262,7 +264,10 @@ pub(crate) fn refresh(
         // person), never from the server.
         match publish_own(replica, client, device, enrollment) {
             Ok(published) => report.published = published,
-            Err(e) => report.error = Some(format!("{e:#}")),
+            Err(e) => {
+                eprintln!("warning: could not publish this device's case keys: {e:#}; the next sync tries again");
+                report.error = Some(format!("{e:#}"));
+            }
         }
         return Ok(report);
     }
@@ -334,7 +339,9 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
     let replica = open(home)?;
     let enrolled = enrollment(&replica)?;
     if enrolled.role != DeviceRole::Coordinator {
-        bail!("`fieldsync invite` is for a coordinator's device; ask your coordinator for an invite");
+        bail!(
+            "`fieldsync invite` is for a coordinator's device; ask your coordinator for an invite"
+        );
     }
     let role: DeviceRole = args.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let ttl = crate::commands::parse_duration(&args.expires)?;
@@ -352,7 +359,9 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
                 enrolled.case_name
             )
         })?;
-    let device = replica.device_key()?.context("this device has no identity")?;
+    let device = replica
+        .device_key()?
+        .context("this device has no identity")?;
     let client = client_for(&replica, &enrolled.server)?;
     publish_own(&replica, &client, &device, &enrolled)
         .context("cannot publish this device's case key before inviting")?;

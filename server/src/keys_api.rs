@@ -7,9 +7,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fieldsync_core::case_key_trust::PublishedCaseKey;
-use fieldsync_core::protocol::{
-    CaseKeysResponse, InviteRequest, InviteResponse, PublishResponse,
-};
+use fieldsync_core::protocol::{CaseKeysResponse, InviteRequest, InviteResponse, PublishResponse};
 use fieldsync_core::sync::policy::DeviceRole;
 
 use crate::http::{authenticate, read_body, ApiError, AppState};

@@ -1932,7 +1932,13 @@ fn insert_invite(
     tx.execute(
         "INSERT INTO invites (token_hash, case_id, role, created_at, expires_at, used_at, used_by)
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)",
-        params![token_hash, case.id.as_str(), role.as_str(), time_text(created), expires_at],
+        params![
+            token_hash,
+            case.id.as_str(),
+            role.as_str(),
+            time_text(created),
+            expires_at
+        ],
     )?;
     write_audit(
         tx,

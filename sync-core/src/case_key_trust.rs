@@ -309,7 +309,12 @@ mod tests {
         let real = publish(&coordinator, 1);
         let fake = publish(&server, 1);
         // The server offers only its own key: nothing taken.
-        let d = decide(&case(), &[], Some(&fingerprint(&real)), &[fake.clone()]);
+        let d = decide(
+            &case(),
+            &[],
+            Some(&fingerprint(&real)),
+            std::slice::from_ref(&fake),
+        );
         assert!(d.accepted.is_empty());
         assert_eq!(d.refused[0].reason, KeyRefusal::NotTheFingerprint);
         // The real one among others: only it.

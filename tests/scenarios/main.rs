@@ -10,6 +10,7 @@ mod clock_skew;
 mod disk_full;
 mod export;
 mod fuzz_corpus;
+mod hardening;
 mod hostile_requests;
 mod import;
 mod offline_sync;
