@@ -253,6 +253,7 @@ fn a_phone_with_the_old_symmetric_key_opened_another_reporters_photo_until_the_c
     assert!(synced.status.success());
     let said = String::from_utf8_lossy(&synced.stderr);
     assert!(said.contains("removed 1 old symmetric case key"), "{said}");
+    other.ok(&["sync"]);
     let (new_report, new_photo) = case.record_photo(&other, "After rotation");
     case.record_photo(&seized_phone, "The phone's own, after rotation");
     let blobs = case.blobs();
