@@ -3319,13 +3319,15 @@ mod tests {
         let before = tag_pages(&store, &case.id, "arrest", 1);
         assert_eq!(before.len(), 3);
         assert_eq!(before[0], "Water cannon");
-        // What schema 3 had: the timeline without its tag index.
+        // What schema 3 had: the timeline without its tag index (nor the
+        // case public keys of schema 5).
         raw(&store)
             .execute_batch(
                 "DROP TRIGGER timeline_tags_insert;
                  DROP TRIGGER timeline_tags_update;
                  DROP TRIGGER timeline_tags_delete;
                  DROP TABLE timeline_tags;
+                 DROP TABLE case_public_keys;
                  PRAGMA user_version = 3;",
             )
             .unwrap();
@@ -3336,7 +3338,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION);
         let entries: i64 = conn
             .query_row("SELECT count(*) FROM timeline_tags", [], |r| r.get(0))
             .unwrap();
