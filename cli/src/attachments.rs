@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::Subcommand;
-use fieldsync_core::case_key::CaseKey;
+use fieldsync_core::case_key::CaseSecret;
 use fieldsync_core::envelope::{self, AttachmentMeta};
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::model::AttachmentRef;
@@ -294,7 +294,7 @@ pub(crate) fn fetch_to_path(
     replica: &Replica,
     home: &Path,
     enrollment: &Enrollment,
-    keys: &[CaseKey],
+    keys: &[CaseSecret],
     report: &ReportId,
     attachment: &AttachmentRef,
     out: &Path,
@@ -379,15 +379,15 @@ fn find(replica: &Replica, wanted: &str) -> Result<(ReportId, AttachmentRef)> {
     }
 }
 
-fn header_meta(attachment: &AttachmentRef, keys: &[CaseKey]) -> Result<AttachmentMeta> {
+fn header_meta(attachment: &AttachmentRef, keys: &[CaseSecret]) -> Result<AttachmentMeta> {
     let head = STANDARD
         .decode(&attachment.header)
         .map_err(|_| anyhow!("the report's copy of the attachment header is not base64"))?;
     Ok(envelope::read_meta(&lookup(keys), &mut head.as_slice())?)
 }
 
-fn lookup(keys: &[CaseKey]) -> impl Fn(u32) -> Option<CaseKey> + '_ {
-    move |epoch| keys.iter().find(|k| k.epoch == epoch).cloned()
+fn lookup(keys: &[CaseSecret]) -> impl Fn(u32) -> Option<CaseSecret> + '_ {
+    move |epoch| keys.iter().find(|k| k.epoch() == epoch).cloned()
 }
 
 fn bar(total: u64, quiet: bool, verb: &str) -> ProgressBar {

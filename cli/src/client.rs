@@ -4,9 +4,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use fieldsync_core::case_key_trust::PublishedCaseKey;
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::{
-    CaseInfo, EnrollRequest, EnrollResponse, ErrorBody, SyncRequest, SyncResponse,
+    CaseInfo, CaseKeysResponse, EnrollRequest, EnrollResponse, ErrorBody, InviteRequest,
+    InviteResponse, PublishResponse, SyncRequest, SyncResponse,
 };
 use fieldsync_core::replica::RosterEntry;
 use fieldsync_core::request_auth::{corrected_offset, describe_offset, RequestAuth};
@@ -251,6 +253,41 @@ impl Client {
     pub fn roster(&self, key: &DeviceKey) -> Result<Vec<RosterEntry>, ClientError> {
         let response = self.outcome(self.signed(key, "GET", "/v1/devices")?.call())?;
         serde_json::from_slice(&read_all(response)?)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+
+    /// The case's published public keys (`GET /v1/case-keys`).
+    pub fn case_keys(&self, key: &DeviceKey) -> Result<Vec<PublishedCaseKey>, ClientError> {
+        let response = self.outcome(self.signed(key, "GET", "/v1/case-keys")?.call())?;
+        let answer: CaseKeysResponse = serde_json::from_slice(&read_all(response)?)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        Ok(answer.case_keys)
+    }
+
+    /// Publishes a case public key this (coordinator's) device signed.
+    /// `true` if the server did not have it yet.
+    pub fn publish_case_key(
+        &self,
+        key: &DeviceKey,
+        published: &PublishedCaseKey,
+    ) -> Result<bool, ClientError> {
+        let body =
+            serde_json::to_vec(published).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let answer: PublishResponse =
+            serde_json::from_slice(&self.post(key, "/v1/case-keys", &body)?)
+                .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        Ok(answer.stored)
+    }
+
+    /// A one-time enrollment token for this (coordinator's) device's case.
+    pub fn invite(
+        &self,
+        key: &DeviceKey,
+        request: &InviteRequest,
+    ) -> Result<InviteResponse, ClientError> {
+        let body =
+            serde_json::to_vec(request).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        serde_json::from_slice(&self.post(key, "/v1/invites", &body)?)
             .map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 }

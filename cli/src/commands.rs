@@ -139,6 +139,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => crate::import::run(&home(cli.home)?, args),
         Command::Export(args) => crate::export::run(&home(cli.home)?, args),
         Command::WebLogin(args) => crate::web_login::run(&home(cli.home)?, args),
+        Command::Invite(args) => crate::keys::invite(&home(cli.home)?, args),
     }
 }
 
@@ -195,10 +196,46 @@ fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
             case,
             role,
             expires,
+            json,
         } => {
             let role: DeviceRole = role.parse().map_err(|e: String| anyhow!(e))?;
             let ttl = parse_duration(&expires)?;
-            println!("{}", store.create_invite(&case, role, ttl)?);
+            let token = store.create_invite(&case, role, ttl)?;
+            // The fingerprints of the keys as this server holds them: a
+            // check against substitution only if read from a coordinator's
+            // device (`fieldsync invite` or `key show`), not from here.
+            let keys: Vec<serde_json::Value> = store
+                .case_public_keys_by_name(&case)?
+                .iter()
+                .filter_map(|k| {
+                    let bytes: [u8; 32] = hex::decode(&k.public_key).ok()?.try_into().ok()?;
+                    let fp = fieldsync_core::case_key::CasePublicKey::from_bytes(k.epoch, bytes)
+                        .fingerprint();
+                    Some(serde_json::json!({"epoch": k.epoch, "fingerprint": fp}))
+                })
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "token": token,
+                        "case": case,
+                        "role": role.as_str(),
+                        "case_keys": keys,
+                    }))?
+                );
+            } else {
+                // The token alone on stdout: scripts read it.
+                println!("{token}");
+                match keys.last() {
+                    Some(k) => eprintln!(
+                        "case key fingerprint (as this server holds it): {} (epoch {}); compare it with a coordinator's `fieldsync key show` before giving it with --case-key-fingerprint",
+                        k["fingerprint"].as_str().unwrap_or_default(),
+                        k["epoch"]
+                    ),
+                    None => eprintln!("the case has no published case key yet; a coordinator makes one with `fieldsync key new`"),
+                }
+            }
         }
         AdminCommand::Devices { case, json } => {
             let devices = store.devices(case.as_deref())?;
@@ -237,7 +274,7 @@ fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
 }
 
 /// Parses 90s, 30m, 24h, 7d.
-fn parse_duration(text: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
     let n: u64 = number.parse().map_err(|_| {
         anyhow!("--expires {text:?}: expected a number and a unit, like 30m, 24h or 7d")
@@ -279,6 +316,7 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
             server,
             token,
             insecure_http,
+            case_key_fingerprint,
         } => {
             crate::transport::check_server_url(&server, insecure_http, "enroll")?;
             let key = replica
@@ -287,6 +325,10 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
             if let Some(case) = replica.meta("case_name")? {
                 bail!("this device is already enrolled in case {case}; a device belongs to one case, use another --home for another");
             }
+            let pin = case_key_fingerprint
+                .as_deref()
+                .map(crate::keys::parse_fingerprint)
+                .transpose()?;
             let client = client_for(&replica, &server)?;
             let enrolled = client.enroll(&key, token.trim())?;
             keep_clock_offset(&mut replica, &client)?;
@@ -297,13 +339,47 @@ fn device(home: &Path, command: DeviceCommand) -> Result<ExitCode> {
             if let Some(salt) = &enrolled.import_salt {
                 replica.set_meta(crate::import::IMPORT_SALT, salt)?;
             }
+            if let Some(pin) = &pin {
+                replica.set_meta(crate::keys::PINNED_FINGERPRINT, pin)?;
+            }
             println!(
                 "enrolled device {} as {} of case {}",
                 enrolled.device_id,
                 enrolled.role.as_str(),
                 enrolled.case_name
             );
+            if enrolled.role == DeviceRole::Reporter {
+                return take_enrollment_keys(&mut replica, &enrolled, pin.as_deref());
+            }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A reporter's device takes the case public key it enrolled with: the one
+/// its invite's fingerprint names, or, without one, what the server gave,
+/// on trust. A fingerprint no offered key matches fails the command (the
+/// device stays enrolled and takes the right key when it arrives).
+fn take_enrollment_keys(
+    replica: &mut Replica,
+    enrolled: &fieldsync_core::protocol::EnrollResponse,
+    pin: Option<&str>,
+) -> Result<ExitCode> {
+    let enrollment = enrollment(replica)?;
+    let mut report = crate::keys::KeyRefresh::default();
+    crate::keys::take(replica, &enrollment, &enrolled.case_keys, &mut report)?;
+    let trusted = !replica.case_public_keys(&enrollment.case_name)?.is_empty();
+    match pin {
+        Some(pin) if !trusted => {
+            if enrolled.case_keys.is_empty() {
+                eprintln!("the server has no case key yet: this device will take the one with fingerprint {pin} when it syncs, and cannot seal attachments until then");
+            } else {
+                bail!("the server's case key does not match the fingerprint your invite gives ({pin}): the server may be substituting its own key. This device is enrolled but takes no key and cannot seal attachments until a key with that fingerprint arrives on a later `fieldsync sync`. Tell your coordinator, and check the fingerprint was copied whole");
+            }
+        }
+        Some(pin) => eprintln!("the case key matches your invite's fingerprint {pin}"),
+        None if !trusted => eprintln!("warning: the case has no published key yet; this device takes the first one the server gives on a later sync, on trust. Next time enroll with --case-key-fingerprint from your invite"),
+        None => eprintln!("warning: enrolled without --case-key-fingerprint: the case key above was taken on trust from the server. Check its fingerprint with your coordinator"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -543,9 +619,13 @@ fn sync(home: &Path, json: bool, max_request_bytes: usize) -> Result<ExitCode> {
             Err(e) => eprintln!("warning: could not fetch the case's import salt: {e}"),
         }
     }
+    // After the changes, so a sync stays one round trip for them: publish
+    // this coordinator's keys, or take the case's newest public key.
+    let case_keys = crate::keys::refresh(&mut replica, &client, &key, &enrollment)?;
     if json {
         let mut out = serde_json::to_value(&summary)?;
         out["attachments"] = serde_json::to_value(&uploads)?;
+        out["case_keys"] = serde_json::to_value(&case_keys)?;
         out["http"] = serde_json::to_value(client.traffic.get())?;
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {

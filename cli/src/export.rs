@@ -200,7 +200,7 @@ fn save_attachments(
     replica: &fieldsync_core::replica::Replica,
     home: &Path,
     enrollment: &crate::commands::Enrollment,
-    keys: &[fieldsync_core::case_key::CaseKey],
+    keys: &[fieldsync_core::case_key::CaseSecret],
     export: &Export,
     dir: &Path,
 ) -> Result<ExitCode> {

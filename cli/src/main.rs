@@ -107,6 +107,10 @@ pub enum Command {
     /// The case's reports on this device, as JSON, CSV, GeoJSON, TimelineJS
     /// or Markdown, optionally with every attachment decrypted.
     Export(export::ExportArgs),
+    /// Mints a one-time enrollment token on this coordinator's device and
+    /// prints it with the fingerprint of the case key (first line token,
+    /// second line fingerprint).
+    Invite(keys::InviteArgs),
     /// Prints a one-time link that opens the review web app in a browser
     /// as this coordinator device (keys travel in the link's fragment only).
     WebLogin(web_login::WebLoginArgs),
@@ -132,6 +136,9 @@ pub enum AdminCommand {
         /// How long the token is valid: 90s, 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         expires: String,
+        /// Print {token, case, role, case_keys: [{epoch, fingerprint}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Lists enrolled devices.
     Devices {
@@ -165,6 +172,11 @@ pub enum DeviceCommand {
         /// network you control); serve over TLS instead.
         #[arg(long)]
         insecure_http: bool,
+        /// The case key fingerprint the invite carries: the server's case
+        /// public key is taken only if it matches. Without it the key is
+        /// taken on trust, with a warning.
+        #[arg(long, allow_hyphen_values = true)]
+        case_key_fingerprint: Option<String>,
     },
     /// Protects this device's keys with a passphrase (for coordinators'
     /// laptops): set, change, remove, status.

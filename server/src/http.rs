@@ -4,7 +4,8 @@
 //!
 //! Routes (see `routes`): `GET /healthz`, `POST /v1/enroll`,
 //! `POST /v1/sync`, `GET /v1/timeline`, `GET /v1/devices`, `GET /v1/case`
-//! (coordinators: the case's import salt), and the blob API of `uploads.rs`:
+//! (coordinators: the case's import salt), the case keys and invites of
+//! `keys_api.rs`, and the blob API of `uploads.rs`:
 //! `OPTIONS`/`POST /v1/uploads`, `HEAD`/`PATCH /v1/uploads/{id}`,
 //! `GET`/`HEAD /v1/blobs/{blob id}`.
 
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/timeline", web::get().to(timeline))
         .route("/v1/devices", web::get().to(devices))
         .route("/v1/case", web::get().to(case));
+    crate::keys_api::routes(cfg);
     uploads::routes(cfg);
 }
 
@@ -136,7 +138,9 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidToken | StoreError::TokenUsed | StoreError::TokenExpired => {
                 ApiError::new(StatusCode::FORBIDDEN, e.to_string())
             }
-            StoreError::AlreadyEnrolled(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::AlreadyEnrolled(_) | StoreError::CaseKeyConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             ref full if full.is_disk_full() => {
                 tracing::error!(error = %full, "disk full");
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
@@ -326,12 +330,18 @@ async fn enroll(
         }
         DeviceRole::Reporter => None,
     };
+    let st = state.clone();
+    let case = device.case_id.clone();
+    let case_keys = web::block(move || st.store.case_public_keys(&case))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
     Ok(HttpResponse::Ok().json(EnrollResponse {
         device_id: device.device_id.to_string(),
         case_id: device.case_id.to_string(),
         case_name: device.case_name.clone(),
         role: device.role,
         import_salt,
+        case_keys,
     }))
 }
 

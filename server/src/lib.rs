@@ -13,6 +13,7 @@ pub mod blob_store;
 pub mod http;
 pub mod public_origin;
 pub mod refusal_log;
+pub mod keys_api;
 pub mod store;
 pub mod uploads;
 pub mod web;

@@ -83,13 +83,14 @@ use rusqlite::{
 use crate::blob_store::{BlobId, UploadId};
 
 mod audit;
+mod case_keys;
 mod web;
 pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};
 
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Timeline rows per page when the query does not say.
 const DEFAULT_TIMELINE_LIMIT: usize = 100;
@@ -142,6 +143,8 @@ pub enum StoreError {
     UnknownDevice(DeviceId),
     #[error("{0}")]
     BadQuery(String),
+    #[error("the server already holds a different public key for case key epoch {0}; a published key is never replaced. Rotate to a new epoch with `fieldsync key rotate`, or, if this device's key is the wrong one, add the current code with `fieldsync key add`")]
+    CaseKeyConflict(u32),
     #[error("the system random number generator failed; try again, and check the server's entropy source if it persists")]
     Random,
     #[error("the server database holds inconsistent data ({0}); if this persists, restore the database from a backup")]
@@ -471,31 +474,11 @@ impl Store {
         role: DeviceRole,
         ttl: Duration,
     ) -> Result<String, StoreError> {
-        let token = random_token()?;
-        let token_hash = token_hash(&token);
-        let created = Utc::now();
-        let ttl = chrono::Duration::from_std(ttl.min(MAX_INVITE_TTL))
-            .map_err(|_| StoreError::Corrupt("invite lifetime out of range".into()))?;
-        let expires_at = time_text(created + ttl);
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let case = case_by_name(&tx, case_name)?
             .ok_or_else(|| StoreError::UnknownCase(case_name.to_owned()))?;
-        tx.execute(
-            "INSERT INTO invites (token_hash, case_id, role, created_at, expires_at, used_at, used_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)",
-            params![token_hash, case.id.as_str(), role.as_str(), time_text(created), expires_at],
-        )?;
-        write_audit(
-            &tx,
-            "invite",
-            None,
-            &format!(
-                "case {case_name} role {} expires {expires_at} token sha256 {}",
-                role.as_str(),
-                &token_hash[..16]
-            ),
-        )?;
+        let (token, _) = insert_invite(&tx, &case, role, ttl, None)?;
         tx.commit()?;
         Ok(token)
     }
@@ -2091,6 +2074,47 @@ fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Makes a one-time token for `case` and records its hash, audited as
+/// made by `by` (a coordinator's device) or by the operator (`None`).
+/// Returns the token and its expiry.
+fn insert_invite(
+    tx: &Connection,
+    case: &CaseRecord,
+    role: DeviceRole,
+    ttl: Duration,
+    by: Option<&DeviceId>,
+) -> Result<(String, String), StoreError> {
+    let token = random_token()?;
+    let token_hash = token_hash(&token);
+    let created = Utc::now();
+    let ttl = chrono::Duration::from_std(ttl.min(MAX_INVITE_TTL))
+        .map_err(|_| StoreError::Corrupt("invite lifetime out of range".into()))?;
+    let expires_at = time_text(created + ttl);
+    tx.execute(
+        "INSERT INTO invites (token_hash, case_id, role, created_at, expires_at, used_at, used_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)",
+        params![
+            token_hash,
+            case.id.as_str(),
+            role.as_str(),
+            time_text(created),
+            expires_at
+        ],
+    )?;
+    write_audit(
+        tx,
+        "invite",
+        by,
+        &format!(
+            "case {} role {} expires {expires_at} token sha256 {}",
+            case.name,
+            role.as_str(),
+            &token_hash[..16]
+        ),
+    )?;
+    Ok((token, expires_at))
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -2292,6 +2316,21 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             )?;
         }
         tx.execute_batch("PRAGMA user_version = 6;")?;
+    }
+    if version < 7 {
+        // Case public keys (issue 14): each epoch's key as a coordinator's
+        // device published it, with its signature; never replaced.
+        tx.execute_batch(
+            "CREATE TABLE case_public_keys (
+                 case_id TEXT NOT NULL REFERENCES cases(id),
+                 epoch INTEGER NOT NULL,
+                 public_key BLOB NOT NULL,
+                 signer TEXT NOT NULL REFERENCES devices(device_id),
+                 signature BLOB NOT NULL,
+                 published_at TEXT NOT NULL,
+                 PRIMARY KEY (case_id, epoch)) WITHOUT ROWID;
+             PRAGMA user_version = 7;",
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -3551,7 +3590,7 @@ mod tests {
         assert_eq!(before[0], "Water cannon");
         // What schema 3 had: the timeline without its tag index (and
         // changes without the feed columns of schema 5, cases without the
-        // import salt of schema 6).
+        // import salt of schema 6, no case public keys of schema 7).
         raw(&store)
             .execute_batch(
                 "DROP TRIGGER timeline_tags_insert;
@@ -3562,6 +3601,7 @@ mod tests {
                  ALTER TABLE changes DROP COLUMN actor_device;
                  ALTER TABLE changes DROP COLUMN doc_creator;
                  ALTER TABLE cases DROP COLUMN import_salt;
+                 DROP TABLE case_public_keys;
                  PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -1,19 +1,39 @@
-//! Case keys: 256-bit keys a coordinator's device makes and shares with
-//! reporters in person, as a share code. The server never sees one.
+//! Case keys, made on a coordinator's device and handed to other devices in
+//! person as share codes. The server never sees a private or symmetric one.
+//!
+//! Two kinds, told apart by the share code's version byte:
+//! - version 1, [`CaseKey`]: the old 256-bit symmetric key every device of
+//!   a case held. Still read, so attachments sealed with it stay readable.
+//! - version 2, [`CasePrivateKey`]: an X25519 key pair. Attachments are
+//!   sealed to its public key ([`CasePublicKey`], delivered to reporters by
+//!   the server and checked against its [fingerprint](CasePublicKey::fingerprint)),
+//!   so only coordinators, who hold the private key, can open them.
 //!
 //! Share code: base64url (no padding) of
-//! `version (1 byte, = 1) ‖ epoch (4 bytes, big-endian) ‖ key (32) ‖ check (4)`,
+//! `version (1 byte) ‖ epoch (4 bytes, big-endian) ‖ key (32) ‖ check (4)`,
 //! where `check` is the first 4 bytes of SHA-256 of everything before it,
 //! so a mistyped code is refused instead of silently making a wrong key.
+//! `key` is the symmetric key (version 1) or the X25519 private key as RFC
+//! 7748 encodes it (version 2).
+//!
+//! Fingerprint of a case public key: base64url (no padding) of the first 16
+//! bytes of SHA-256(`"fieldsync case key v2\0" ‖ epoch (4, BE) ‖ public key`):
+//! 22 characters, short enough to read out or print on an invite.
 
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hpke::{Deserializable, Kem as _, Serializable};
 use ring::rand::{SecureRandom, SystemRandom};
 
-const CODE_VERSION: u8 = 1;
+/// The HPKE KEM of envelope v2 and of case key pairs.
+pub(crate) type CaseKem = hpke::kem::X25519HkdfSha256;
+
+const V1: u8 = 1;
+const V2: u8 = 2;
 const CODE_LEN: usize = 1 + 4 + 32 + 4;
+const FINGERPRINT_DOMAIN: &[u8] = b"fieldsync case key v2\0";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CaseKeyError {
@@ -25,12 +45,14 @@ pub enum CaseKeyError {
     Checksum,
     #[error("the share code is of version {0}, which this build does not know; update fieldsync")]
     Version(u8),
+    #[error("the share code is of version {found}, not the version {expected} expected here")]
+    Kind { found: u8, expected: u8 },
     #[error("the system random number generator failed")]
     Random,
 }
 
-/// A case key with its epoch. Rotation makes a new epoch; old epochs are
-/// kept to read old attachments.
+/// A version 1 (symmetric) case key with its epoch. Rotation makes a new
+/// epoch; old epochs are kept to read old attachments.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CaseKey {
     pub epoch: u32,
@@ -40,11 +62,10 @@ pub struct CaseKey {
 impl CaseKey {
     /// A fresh random key for `epoch`.
     pub fn generate(epoch: u32) -> Result<Self, CaseKeyError> {
-        let mut key = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut key)
-            .map_err(|_| CaseKeyError::Random)?;
-        Ok(Self { epoch, key })
+        Ok(Self {
+            epoch,
+            key: random_32()?,
+        })
     }
 
     pub fn from_bytes(epoch: u32, key: [u8; 32]) -> Self {
@@ -56,13 +77,167 @@ impl CaseKey {
     }
 
     pub fn share_code(&self) -> String {
-        let mut raw = Vec::with_capacity(CODE_LEN);
-        raw.push(CODE_VERSION);
-        raw.extend_from_slice(&self.epoch.to_be_bytes());
-        raw.extend_from_slice(&self.key);
-        let check = ring::digest::digest(&ring::digest::SHA256, &raw);
-        raw.extend_from_slice(&check.as_ref()[..4]);
-        URL_SAFE_NO_PAD.encode(raw)
+        encode_code(V1, self.epoch, &self.key)
+    }
+
+    /// Reads a version 1 code; a version 2 code is [`CaseKeyError::Kind`].
+    pub fn from_share_code(code: &str) -> Result<Self, CaseKeyError> {
+        match CaseSecret::from_share_code(code)? {
+            CaseSecret::Symmetric(key) => Ok(key),
+            CaseSecret::Private(_) => Err(CaseKeyError::Kind {
+                found: V2,
+                expected: V1,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for CaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaseKey(epoch {}, …)", self.epoch)
+    }
+}
+
+/// A case's X25519 private key of one epoch (version 2). Only coordinators'
+/// devices hold one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CasePrivateKey {
+    pub epoch: u32,
+    secret: [u8; 32],
+}
+
+impl CasePrivateKey {
+    /// A fresh key pair for `epoch`. The scalar is stored clamped (RFC 7748
+    /// `decodeScalar25519`), so every encoding of it is the same bytes.
+    pub fn generate(epoch: u32) -> Result<Self, CaseKeyError> {
+        let mut secret = random_32()?;
+        secret[0] &= 248;
+        secret[31] &= 127;
+        secret[31] |= 64;
+        Ok(Self { epoch, secret })
+    }
+
+    pub fn from_bytes(epoch: u32, secret: [u8; 32]) -> Self {
+        Self { epoch, secret }
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    pub fn public(&self) -> CasePublicKey {
+        let public = CaseKem::sk_to_pk(&self.hpke());
+        CasePublicKey {
+            epoch: self.epoch,
+            key: public.to_bytes().into(),
+        }
+    }
+
+    pub fn share_code(&self) -> String {
+        encode_code(V2, self.epoch, &self.secret)
+    }
+
+    pub(crate) fn hpke(&self) -> <CaseKem as hpke::Kem>::PrivateKey {
+        <CaseKem as hpke::Kem>::PrivateKey::from_bytes(&self.secret)
+            .expect("every 32 bytes are an X25519 private key")
+    }
+}
+
+impl fmt::Debug for CasePrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CasePrivateKey(epoch {}, …)", self.epoch)
+    }
+}
+
+/// A case's X25519 public key of one epoch: what reporters seal to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CasePublicKey {
+    pub epoch: u32,
+    key: [u8; 32],
+}
+
+impl CasePublicKey {
+    pub fn from_bytes(epoch: u32, key: [u8; 32]) -> Self {
+        Self { epoch, key }
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// What an invite carries so a reporter can check the key the server
+    /// hands it (see the module doc).
+    pub fn fingerprint(&self) -> String {
+        let mut input = Vec::with_capacity(FINGERPRINT_DOMAIN.len() + 36);
+        input.extend_from_slice(FINGERPRINT_DOMAIN);
+        input.extend_from_slice(&self.epoch.to_be_bytes());
+        input.extend_from_slice(&self.key);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    }
+
+    pub(crate) fn hpke(&self) -> <CaseKem as hpke::Kem>::PublicKey {
+        <CaseKem as hpke::Kem>::PublicKey::from_bytes(&self.key)
+            .expect("every 32 bytes are an X25519 public key")
+    }
+}
+
+impl fmt::Debug for CasePublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CasePublicKey(epoch {}, {})",
+            self.epoch,
+            self.fingerprint()
+        )
+    }
+}
+
+/// Whatever opens a case's attachments of one epoch: a version 1 symmetric
+/// key or a version 2 private key. A share code holds one.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum CaseSecret {
+    Symmetric(CaseKey),
+    Private(CasePrivateKey),
+}
+
+impl CaseSecret {
+    pub fn epoch(&self) -> u32 {
+        match self {
+            CaseSecret::Symmetric(key) => key.epoch,
+            CaseSecret::Private(key) => key.epoch,
+        }
+    }
+
+    /// The share code's version: 1 symmetric, 2 private.
+    pub fn version(&self) -> u8 {
+        match self {
+            CaseSecret::Symmetric(_) => V1,
+            CaseSecret::Private(_) => V2,
+        }
+    }
+
+    /// The key bytes, as the device stores them beside [`Self::version`].
+    pub fn bytes(&self) -> &[u8; 32] {
+        match self {
+            CaseSecret::Symmetric(key) => key.bytes(),
+            CaseSecret::Private(key) => key.bytes(),
+        }
+    }
+
+    /// Rebuilds a stored key from its version, epoch and bytes.
+    pub fn from_parts(version: u8, epoch: u32, bytes: [u8; 32]) -> Result<Self, CaseKeyError> {
+        match version {
+            V1 => Ok(CaseSecret::Symmetric(CaseKey::from_bytes(epoch, bytes))),
+            V2 => Ok(CaseSecret::Private(CasePrivateKey::from_bytes(
+                epoch, bytes,
+            ))),
+            other => Err(CaseKeyError::Version(other)),
+        }
+    }
+
+    pub fn share_code(&self) -> String {
+        encode_code(self.version(), self.epoch(), self.bytes())
     }
 
     pub fn from_share_code(code: &str) -> Result<Self, CaseKeyError> {
@@ -77,24 +252,28 @@ impl CaseKey {
         if check.as_ref()[..4] != raw[CODE_LEN - 4..] {
             return Err(CaseKeyError::Checksum);
         }
-        if raw[0] != CODE_VERSION {
-            return Err(CaseKeyError::Version(raw[0]));
-        }
-        let mut epoch = [0u8; 4];
-        epoch.copy_from_slice(&raw[1..5]);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&raw[5..37]);
-        Ok(Self {
-            epoch: u32::from_be_bytes(epoch),
-            key,
-        })
+        let epoch = u32::from_be_bytes(raw[1..5].try_into().expect("4 bytes"));
+        let key: [u8; 32] = raw[5..37].try_into().expect("32 bytes");
+        Self::from_parts(raw[0], epoch, key)
     }
 }
 
-impl fmt::Debug for CaseKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CaseKey(epoch {}, …)", self.epoch)
-    }
+fn encode_code(version: u8, epoch: u32, key: &[u8; 32]) -> String {
+    let mut raw = Vec::with_capacity(CODE_LEN);
+    raw.push(version);
+    raw.extend_from_slice(&epoch.to_be_bytes());
+    raw.extend_from_slice(key);
+    let check = ring::digest::digest(&ring::digest::SHA256, &raw);
+    raw.extend_from_slice(&check.as_ref()[..4]);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn random_32() -> Result<[u8; 32], CaseKeyError> {
+    let mut key = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| CaseKeyError::Random)?;
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -131,5 +310,57 @@ mod tests {
             CaseKey::from_share_code("not a code!").unwrap_err(),
             CaseKeyError::Encoding
         );
+    }
+
+    #[test]
+    fn a_v2_code_carries_the_private_key_and_its_version_says_which_kind() {
+        let private = CasePrivateKey::generate(4).unwrap();
+        let code = private.share_code();
+        assert_eq!(code.len(), CaseKey::generate(1).unwrap().share_code().len());
+        assert_eq!(
+            CaseSecret::from_share_code(&code).unwrap(),
+            CaseSecret::Private(private.clone())
+        );
+        assert_eq!(
+            CaseKey::from_share_code(&code).unwrap_err(),
+            CaseKeyError::Kind {
+                found: 2,
+                expected: 1
+            }
+        );
+        let mut raw = URL_SAFE_NO_PAD.decode(&code).unwrap();
+        raw[0] = 3;
+        let check = ring::digest::digest(&ring::digest::SHA256, &raw[..37]);
+        raw[37..].copy_from_slice(&check.as_ref()[..4]);
+        assert_eq!(
+            CaseSecret::from_share_code(&URL_SAFE_NO_PAD.encode(raw)).unwrap_err(),
+            CaseKeyError::Version(3)
+        );
+    }
+
+    #[test]
+    fn the_public_key_and_fingerprint_follow_rfc_7748_and_the_documented_layout() {
+        // RFC 7748 section 6.1, Alice's key pair.
+        let secret: [u8; 32] =
+            hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let public = CasePrivateKey::from_bytes(7, secret).public();
+        assert_eq!(
+            hex::encode(public.bytes()),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+        let mut input = b"fieldsync case key v2\0".to_vec();
+        input.extend_from_slice(&[0, 0, 0, 7]);
+        input.extend_from_slice(public.bytes());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+        assert_eq!(
+            public.fingerprint(),
+            URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+        );
+        assert_eq!(public.fingerprint().len(), 22);
+        let other_epoch = CasePublicKey::from_bytes(8, *public.bytes());
+        assert_ne!(other_epoch.fingerprint(), public.fingerprint());
     }
 }

@@ -2,7 +2,34 @@
 //! the device before it leaves it. The server stores and serves this blob
 //! and can read nothing in it but lengths.
 //!
-//! Layout, byte for byte (all integers big-endian):
+//! Two versions share everything after the sealed header. Version 2
+//! ("FSA2", what devices seal today) seals the header to the case's X25519
+//! *public* key, so a reporter's device, which holds only that, cannot
+//! open what it sent; version 1 ("FSA1") sealed it with the symmetric case
+//! key every device held, and stays readable.
+//!
+//! Version 2, byte for byte (all integers big-endian):
+//!
+//! ```text
+//! "FSA2"                       4  magic and version
+//! key_epoch                    4  which case key pair the header is sealed to
+//! enc                         32  HPKE encapsulated key (the sender's
+//!                                   ephemeral X25519 public key)
+//! header_len                   4  length of the sealed header
+//! sealed_header       header_len  HPKE base mode single-shot seal (RFC 9180):
+//!                                   DHKEM(X25519, HKDF-SHA256) 0x0020,
+//!                                   HKDF-SHA256 0x0001, AES-256-GCM 0x0002,
+//!                                   info = "fieldsync attachment v2" (23 bytes),
+//!                                   aad = the 8 bytes "FSA2" ‖ key_epoch,
+//!                                   plaintext = header JSON
+//! chunk 0, chunk 1, …              as in version 1
+//! ```
+//!
+//! The `hpke` crate does the HPKE part: ring has AES-GCM and HKDF but no
+//! X25519 with a static private key, which the recipient side needs.
+//! Test vectors: `tests/vectors/envelope-v2.json` (see [`tests`]).
+//!
+//! Version 1, byte for byte:
 //!
 //! ```text
 //! "FSA1"                       4  magic and version
@@ -38,10 +65,17 @@ use ring::digest::{Context, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use crate::case_key::CaseKey;
+use crate::case_key::{CaseKem, CaseKey, CasePublicKey, CaseSecret};
 use crate::hashing::{sha256_stream, Hashing};
 
+/// Version 1's magic: a header sealed with a symmetric case key.
 pub const MAGIC: &[u8; 4] = b"FSA1";
+/// Version 2's magic: a header sealed to a case public key with HPKE.
+pub const MAGIC_V2: &[u8; 4] = b"FSA2";
+/// HPKE `info` of version 2.
+pub const HPKE_INFO: &[u8] = b"fieldsync attachment v2";
+type HpkeAead = hpke::aead::AesGcm256;
+type HpkeKdf = hpke::kdf::HkdfSha256;
 /// Plaintext bytes per chunk.
 pub const CHUNK: usize = 64 * 1024;
 pub const TAG: usize = 16;
@@ -92,6 +126,8 @@ pub enum EnvelopeError {
     UnknownEpoch(u32),
     #[error("the attachment header does not open with this case key: wrong key, or the header was altered")]
     Header,
+    #[error("the attachment is sealed to case key epoch {epoch} of version {needs}, but this device holds a version {holds} key for that epoch; the key store or the attachment is damaged")]
+    WrongKind { epoch: u32, needs: u8, holds: u8 },
     #[error("chunk {0} does not authenticate: the attachment was altered, reordered or truncated; nothing of it can be trusted")]
     Chunk(u64),
     #[error("the attachment ends without its final chunk: it was truncated")]
@@ -106,23 +142,68 @@ pub enum EnvelopeError {
     Changed,
 }
 
-/// Encrypts `input` for `case_key`, writing the blob to `output`. Reads the
+/// What a new attachment is sealed to: a case public key (version 2), or,
+/// on a device of a case that has no key pair yet, its newest symmetric
+/// key (version 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealingKey {
+    Public(CasePublicKey),
+    Symmetric(CaseKey),
+}
+
+impl SealingKey {
+    pub fn epoch(&self) -> u32 {
+        match self {
+            SealingKey::Public(key) => key.epoch,
+            SealingKey::Symmetric(key) => key.epoch,
+        }
+    }
+}
+
+/// The random parts of one sealing. [`seal`] draws them fresh; test
+/// vectors give them.
+pub struct SealRandom {
+    pub content_key: [u8; 32],
+    pub nonce_prefix: [u8; 7],
+    /// Version 1 only: the header's AES-GCM nonce.
+    pub header_nonce: [u8; 12],
+    /// Version 2 only: the seed the HPKE ephemeral key pair is derived
+    /// from (RFC 9180 `DeriveKeyPair`, by the `hpke` crate).
+    pub ephemeral_seed: [u8; 32],
+}
+
+impl SealRandom {
+    pub fn fresh() -> Result<Self, EnvelopeError> {
+        let rng = SystemRandom::new();
+        let mut random = SealRandom {
+            content_key: [0; 32],
+            nonce_prefix: [0; 7],
+            header_nonce: [0; 12],
+            ephemeral_seed: [0; 32],
+        };
+        for buf in [
+            &mut random.content_key[..],
+            &mut random.nonce_prefix[..],
+            &mut random.header_nonce[..],
+            &mut random.ephemeral_seed[..],
+        ] {
+            rng.fill(buf).map_err(|_| EnvelopeError::Random)?;
+        }
+        Ok(random)
+    }
+}
+
+/// Encrypts `input` for `key`, writing the blob to `output`. Reads the
 /// input twice (hash first, for the header), holding one chunk at a time.
 pub fn seal<R: Read + Seek, W: Write>(
-    case_key: &CaseKey,
+    key: &SealingKey,
     name: &str,
     media_type: &str,
     captured_at: Option<String>,
     input: &mut R,
     output: &mut W,
 ) -> Result<Sealed, EnvelopeError> {
-    let rng = SystemRandom::new();
-    let mut content_key = [0u8; 32];
-    let mut prefix = [0u8; 7];
-    let mut header_nonce = [0u8; 12];
-    for buf in [&mut content_key[..], &mut prefix[..], &mut header_nonce[..]] {
-        rng.fill(buf).map_err(|_| EnvelopeError::Random)?;
-    }
+    let random = SealRandom::fresh()?;
     let (size, sha256) = sha256_stream(input)?;
     input.seek(SeekFrom::Start(0))?;
     let meta = AttachmentMeta {
@@ -136,15 +217,7 @@ pub fn seal<R: Read + Seek, W: Write>(
     // A file still being written (a recording) would make them disagree
     // and the attachment unreadable, so compare.
     let mut second = Hashing::new(input);
-    let sealed = seal_with(
-        case_key,
-        &content_key,
-        &prefix,
-        &header_nonce,
-        meta,
-        &mut second,
-        output,
-    )?;
+    let sealed = seal_with(key, &random, meta, &mut second, output)?;
     if second.len != sealed.meta.size || second.hex() != sealed.meta.sha256 {
         return Err(EnvelopeError::Changed);
     }
@@ -159,38 +232,30 @@ pub fn valid_blob_id(id: &str) -> bool {
 
 /// [`seal`] with the random parts given: for test vectors only.
 pub fn seal_with<R: Read, W: Write>(
-    case_key: &CaseKey,
-    content_key: &[u8; 32],
-    prefix: &[u8; 7],
-    header_nonce: &[u8; 12],
+    key: &SealingKey,
+    random: &SealRandom,
     meta: AttachmentMeta,
     input: &mut R,
     output: &mut W,
 ) -> Result<Sealed, EnvelopeError> {
     let mut out = Hashing::new(output);
     let header = Header {
-        content_key: STANDARD.encode(content_key),
-        nonce_prefix: STANDARD.encode(prefix),
+        content_key: STANDARD.encode(random.content_key),
+        nonce_prefix: STANDARD.encode(random.nonce_prefix),
         meta: meta.clone(),
     };
-    let mut sealed_header = serde_json::to_vec(&header).expect("the header always serializes");
-    let head_key = aead_key(case_key.bytes());
-    head_key
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(*header_nonce),
-            Aad::from(header_aad(case_key.epoch)),
-            &mut sealed_header,
-        )
-        .map_err(|_| EnvelopeError::Header)?;
-    let mut head = Vec::with_capacity(FIXED_HEAD + sealed_header.len());
-    head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&case_key.epoch.to_be_bytes());
-    head.extend_from_slice(header_nonce);
-    head.extend_from_slice(&(sealed_header.len() as u32).to_be_bytes());
-    head.extend_from_slice(&sealed_header);
+    let header_json = serde_json::to_vec(&header).expect("the header always serializes");
+    let head = match key {
+        SealingKey::Symmetric(case_key) => {
+            seal_header_v1(case_key, &random.header_nonce, header_json)?
+        }
+        SealingKey::Public(public) => seal_header_v2(public, &random.ephemeral_seed, &header_json)?,
+    };
     out.write_all(&head)?;
+    let prefix = &random.nonce_prefix;
+    let epoch = key.epoch();
 
-    let key = aead_key(content_key);
+    let key = aead_key(&random.content_key);
     let mut current = vec![0u8; CHUNK];
     let mut filled = read_full(input, &mut current)?;
     let mut next = vec![0u8; CHUNK];
@@ -221,16 +286,121 @@ pub fn seal_with<R: Read, W: Write>(
         meta,
         blob_id: out.hex(),
         blob_len: out.len,
-        key_epoch: case_key.epoch,
+        key_epoch: epoch,
         head,
     })
 }
+
+fn seal_header_v1(
+    case_key: &CaseKey,
+    header_nonce: &[u8; 12],
+    mut sealed_header: Vec<u8>,
+) -> Result<Vec<u8>, EnvelopeError> {
+    aead_key(case_key.bytes())
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(*header_nonce),
+            Aad::from(header_aad(case_key.epoch)),
+            &mut sealed_header,
+        )
+        .map_err(|_| EnvelopeError::Header)?;
+    let mut head = Vec::with_capacity(FIXED_HEAD + sealed_header.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&case_key.epoch.to_be_bytes());
+    head.extend_from_slice(header_nonce);
+    head.extend_from_slice(&(sealed_header.len() as u32).to_be_bytes());
+    head.extend_from_slice(&sealed_header);
+    Ok(head)
+}
+
+fn seal_header_v2(
+    public: &CasePublicKey,
+    ephemeral_seed: &[u8; 32],
+    header_json: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let (enc, sealed_header) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, CaseKem>(
+        &hpke::OpModeS::Base,
+        &public.hpke(),
+        HPKE_INFO,
+        header_json,
+        &header_aad_v2(public.epoch),
+        &mut SeededRng::new(ephemeral_seed),
+    )
+    // Only a public key of small order (all-zero shared secret) fails.
+    .map_err(|_| EnvelopeError::Header)?;
+    let mut head = Vec::with_capacity(FIXED_HEAD_V2 + sealed_header.len());
+    head.extend_from_slice(MAGIC_V2);
+    head.extend_from_slice(&public.epoch.to_be_bytes());
+    head.extend_from_slice(&hpke::Serializable::to_bytes(&enc));
+    head.extend_from_slice(&(sealed_header.len() as u32).to_be_bytes());
+    head.extend_from_slice(&sealed_header);
+    Ok(head)
+}
+
+/// The randomness HPKE draws for its ephemeral key: SHA-256(seed ‖ block
+/// counter) blocks, so the caller draws the seed from ring's
+/// `SystemRandom` (and a failure is an error, not a panic) and test
+/// vectors are reproducible. HPKE asks for 32 bytes once.
+struct SeededRng {
+    seed: [u8; 32],
+    block: u32,
+    buf: [u8; 32],
+    used: usize,
+}
+
+impl SeededRng {
+    fn new(seed: &[u8; 32]) -> Self {
+        Self {
+            seed: *seed,
+            block: 0,
+            buf: [0; 32],
+            used: 32,
+        }
+    }
+
+    fn next_byte(&mut self) -> u8 {
+        if self.used == 32 {
+            let mut ctx = Context::new(&SHA256);
+            ctx.update(&self.seed);
+            ctx.update(&self.block.to_be_bytes());
+            self.buf.copy_from_slice(ctx.finish().as_ref());
+            self.block = self.block.wrapping_add(1);
+            self.used = 0;
+        }
+        self.used += 1;
+        self.buf[self.used - 1]
+    }
+}
+
+impl hpke::rand_core::TryRng for SeededRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for byte in dst {
+            *byte = self.next_byte();
+        }
+        Ok(())
+    }
+}
+
+impl hpke::rand_core::TryCryptoRng for SeededRng {}
 
 /// Decrypts a blob to `output`, chunk by chunk, checking size and SHA-256
 /// at the end. On error `output` holds unauthenticated data: discard it
 /// ([`open_to_path`] does).
 pub fn open<R: Read, W: Write>(
-    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     output: &mut W,
 ) -> Result<AttachmentMeta, EnvelopeError> {
@@ -293,7 +463,7 @@ pub fn open<R: Read, W: Write>(
 /// just its head as a report carries it) and returns what it says about
 /// the file. Reads nothing past the header.
 pub fn read_meta<R: Read>(
-    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
 ) -> Result<AttachmentMeta, EnvelopeError> {
     Ok(open_header(keys, input)?.meta)
@@ -301,48 +471,98 @@ pub fn read_meta<R: Read>(
 
 /// The case key epoch a blob's head names, without any key.
 pub fn head_epoch(head: &[u8]) -> Result<u32, EnvelopeError> {
-    if head.len() < FIXED_HEAD || &head[..4] != MAGIC {
+    let fixed = match head.get(..4) {
+        Some(m) if m == MAGIC => FIXED_HEAD,
+        Some(m) if m == MAGIC_V2 => FIXED_HEAD_V2,
+        _ => return Err(EnvelopeError::NotAnAttachment),
+    };
+    if head.len() < fixed {
         return Err(EnvelopeError::NotAnAttachment);
     }
     Ok(u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")))
 }
 
+/// The envelope version a blob's head has: 1 or 2.
+pub fn head_version(head: &[u8]) -> Result<u8, EnvelopeError> {
+    head_epoch(head)?;
+    Ok(if &head[..4] == MAGIC { 1 } else { 2 })
+}
+
 const FIXED_HEAD: usize = 24;
+const FIXED_HEAD_V2: usize = 44;
 
 fn open_header<R: Read>(
-    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
 ) -> Result<Header, EnvelopeError> {
-    let mut fixed = [0u8; FIXED_HEAD];
+    let mut start = [0u8; 8];
     input
-        .read_exact(&mut fixed)
+        .read_exact(&mut start)
         .map_err(|_| EnvelopeError::NotAnAttachment)?;
-    let epoch = head_epoch(&fixed)?;
-    let header_nonce: [u8; 12] = fixed[8..20].try_into().expect("12 bytes");
-    let header_len = u32::from_be_bytes(fixed[20..24].try_into().expect("4 bytes")) as usize;
+    let version: u8 = match &start[..4] {
+        m if m == MAGIC => 1,
+        m if m == MAGIC_V2 => 2,
+        _ => return Err(EnvelopeError::NotAnAttachment),
+    };
+    let epoch = u32::from_be_bytes(start[4..8].try_into().expect("4 bytes"));
+    // Nonce (v1) or encapsulated key (v2), then the header's length.
+    let mut rest = vec![0u8; if version == 1 { 16 } else { 36 }];
+    input
+        .read_exact(&mut rest)
+        .map_err(|_| EnvelopeError::NotAnAttachment)?;
+    let header_len =
+        u32::from_be_bytes(rest[rest.len() - 4..].try_into().expect("4 bytes")) as usize;
     if !(TAG..=MAX_HEADER).contains(&header_len) {
         return Err(EnvelopeError::Header);
     }
-    let case_key = keys(epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
+    let secret = keys(epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
     let mut sealed = vec![0u8; header_len];
     input
         .read_exact(&mut sealed)
         .map_err(|_| EnvelopeError::Truncated)?;
-    let plain = aead_key(case_key.bytes())
-        .open_in_place(
-            Nonce::assume_unique_for_key(header_nonce),
-            Aad::from(header_aad(epoch)),
-            &mut sealed,
-        )
-        .map_err(|_| EnvelopeError::Header)?;
-    serde_json::from_slice(plain).map_err(|_| EnvelopeError::Header)
+    let plain = match (&secret, version) {
+        (CaseSecret::Symmetric(case_key), 1) => {
+            let header_nonce: [u8; 12] = rest[..12].try_into().expect("12 bytes");
+            aead_key(case_key.bytes())
+                .open_in_place(
+                    Nonce::assume_unique_for_key(header_nonce),
+                    Aad::from(header_aad(epoch)),
+                    &mut sealed,
+                )
+                .map_err(|_| EnvelopeError::Header)?
+                .to_vec()
+        }
+        (CaseSecret::Private(private), 2) => {
+            let enc = <<CaseKem as hpke::Kem>::EncappedKey as hpke::Deserializable>::from_bytes(
+                &rest[..32],
+            )
+            .map_err(|_| EnvelopeError::Header)?;
+            hpke::single_shot_open::<HpkeAead, HpkeKdf, CaseKem>(
+                &hpke::OpModeR::Base,
+                &private.hpke(),
+                &enc,
+                HPKE_INFO,
+                &sealed,
+                &header_aad_v2(epoch),
+            )
+            .map_err(|_| EnvelopeError::Header)?
+        }
+        (secret, needs) => {
+            return Err(EnvelopeError::WrongKind {
+                epoch,
+                needs,
+                holds: secret.version(),
+            })
+        }
+    };
+    serde_json::from_slice(&plain).map_err(|_| EnvelopeError::Header)
 }
 
 /// Decrypts into `path` through a temporary file beside it, renamed into
 /// place only when everything authenticated: a failed decryption leaves no
 /// file that looks valid.
 pub fn open_to_path<R: Read>(
-    keys: &dyn Fn(u32) -> Option<CaseKey>,
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     path: &Path,
 ) -> Result<AttachmentMeta, EnvelopeError> {
@@ -381,6 +601,13 @@ pub fn chunk_nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
 pub(crate) fn header_aad(epoch: u32) -> [u8; 8] {
     let mut aad = [0u8; 8];
     aad[..4].copy_from_slice(MAGIC);
+    aad[4..].copy_from_slice(&epoch.to_be_bytes());
+    aad
+}
+
+pub(crate) fn header_aad_v2(epoch: u32) -> [u8; 8] {
+    let mut aad = [0u8; 8];
+    aad[..4].copy_from_slice(MAGIC_V2);
     aad[4..].copy_from_slice(&epoch.to_be_bytes());
     aad
 }

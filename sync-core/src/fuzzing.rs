@@ -22,7 +22,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use ring::aead::{Aad, Nonce};
 
 use crate::bundle::{self, BundleAttachment, BundleDoc, BundleManifest, BundleReader};
-use crate::case_key::CaseKey;
+use crate::case_key::{CaseKey, CasePrivateKey, CaseSecret};
 use crate::document::{read_report, NewReport, ReportDocument};
 use crate::envelope::{self, AttachmentMeta};
 use crate::identity::{DeviceKey, Domain, PublicKey};
@@ -382,12 +382,22 @@ fn case_key() -> CaseKey {
     CaseKey::from_bytes(1, [7; 32])
 }
 
-fn keys(epoch: u32) -> Option<CaseKey> {
-    (epoch == 1).then(case_key)
+/// The case private key of envelope version 2 (epoch 2).
+fn case_private_key() -> CasePrivateKey {
+    CasePrivateKey::from_bytes(2, [0x48; 32])
 }
 
-/// Seals `plain` with fixed keys, as a device would with random ones.
-fn seal_fixed(plain: &[u8]) -> Vec<u8> {
+fn keys(epoch: u32) -> Option<CaseSecret> {
+    match epoch {
+        1 => Some(CaseSecret::Symmetric(case_key())),
+        2 => Some(CaseSecret::Private(case_private_key())),
+        _ => None,
+    }
+}
+
+/// Seals `plain` with fixed keys, as a device would with random ones:
+/// to the case public key (version 2) if `v2`, else with the symmetric key.
+fn seal_fixed(plain: &[u8], v2: bool) -> Vec<u8> {
     let meta = AttachmentMeta {
         name: "photo.jpg".into(),
         media_type: "image/jpeg".into(),
@@ -396,23 +406,27 @@ fn seal_fixed(plain: &[u8]) -> Vec<u8> {
         captured_at: Some("2016-05-21T10:40:00+06:00".into()),
     };
     let mut blob = Vec::new();
-    envelope::seal_with(
-        &case_key(),
-        &[9; 32],
-        &[3; 7],
-        &[5; 12],
-        meta,
-        &mut Cursor::new(plain),
-        &mut blob,
-    )
-    .expect("sealing into memory succeeds");
+    let key = if v2 {
+        envelope::SealingKey::Public(case_private_key().public())
+    } else {
+        envelope::SealingKey::Symmetric(case_key())
+    };
+    let random = envelope::SealRandom {
+        content_key: [9; 32],
+        nonce_prefix: [3; 7],
+        header_nonce: [5; 12],
+        ephemeral_seed: [6; 32],
+    };
+    envelope::seal_with(&key, &random, meta, &mut Cursor::new(plain), &mut blob)
+        .expect("sealing into memory succeeds");
     blob
 }
 
 /// The attachment envelope. `data[0] % 3` picks the mode:
 /// 0. the rest is a blob, opened with the fuzzing case key;
-/// 1. the rest (`data[1]` times, at most 256 KiB) is a plaintext, sealed,
-///    opened, and opened again with one byte of the blob altered;
+/// 1. the rest (`data[1]` times, at most 256 KiB) is a plaintext, sealed
+///    (to the case public key when `data[1]` is odd, else with the
+///    symmetric key), opened, and opened again with one byte altered;
 /// 2. the rest is header JSON, sealed as a header and followed by the bytes
 ///    after its first NUL, then opened.
 ///
@@ -437,7 +451,7 @@ pub fn envelope(data: &[u8]) {
                 }
                 plain.extend_from_slice(unit);
             }
-            let mut blob = seal_fixed(&plain);
+            let mut blob = seal_fixed(&plain, times % 2 == 1);
             let mut out = Vec::new();
             envelope::open(&keys, &mut Cursor::new(&blob), &mut out).expect("a sealed blob opens");
             assert_eq!(out, plain, "sealing then opening changed the file");
@@ -695,7 +709,7 @@ pub fn codes(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(key) = CaseKey::from_share_code(text) {
+    if let Ok(key) = CaseSecret::from_share_code(text) {
         let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         assert_eq!(key.share_code(), cleaned, "a share code decodes two ways");
     }
@@ -907,7 +921,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     for (name, plain) in [("empty", &b""[..]), ("short", b"a photo of a van")] {
         let mut data = vec![0];
-        data.extend_from_slice(&seal_fixed(plain));
+        data.extend_from_slice(&seal_fixed(plain, false));
         out.push(("envelope", format!("open-{name}.bin"), data));
     }
     out.push((
@@ -980,7 +994,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "no-attachments.bin".into(),
         write_bundle(&manifest, &[]),
     ));
-    let blob = seal_fixed(b"a photo of a van");
+    let blob = seal_fixed(b"a photo of a van", false);
     let with_blob = BundleManifest {
         attachments: vec![BundleAttachment {
             blob: hex::encode(ring::digest::digest(&ring::digest::SHA256, &blob)),

@@ -95,6 +95,8 @@ pub enum Domain {
     Bundle,
     /// A one-time web login link.
     WebLogin,
+    /// A case public key a coordinator's device publishes.
+    CaseKey,
 }
 
 impl Domain {
@@ -104,6 +106,7 @@ impl Domain {
             Domain::Request => b"fieldsync request v1\0",
             Domain::Bundle => b"fieldsync bundle v1\0",
             Domain::WebLogin => b"fieldsync web-login v1\0",
+            Domain::CaseKey => b"fieldsync case-key v2\0",
         }
     }
 

@@ -22,6 +22,7 @@
 pub mod bundle;
 pub mod case_key;
 pub mod change_limits;
+pub mod case_key_trust;
 pub mod document;
 pub mod envelope;
 pub mod export;

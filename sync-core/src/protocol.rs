@@ -184,6 +184,11 @@ pub struct EnrollResponse {
     /// reports (see [`CaseInfo::import_salt`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_salt: Option<String>,
+    /// The case public keys coordinators' devices published, oldest epoch
+    /// first; the device checks them (`case_key_trust`) before sealing to
+    /// one. Absent from servers before issue 14.
+    #[serde(default)]
+    pub case_keys: Vec<crate::case_key_trust::PublishedCaseKey>,
 }
 
 /// `GET /v1/case`, for coordinators' devices.
@@ -196,6 +201,35 @@ pub struct CaseInfo {
     /// and its rows, cannot compute an id an import will use and take it
     /// first. Never sent to a reporter's device.
     pub import_salt: String,
+}
+
+/// `GET /v1/case-keys`: the case's published public keys, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseKeysResponse {
+    pub case_keys: Vec<crate::case_key_trust::PublishedCaseKey>,
+}
+
+/// `POST /v1/case-keys` answers whether the key was new.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResponse {
+    /// `false`: the server already had this very key for its epoch.
+    pub stored: bool,
+}
+
+/// `POST /v1/invites`: a coordinator's device asks for a one-time token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRequest {
+    pub role: crate::sync::policy::DeviceRole,
+    /// How long the token is valid, in seconds.
+    pub expires_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteResponse {
+    pub token: String,
+    pub role: crate::sync::policy::DeviceRole,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
 }
 
 /// The body of every error the server sends.

@@ -178,13 +178,8 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
         "device", "enroll", "--server", &proxy.url, "--token", &token,
     ]);
     let code = case.coordinator.ok(&["key", "show", "--case", "almaty"]);
-    reporter.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
+    // The reporter takes the case public key with its first sync.
+    reporter.ok(&["sync"]);
     let report = record_with(&reporter, "The march", &[&file]);
     let before = proxy.bytes_up();
     proxy.set_faults(Faults {
@@ -348,14 +343,8 @@ fn a_revoked_coordinator_cannot_fetch_attachments_and_rotation_keeps_old_ones_re
         &[&case.file("a.bin", &first)],
     );
     // Rotation: new attachments use epoch 2; epoch 1 stays readable.
-    let code = case.coordinator.ok(&["key", "rotate", "--case", "almaty"]);
-    case.reporter.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
+    case.coordinator.ok(&["key", "rotate", "--case", "almaty"]);
+    case.reporter.ok(&["sync"]);
     let second = random_bytes(&mut rng, 1_000);
     let new = record_with(
         &case.reporter,

@@ -18,9 +18,7 @@ fn a_bundle_carried_by_hand_reaches_the_server_with_the_reporters_signatures() {
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
     let reporter = enrolled_device(&server, "almaty", "reporter");
     let revoked = enrolled_device(&server, "almaty", "reporter");
-    let code = coordinator.ok(&["key", "new", "--case", "almaty"]);
-    let code = code.lines().next().unwrap().to_owned();
-    reporter.ok(&["key", "add", "--case", "almaty", &code]);
+    let code = coordinator.share_new_key("almaty", &[&reporter]);
     let data_dir = server.data.to_str().unwrap().to_owned();
     fieldsync_ok(&["admin", "--data", &data_dir, "revoke", &revoked.id]);
     // The coordinator learns the case's devices while it still can.

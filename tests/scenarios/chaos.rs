@@ -92,10 +92,11 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     let checker = enrolled_device(&server, CASE, "coordinator");
     let code = checker.ok(&["key", "new", "--case", CASE]);
     let code = code.lines().next().unwrap().to_owned();
+    let fingerprint = checker.case_key_fingerprint(CASE);
     let devices: Vec<Device> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..DEVICES)
             .map(|n| {
-                let (server, proxy, code) = (&server, &proxy, &code);
+                let (server, proxy, code, fingerprint) = (&server, &proxy, &code, &fingerprint);
                 s.spawn(move || {
                     let coordinator = n < COORDINATORS;
                     let role = if coordinator {
@@ -106,9 +107,20 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
                     let home = DeviceHome::new();
                     let token = server.invite(CASE, role);
                     home.ok(&[
-                        "device", "enroll", "--server", &proxy.url, "--token", &token,
+                        "device",
+                        "enroll",
+                        "--server",
+                        &proxy.url,
+                        "--token",
+                        &token,
+                        "--case-key-fingerprint",
+                        fingerprint,
                     ]);
-                    home.ok(&["key", "add", "--case", CASE, code]);
+                    // Coordinators get the private key in person; reporters
+                    // took the public key with enrollment.
+                    if coordinator {
+                        home.ok(&["key", "add", "--case", CASE, code]);
+                    }
                     Device {
                         home,
                         coordinator,

@@ -46,11 +46,7 @@ fn a_coordinator_reviews_in_the_browser_and_the_reporter_sees_it() {
     server.create_case("almaty");
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
     let reporter = enrolled_device(&server, "almaty", "reporter");
-    let code = coordinator
-        .ok(&["key", "new", "--case", "almaty"])
-        .trim()
-        .to_owned();
-    reporter.ok(&["key", "add", "--case", "almaty", &code]);
+    let code = coordinator.share_new_key("almaty", &[&reporter]);
 
     let photo_bytes =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bus-stop-photo.png"))

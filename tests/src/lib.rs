@@ -323,15 +323,30 @@ impl DeviceHome {
         listed.as_array().cloned().unwrap_or_default()
     }
 
-    /// `key new --case CASE` on this (coordinator) device, then `key add`
-    /// of its share code on each of `others`; returns the share code.
-    pub fn share_new_key(&self, case: &str, others: &[&DeviceHome]) -> String {
+    /// `key new --case CASE` on this (coordinator) device, which publishes
+    /// the case public key, then a sync on each of `others` (reporters), by
+    /// which they take it; returns the private key's share code.
+    pub fn share_new_key(&self, case: &str, reporters: &[&DeviceHome]) -> String {
         let printed = self.ok(&["key", "new", "--case", case]);
         let code = printed.lines().next().expect("key new prints the code");
-        for other in others {
-            other.ok(&["key", "add", "--case", case, code]);
+        for reporter in reporters {
+            reporter.ok(&["sync"]);
         }
         code.to_owned()
+    }
+
+    /// The fingerprint of the newest case public key this device holds, as
+    /// `key show` prints it on stderr.
+    pub fn case_key_fingerprint(&self, case: &str) -> String {
+        let out = self.run(&["key", "show", "--case", case]);
+        assert!(out.status.success(), "key show failed");
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| l.split("fingerprint ").nth(1))
+            .next_back()
+            .expect("key show prints a fingerprint")
+            .trim()
+            .to_owned()
     }
 }
 

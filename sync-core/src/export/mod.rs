@@ -43,7 +43,7 @@ use base64::Engine;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::case_key::CaseKey;
+use crate::case_key::CaseSecret;
 use crate::document::rfc3339;
 use crate::envelope::{self, AttachmentMeta};
 use crate::ids::{CaseId, ReportId};
@@ -385,7 +385,7 @@ fn history_order(changes: Vec<Change>) -> Vec<Change> {
 /// can open; the others are left out (shown by id).
 pub fn attachment_meta(
     reports: &[ExportedReport],
-    keys: &[CaseKey],
+    keys: &[CaseSecret],
 ) -> BTreeMap<String, AttachmentMeta> {
     reports
         .iter()
@@ -394,9 +394,9 @@ pub fn attachment_meta(
         .collect()
 }
 
-fn read_header(attachment: &AttachmentRef, keys: &[CaseKey]) -> Option<AttachmentMeta> {
+fn read_header(attachment: &AttachmentRef, keys: &[CaseSecret]) -> Option<AttachmentMeta> {
     let head = STANDARD.decode(&attachment.header).ok()?;
-    let lookup = |epoch: u32| keys.iter().find(|k| k.epoch == epoch).cloned();
+    let lookup = |epoch: u32| keys.iter().find(|k| k.epoch() == epoch).cloned();
     envelope::read_meta(&lookup, &mut head.as_slice()).ok()
 }
 

@@ -418,7 +418,7 @@ fn attachment_names_are_read_only_with_the_key() {
         )
         .unwrap();
     let reports = vec![exported_report(&replica, &id).unwrap()];
-    let named = attachment_meta(&reports, &[key]);
+    let named = attachment_meta(&reports, &[crate::case_key::CaseSecret::Private(key)]);
     assert_eq!(named[&sealed.id].name, "statement.txt");
     assert!(attachment_meta(&reports, &[]).is_empty());
 }

@@ -1,25 +1,47 @@
 //! Case keys held on this device, by case name and epoch. They live only
-//! here: no request the device sends is built from this table, and the
-//! server has no place for them.
+//! here: no request the device sends is built from the secret ones, and
+//! the server has no place for them.
+//!
+//! Two tables:
+//! - `case_keys`: secrets, each with its share code `version`: 1, the old
+//!   symmetric key; 2, an X25519 private key (coordinators only). The
+//!   `key` bytes are written by [`insert`] and read by [`read_secrets`]
+//!   only, so how they are kept at rest is decided in one place.
+//! - `case_public_keys`: the case public keys this device trusts, with
+//!   the device key that signed each (see `case_key_trust`). New
+//!   attachments are sealed to the newest one.
+//!
+//! A reporter's device never holds a version 2 secret, and once it trusts
+//! a public key it deletes its version 1 keys (`secure_delete` is on for
+//! the replica, and the write-ahead log is truncated after), so a seized
+//! phone opens no attachment, not even its own once sealed.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use zeroize::Zeroizing;
 
 use super::secrets::{Vault, Wrapped};
 use super::{now, Replica, ReplicaError};
-use crate::case_key::{CaseKey, CaseKeyError};
+use crate::case_key::{CaseKeyError, CasePrivateKey, CasePublicKey, CaseSecret};
+use crate::case_key_trust::{decide, PublishedCaseKey, TrustDecision, VerifiedCaseKey};
+use crate::envelope::SealingKey;
+use crate::identity::{PublicKey, Signature};
+use crate::ids::CaseId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseKeyStoreError {
     #[error("this device already holds a key for case {case:?} (epoch {epoch}); to make a new one use `fieldsync key rotate --case {case}`")]
     AlreadyHasKey { case: String, epoch: u32 },
-    #[error("this device holds no key for case {0:?}; make one with `fieldsync key new --case {0}` (coordinator) or add the share code you were given with `fieldsync key add --case {0} CODE`")]
+    #[error("this device holds no key for case {0:?}; on a coordinator's device make one with `fieldsync key new --case {0}`; a reporter's device receives the case's public key when it enrolls or syncs (`fieldsync sync`)")]
     NoKey(String),
     #[error("this device holds a different key for case {case:?} epoch {epoch}; the share code belongs to another case or was made on another coordinator device. Ask the coordinator for the current code")]
     EpochClash { case: String, epoch: u32 },
     #[error("the key store holds a malformed key for case {case:?} epoch {epoch}")]
     Malformed { case: String, epoch: u32 },
+    #[error("this share code holds the case's private key, which a reporter's device never keeps: a seized phone would open every attachment of the case. It was not stored; destroy the code. A reporter's device seals to the case's public key, which it receives when it enrolls or syncs")]
+    PrivateKeyOnReporter,
+    #[error("this reporter's device already seals to the case's public key (epoch {0}); an old symmetric key would let it open attachments again, so it is not stored. Destroy the code")]
+    SymmetricAfterPublic(u32),
     #[error(transparent)]
     Key(#[from] CaseKeyError),
 }
@@ -31,10 +53,19 @@ pub enum KeyAdded {
     AlreadyPresent,
 }
 
+/// What taking the server's published keys did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeysTaken {
+    pub decision: TrustDecision,
+    /// Symmetric (version 1) keys deleted because a public key now seals.
+    pub removed_symmetric: usize,
+}
+
 impl Replica {
-    /// Makes the first key of a case (epoch 1). Refuses if the device
-    /// already has one: replacing it would strand attachments sealed with it.
-    pub fn new_case_key(&mut self, case: &str) -> Result<CaseKey, ReplicaError> {
+    /// Makes the first key pair of a case (epoch 1) on a coordinator's
+    /// device. Refuses if the device already has a key: replacing it would
+    /// strand attachments sealed with it.
+    pub fn new_case_key(&mut self, case: &str) -> Result<CasePrivateKey, ReplicaError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -45,15 +76,16 @@ impl Replica {
             }
             .into());
         }
-        let key = CaseKey::generate(1).map_err(CaseKeyStoreError::from)?;
-        insert(&tx, &self.vault, case, &key)?;
+        let key = CasePrivateKey::generate(1).map_err(CaseKeyStoreError::from)?;
+        insert(&tx, &self.vault, case, &CaseSecret::Private(key.clone()))?;
+        trust_own(&tx, &self.vault, case, &key)?;
         tx.commit()?;
         Ok(key)
     }
 
-    /// Makes the key of the next epoch. New attachments are sealed with it;
-    /// older keys stay to open older attachments.
-    pub fn rotate_case_key(&mut self, case: &str) -> Result<CaseKey, ReplicaError> {
+    /// Makes the key pair of the next epoch. New attachments are sealed to
+    /// it; older keys stay to open older attachments.
+    pub fn rotate_case_key(&mut self, case: &str) -> Result<CasePrivateKey, ReplicaError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -63,39 +95,66 @@ impl Replica {
             case: case.to_owned(),
             epoch: newest,
         })?;
-        let key = CaseKey::generate(epoch).map_err(CaseKeyStoreError::from)?;
-        insert(&tx, &self.vault, case, &key)?;
+        let key = CasePrivateKey::generate(epoch).map_err(CaseKeyStoreError::from)?;
+        insert(&tx, &self.vault, case, &CaseSecret::Private(key.clone()))?;
+        trust_own(&tx, &self.vault, case, &key)?;
         tx.commit()?;
         Ok(key)
     }
 
     /// Stores a key received as a share code. The same code twice is a
-    /// no-op; a different key under an epoch already held is refused.
-    pub fn add_case_key(&mut self, case: &str, key: &CaseKey) -> Result<KeyAdded, ReplicaError> {
+    /// no-op; a different key under an epoch already held is refused. A
+    /// reporter's device refuses a private key, and a symmetric one once it
+    /// seals to a public key.
+    pub fn add_case_key(&mut self, case: &str, key: &CaseSecret) -> Result<KeyAdded, ReplicaError> {
+        let reporter = self.meta("role")?.as_deref() == Some("reporter");
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT key FROM case_keys WHERE case_name = ?1 AND epoch = ?2",
-                params![case, key.epoch],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let existing = existing
-            .map(|stored| unwrap_key(&tx, &self.vault, case, key.epoch, &stored))
-            .transpose()?;
+        if reporter {
+            match key {
+                CaseSecret::Private(_) => {
+                    return Err(CaseKeyStoreError::PrivateKeyOnReporter.into());
+                }
+                CaseSecret::Symmetric(_) => {
+                    if let Some(public) = newest_public(&tx, case)? {
+                        return Err(
+                            CaseKeyStoreError::SymmetricAfterPublic(public.key.epoch).into()
+                        );
+                    }
+                }
+            }
+        }
+        let existing = read_secrets(&tx, &self.vault, case)?
+            .into_iter()
+            .find(|k| k.epoch() == key.epoch());
         let outcome = match existing {
-            Some(held) if held[..] == key.bytes()[..] => KeyAdded::AlreadyPresent,
+            Some(held) if &held == key => KeyAdded::AlreadyPresent,
             Some(_) => {
                 return Err(CaseKeyStoreError::EpochClash {
                     case: case.to_owned(),
-                    epoch: key.epoch,
+                    epoch: key.epoch(),
                 }
                 .into())
             }
             None => {
+                if let Some(public) = public_keys(&tx, case)?
+                    .into_iter()
+                    .find(|p| p.key.epoch == key.epoch())
+                {
+                    let same = matches!(key, CaseSecret::Private(k) if k.public() == public.key);
+                    if !same {
+                        return Err(CaseKeyStoreError::EpochClash {
+                            case: case.to_owned(),
+                            epoch: key.epoch(),
+                        }
+                        .into());
+                    }
+                }
                 insert(&tx, &self.vault, case, key)?;
+                if let CaseSecret::Private(private) = key {
+                    trust_own(&tx, &self.vault, case, private)?;
+                }
                 KeyAdded::Added
             }
         };
@@ -103,87 +162,263 @@ impl Replica {
         Ok(outcome)
     }
 
-    /// Every key of a case, oldest epoch first.
-    pub fn case_keys(&self, case: &str) -> Result<Vec<CaseKey>, ReplicaError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT epoch, key FROM case_keys WHERE case_name = ?1 ORDER BY epoch")?;
-        let rows = stmt
-            .query_map([case], |r| {
-                Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(epoch, stored)| {
-                let bytes = unwrap_key(&self.conn, &self.vault, case, epoch, &stored)?;
-                let key: [u8; 32] =
-                    bytes[..]
-                        .try_into()
-                        .map_err(|_| CaseKeyStoreError::Malformed {
-                            case: case.to_owned(),
-                            epoch,
-                        })?;
-                Ok(CaseKey::from_bytes(epoch, key))
-            })
-            .collect()
+    /// Every secret key of a case (either version), oldest epoch first: what
+    /// opens attachments.
+    pub fn case_keys(&self, case: &str) -> Result<Vec<CaseSecret>, ReplicaError> {
+        read_secrets(&self.conn, &self.vault, case)
     }
 
-    /// The key new attachments of a case are sealed with: the newest epoch.
-    pub fn current_case_key(&self, case: &str) -> Result<CaseKey, ReplicaError> {
-        self.case_keys(case)?
-            .pop()
+    /// The case public keys this device trusts, oldest epoch first.
+    pub fn case_public_keys(&self, case: &str) -> Result<Vec<VerifiedCaseKey>, ReplicaError> {
+        public_keys(&self.conn, case)
+    }
+
+    /// What new attachments of a case are sealed to: the newest trusted
+    /// public key; on a device of a case with none yet, the newest
+    /// symmetric key.
+    pub fn sealing_key(&self, case: &str) -> Result<SealingKey, ReplicaError> {
+        if let Some(public) = newest_public(&self.conn, case)? {
+            return Ok(SealingKey::Public(public.key));
+        }
+        read_secrets(&self.conn, &self.vault, case)?
+            .into_iter()
+            .rev()
+            .find_map(|k| match k {
+                CaseSecret::Symmetric(key) => Some(SealingKey::Symmetric(key)),
+                CaseSecret::Private(_) => None,
+            })
             .ok_or_else(|| CaseKeyStoreError::NoKey(case.to_owned()).into())
+    }
+
+    /// This device's own key pairs' public keys, signed by its device key,
+    /// for the server to publish.
+    pub fn case_key_publications(
+        &self,
+        case: &str,
+        case_id: &CaseId,
+    ) -> Result<Vec<PublishedCaseKey>, ReplicaError> {
+        let device = self.device_key()?.ok_or(ReplicaError::NoIdentity)?;
+        Ok(read_secrets(&self.conn, &self.vault, case)?
+            .into_iter()
+            .filter_map(|k| match k {
+                CaseSecret::Private(private) => {
+                    Some(PublishedCaseKey::sign(&device, case_id, &private.public()))
+                }
+                CaseSecret::Symmetric(_) => None,
+            })
+            .collect())
+    }
+
+    /// Takes what it trusts of the keys the server publishes for `case`
+    /// (see `case_key_trust::decide`): while the device trusts none, the
+    /// one with fingerprint `pin`, or, with no pin, all on trust. On a
+    /// reporter's device, trusting a public key deletes its symmetric keys.
+    pub fn take_published_keys(
+        &mut self,
+        case: &str,
+        case_id: &CaseId,
+        pin: Option<&str>,
+        offered: &[PublishedCaseKey],
+    ) -> Result<KeysTaken, ReplicaError> {
+        let reporter = self.meta("role")?.as_deref() == Some("reporter");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let trusted = public_keys(&tx, case)?;
+        let decision = decide(case_id, &trusted, pin, offered);
+        for key in &decision.accepted {
+            insert_public(&tx, case, key)?;
+        }
+        let mut removed_symmetric = 0;
+        if reporter && newest_public(&tx, case)?.is_some() {
+            removed_symmetric = tx.execute(
+                "DELETE FROM case_keys WHERE case_name = ?1 AND version = 1",
+                [case],
+            )?;
+        }
+        tx.commit()?;
+        if removed_symmetric > 0 {
+            // secure_delete zeroed the rows in the pages; the log still
+            // holds the pages as they were until it is truncated.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(KeysTaken {
+            decision,
+            removed_symmetric,
+        })
     }
 }
 
-fn newest_epoch(conn: &rusqlite::Connection, case: &str) -> Result<Option<u32>, ReplicaError> {
+fn newest_epoch(conn: &Connection, case: &str) -> Result<Option<u32>, ReplicaError> {
     Ok(conn.query_row(
-        "SELECT MAX(epoch) FROM case_keys WHERE case_name = ?1",
+        "SELECT MAX(epoch) FROM (SELECT epoch FROM case_keys WHERE case_name = ?1
+                                 UNION ALL
+                                 SELECT epoch FROM case_public_keys WHERE case_name = ?1)",
         [case],
         |r| r.get(0),
     )?)
 }
 
+/// The one writer of the `key` bytes: wrapped under the home's passphrase
+/// when it has one (`secrets`), labelled with the case and epoch.
 fn insert(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     vault: &Vault,
     case: &str,
-    key: &CaseKey,
+    key: &CaseSecret,
 ) -> Result<(), ReplicaError> {
     let what = Wrapped::CaseKey {
         case,
-        epoch: key.epoch,
+        epoch: key.epoch(),
     };
     let stored = vault.sealer(conn)?.wrap(&what, &key.bytes()[..])?;
     conn.execute(
-        "INSERT INTO case_keys (case_name, epoch, key, added_at) VALUES (?1, ?2, ?3, ?4)",
-        params![case, key.epoch, stored, now().to_rfc3339()],
+        "INSERT INTO case_keys (case_name, epoch, key, version, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![case, key.epoch(), stored, key.version(), now().to_rfc3339()],
     )?;
     Ok(())
 }
 
-/// The plain bytes of a stored key (unwrapped if the home has a passphrase).
-fn unwrap_key(
-    conn: &rusqlite::Connection,
+/// The one reader of the `key` bytes: every secret of `case`, oldest first,
+/// unwrapped if the home has a passphrase.
+fn read_secrets(
+    conn: &Connection,
     vault: &Vault,
     case: &str,
-    epoch: u32,
-    stored: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, ReplicaError> {
-    Ok(vault
-        .sealer(conn)?
-        .unwrap(&Wrapped::CaseKey { case, epoch }, stored)?)
+) -> Result<Vec<CaseSecret>, ReplicaError> {
+    let mut stmt = conn
+        .prepare("SELECT epoch, version, key FROM case_keys WHERE case_name = ?1 ORDER BY epoch")?;
+    let rows = stmt
+        .query_map([case], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, u8>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sealer = vault.sealer(conn)?;
+    rows.into_iter()
+        .map(|(epoch, version, stored)| {
+            let malformed = || CaseKeyStoreError::Malformed {
+                case: case.to_owned(),
+                epoch,
+            };
+            let bytes: Zeroizing<Vec<u8>> = sealer.unwrap(&Wrapped::CaseKey { case, epoch }, &stored)?;
+            let key: [u8; 32] = bytes[..].try_into().map_err(|_| malformed())?;
+            Ok(CaseSecret::from_parts(version, epoch, key).map_err(|_| malformed())?)
+        })
+        .collect()
+}
+
+/// A key pair made or added on this device is trusted as its own, signed by
+/// this device's key (which a coordinator's device has from `device init`).
+fn trust_own(
+    conn: &Connection,
+    vault: &Vault,
+    case: &str,
+    key: &CasePrivateKey,
+) -> Result<(), ReplicaError> {
+    let device = super::load_key(conn, vault)?.ok_or(ReplicaError::NoIdentity)?;
+    // The signature names no case id here: trust_own's rows are this
+    // device's own and never verified again; only the signer matters.
+    let signature = device.sign(crate::identity::Domain::CaseKey, key.public().bytes());
+    insert_public(
+        conn,
+        case,
+        &VerifiedCaseKey {
+            key: key.public(),
+            signer: device.public_key(),
+            signature,
+        },
+    )
+}
+
+fn insert_public(conn: &Connection, case: &str, key: &VerifiedCaseKey) -> Result<(), ReplicaError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO case_public_keys
+             (case_name, epoch, public_key, signer, signature, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            case,
+            key.key.epoch,
+            &key.key.bytes()[..],
+            &key.signer.as_bytes()[..],
+            &key.signature.as_bytes()[..],
+            now().to_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+fn public_keys(conn: &Connection, case: &str) -> Result<Vec<VerifiedCaseKey>, ReplicaError> {
+    let mut stmt = conn.prepare(
+        "SELECT epoch, public_key, signer, signature FROM case_public_keys
+         WHERE case_name = ?1 ORDER BY epoch",
+    )?;
+    let rows = stmt
+        .query_map([case], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(epoch, public, signer, signature)| {
+            let malformed = || CaseKeyStoreError::Malformed {
+                case: case.to_owned(),
+                epoch,
+            };
+            let public: [u8; 32] = public.try_into().map_err(|_| malformed())?;
+            Ok(VerifiedCaseKey {
+                key: CasePublicKey::from_bytes(epoch, public),
+                signer: PublicKey::from_bytes(&signer).map_err(|_| malformed())?,
+                signature: Signature::from_bytes(&signature).map_err(|_| malformed())?,
+            })
+        })
+        .collect()
+}
+
+fn newest_public(conn: &Connection, case: &str) -> Result<Option<VerifiedCaseKey>, ReplicaError> {
+    Ok(public_keys(conn, case)?.pop())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case_key::CaseKey;
+
+    fn coordinator() -> Replica {
+        let mut replica = Replica::open_in_memory().unwrap();
+        replica.init_identity().unwrap();
+        replica.set_meta("role", "coordinator").unwrap();
+        replica
+    }
+
+    fn reporter() -> Replica {
+        let mut replica = Replica::open_in_memory().unwrap();
+        replica.init_identity().unwrap();
+        replica.set_meta("role", "reporter").unwrap();
+        replica
+    }
+
+    fn case_id() -> CaseId {
+        "00112233445566778899aabbccddeeff".parse().unwrap()
+    }
 
     #[test]
-    fn rotation_keeps_old_keys_and_seals_with_the_newest() {
-        let mut replica = Replica::open_in_memory().unwrap();
+    fn rotation_keeps_old_keys_and_seals_to_the_newest() {
+        let mut replica = coordinator();
         assert!(matches!(
-            replica.current_case_key("almaty"),
+            replica.sealing_key("almaty"),
             Err(ReplicaError::CaseKey(CaseKeyStoreError::NoKey(_)))
         ));
         let first = replica.new_case_key("almaty").unwrap();
@@ -198,33 +433,87 @@ mod tests {
         let second = replica.rotate_case_key("almaty").unwrap();
         assert_eq!(second.epoch, 2);
         assert_ne!(first.bytes(), second.bytes());
-        assert_eq!(replica.current_case_key("almaty").unwrap(), second);
-        assert_eq!(replica.case_keys("almaty").unwrap(), vec![first, second]);
+        assert_eq!(
+            replica.sealing_key("almaty").unwrap(),
+            SealingKey::Public(second.public())
+        );
+        assert_eq!(
+            replica.case_keys("almaty").unwrap(),
+            vec![CaseSecret::Private(first), CaseSecret::Private(second)]
+        );
         assert!(replica.case_keys("other").unwrap().is_empty());
     }
 
     #[test]
     fn a_share_code_added_twice_is_kept_once_and_a_clashing_one_refused() {
-        let mut coordinator = Replica::open_in_memory().unwrap();
-        let key = coordinator.new_case_key("almaty").unwrap();
-        let received = CaseKey::from_share_code(&key.share_code()).unwrap();
-        let mut reporter = Replica::open_in_memory().unwrap();
+        let mut first = coordinator();
+        let key = first.new_case_key("almaty").unwrap();
+        let received = CaseSecret::from_share_code(&key.share_code()).unwrap();
+        let mut second = coordinator();
         assert_eq!(
-            reporter.add_case_key("almaty", &received).unwrap(),
+            second.add_case_key("almaty", &received).unwrap(),
             KeyAdded::Added
         );
         assert_eq!(
-            reporter.add_case_key("almaty", &received).unwrap(),
+            second.add_case_key("almaty", &received).unwrap(),
             KeyAdded::AlreadyPresent
         );
-        let impostor = CaseKey::generate(1).unwrap();
+        let impostor = CaseSecret::Private(CasePrivateKey::generate(1).unwrap());
         assert!(matches!(
-            reporter.add_case_key("almaty", &impostor),
+            second.add_case_key("almaty", &impostor),
             Err(ReplicaError::CaseKey(CaseKeyStoreError::EpochClash {
                 epoch: 1,
                 ..
             }))
         ));
-        assert_eq!(reporter.case_keys("almaty").unwrap(), vec![key]);
+        assert_eq!(second.case_keys("almaty").unwrap(), vec![received]);
+        assert_eq!(
+            second.sealing_key("almaty").unwrap(),
+            SealingKey::Public(key.public())
+        );
+    }
+
+    #[test]
+    fn a_reporter_refuses_a_private_key_and_drops_its_symmetric_keys_once_it_trusts_a_public_one() {
+        let mut coordinator = coordinator();
+        let mut reporter = reporter();
+        let old = CaseSecret::Symmetric(CaseKey::generate(1).unwrap());
+        reporter.add_case_key("almaty", &old).unwrap();
+        assert_eq!(
+            reporter.sealing_key("almaty").unwrap(),
+            SealingKey::Symmetric(CaseKey::from_bytes(1, *old.bytes()))
+        );
+        coordinator.add_case_key("almaty", &old).unwrap();
+        let pair = coordinator.rotate_case_key("almaty").unwrap();
+        assert!(matches!(
+            reporter.add_case_key("almaty", &CaseSecret::Private(pair.clone())),
+            Err(ReplicaError::CaseKey(
+                CaseKeyStoreError::PrivateKeyOnReporter
+            ))
+        ));
+        let published = coordinator
+            .case_key_publications("almaty", &case_id())
+            .unwrap();
+        let taken = reporter
+            .take_published_keys(
+                "almaty",
+                &case_id(),
+                Some(&pair.public().fingerprint()),
+                &published,
+            )
+            .unwrap();
+        assert_eq!(taken.decision.accepted.len(), 1);
+        assert_eq!(taken.removed_symmetric, 1);
+        assert!(reporter.case_keys("almaty").unwrap().is_empty());
+        assert_eq!(
+            reporter.sealing_key("almaty").unwrap(),
+            SealingKey::Public(pair.public())
+        );
+        assert!(matches!(
+            reporter.add_case_key("almaty", &old),
+            Err(ReplicaError::CaseKey(
+                CaseKeyStoreError::SymmetricAfterPublic(2)
+            ))
+        ));
     }
 }

@@ -363,12 +363,15 @@ mod tests {
             crate::sync::tests::t("2016-05-21T10:40:00+06:00"),
         );
         let id = replica.create_report(&new).unwrap();
-        // What a schema 3 home looks like: no digest column, no trigger.
+        // What a schema 3 home looks like: no digest column, no trigger,
+        // nor what schema 5 added.
         replica
             .conn
             .execute_batch(
                 "DROP TRIGGER documents_import_digest_stale;
                  ALTER TABLE documents DROP COLUMN import_digest;
+                 ALTER TABLE case_keys DROP COLUMN version;
+                 DROP TABLE case_public_keys;
                  PRAGMA user_version = 3;",
             )
             .unwrap();

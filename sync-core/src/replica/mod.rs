@@ -43,7 +43,7 @@ pub mod outbox;
 pub mod roster;
 pub mod secrets;
 
-pub use case_keys::KeyAdded;
+pub use case_keys::{KeyAdded, KeysTaken};
 pub use imports::ImportOutcome;
 pub use outbox::OutboxEntry;
 pub use roster::RosterEntry;
@@ -52,7 +52,7 @@ pub use secrets::{KdfCost, Passphrase, PassphraseRecord, SecretsError};
 /// The replica's file name inside the device home.
 pub const REPLICA_FILE: &str = "replica.sqlite3";
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 4;
+pub const REPLICA_SCHEMA: i64 = 5;
 /// Appended changes per document before the snapshot is rewritten.
 const COMPACT_AFTER: i64 = 64;
 
@@ -296,6 +296,24 @@ impl Replica {
                      UPDATE documents SET import_digest = NULL WHERE id = NEW.id;
                  END;
                  PRAGMA user_version = 4;",
+            )?;
+        }
+        if version < 5 {
+            // Case key pairs (issue 14): a key's share code version says
+            // whether it is a symmetric key (1) or an X25519 private key
+            // (2), and the case public keys this device trusts, with who
+            // signed them.
+            tx.execute_batch(
+                "ALTER TABLE case_keys ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+                 CREATE TABLE case_public_keys (
+                     case_name TEXT NOT NULL,
+                     epoch INTEGER NOT NULL,
+                     public_key BLOB NOT NULL,
+                     signer BLOB NOT NULL,
+                     signature BLOB NOT NULL,
+                     added_at TEXT NOT NULL,
+                     PRIMARY KEY (case_name, epoch)) WITHOUT ROWID;
+                 PRAGMA user_version = 5;",
             )?;
         }
         tx.commit()?;
@@ -686,7 +704,7 @@ fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
 }
 
-fn load_key(conn: &Connection, vault: &secrets::Vault) -> Result<Option<DeviceKey>, ReplicaError> {
+pub(super) fn load_key(conn: &Connection, vault: &secrets::Vault) -> Result<Option<DeviceKey>, ReplicaError> {
     let stored: Option<zeroize::Zeroizing<Vec<u8>>> = conn
         .query_row("SELECT pkcs8 FROM identity WHERE only = 1", [], |r| {
             r.get(0).map(zeroize::Zeroizing::new)

@@ -78,7 +78,7 @@ impl Replica {
         media_type: &str,
         captured_at: Option<String>,
     ) -> Result<AttachmentRef, ReplicaError> {
-        let key = self.current_case_key(case)?;
+        let key = self.sealing_key(case)?;
         let dir = self.outbox_dir()?;
         let write_err = |source| OutboxError::Write {
             path: dir.clone(),
@@ -365,7 +365,7 @@ mod tests {
                 entry.display()
             );
         }
-        let key = replica.current_case_key("almaty").unwrap();
+        let key = replica.case_keys("almaty").unwrap().pop().unwrap();
         let mut out = Vec::new();
         envelope::open(
             &move |_| Some(key.clone()),

@@ -23,9 +23,7 @@ pub fn run(table: &mut Table, size: u64) -> Result<()> {
     server.create_case("bench");
     let coordinator = enrolled_device(&server, "bench", "coordinator");
     let reporter = enrolled_device(&server, "bench", "reporter");
-    let code = coordinator.ok(&["key", "new", "--case", "bench"]);
-    let code = code.lines().next().context("share code")?;
-    reporter.ok(&["key", "add", "--case", "bench", code]);
+    coordinator.share_new_key("bench", &[&reporter]);
 
     let plain = work.path().join("evidence.mp4");
     write_random_file(&plain, size)?;

@@ -10,6 +10,7 @@ mod feed_scan;
 mod freeze;
 mod import_salt;
 mod invalid_report;
+mod keys;
 mod own_reviews;
 mod passphrase;
 mod report_ids;

@@ -1,0 +1,116 @@
+//! Handlers for case public keys and coordinator-minted invites:
+//! `GET`/`POST /v1/case-keys`, `POST /v1/invites`. Signed requests, thin
+//! handlers over `store/case_keys.rs`.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use fieldsync_core::case_key_trust::PublishedCaseKey;
+use fieldsync_core::protocol::{CaseKeysResponse, InviteRequest, InviteResponse, PublishResponse};
+use fieldsync_core::sync::policy::DeviceRole;
+
+use crate::http::{authenticate, read_body, ApiError, AppState};
+use crate::store::DeviceRecord;
+
+/// Bodies of these routes are a few hundred bytes.
+const MAX_BODY: usize = 4 * 1024;
+/// Longest lifetime of a coordinator-minted invite: 30 days.
+const MAX_DEVICE_INVITE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/case-keys", web::get().to(list))
+        .route("/v1/case-keys", web::post().to(publish))
+        .route("/v1/invites", web::post().to(invite));
+}
+
+fn coordinator_only(device: &DeviceRecord, what: &str) -> Result<(), ApiError> {
+    if device.role != DeviceRole::Coordinator {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} is for a coordinator's device"),
+        ));
+    }
+    Ok(())
+}
+
+/// The case's published public keys, for any enrolled device of the case.
+async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let device = authenticate(&state, &req, b"").await?;
+    let st = state.clone();
+    let case_keys = web::block(move || st.store.case_public_keys(&device.case_id))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    Ok(HttpResponse::Ok().json(CaseKeysResponse { case_keys }))
+}
+
+/// A coordinator's device publishes a case public key it signed.
+async fn publish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, MAX_BODY).await?;
+    let device = authenticate(&state, &req, &body).await?;
+    coordinator_only(&device, "publishing a case key")?;
+    let published: PublishedCaseKey = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the case key is not valid JSON {{epoch, public_key, signer, signature}}: {e}"),
+        )
+    })?;
+    let verified = published
+        .verify(&device.case_id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if verified.signer != device.public_key {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a case key must be signed by the device that publishes it",
+        ));
+    }
+    let st = state.clone();
+    let dev = device.clone();
+    let stored = web::block(move || st.store.publish_case_key(&dev, &verified))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    if stored {
+        tracing::info!(device = %device.device_id, epoch = published.epoch, "case key published");
+    }
+    Ok(HttpResponse::Ok().json(PublishResponse { stored }))
+}
+
+/// A coordinator's device mints a one-time enrollment token for its case.
+async fn invite(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, MAX_BODY).await?;
+    let device = authenticate(&state, &req, &body).await?;
+    coordinator_only(&device, "minting an invite")?;
+    let request: InviteRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the invite request is not valid JSON {{role, expires_secs}}: {e}"),
+        )
+    })?;
+    let ttl = Duration::from_secs(request.expires_secs);
+    if ttl.is_zero() || ttl > MAX_DEVICE_INVITE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an invite from a device lasts between 1 second and 30 days; ask for a shorter --expires",
+        ));
+    }
+    let st = state.clone();
+    let dev = device.clone();
+    let role = request.role;
+    let (token, expires_at) = web::block(move || st.store.create_invite_by(&dev, role, ttl))
+        .await
+        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    tracing::info!(device = %device.device_id, role = role.as_str(), "invite minted by a device");
+    Ok(HttpResponse::Ok().json(InviteResponse {
+        token,
+        role,
+        expires_at,
+    }))
+}
