@@ -11,9 +11,9 @@
 pub mod audit;
 pub mod blob_store;
 pub mod http;
+pub mod keys_api;
 pub mod public_origin;
 pub mod refusal_log;
-pub mod keys_api;
 pub mod store;
 pub mod uploads;
 pub mod web;

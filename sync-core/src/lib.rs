@@ -21,8 +21,8 @@
 
 pub mod bundle;
 pub mod case_key;
-pub mod change_limits;
 pub mod case_key_trust;
+pub mod change_limits;
 pub mod document;
 pub mod envelope;
 pub mod export;

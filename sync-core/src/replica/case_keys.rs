@@ -16,7 +16,7 @@
 //! the replica, and the write-ahead log is truncated after), so a seized
 //! phone opens no attachment, not even its own once sealed.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use zeroize::Zeroizing;
 
@@ -309,7 +309,8 @@ fn read_secrets(
                 case: case.to_owned(),
                 epoch,
             };
-            let bytes: Zeroizing<Vec<u8>> = sealer.unwrap(&Wrapped::CaseKey { case, epoch }, &stored)?;
+            let bytes: Zeroizing<Vec<u8>> =
+                sealer.unwrap(&Wrapped::CaseKey { case, epoch }, &stored)?;
             let key: [u8; 32] = bytes[..].try_into().map_err(|_| malformed())?;
             Ok(CaseSecret::from_parts(version, epoch, key).map_err(|_| malformed())?)
         })

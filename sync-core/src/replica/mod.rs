@@ -704,7 +704,10 @@ fn now() -> DateTime<FixedOffset> {
     Utc::now().fixed_offset()
 }
 
-pub(super) fn load_key(conn: &Connection, vault: &secrets::Vault) -> Result<Option<DeviceKey>, ReplicaError> {
+pub(super) fn load_key(
+    conn: &Connection,
+    vault: &secrets::Vault,
+) -> Result<Option<DeviceKey>, ReplicaError> {
     let stored: Option<zeroize::Zeroizing<Vec<u8>>> = conn
         .query_row("SELECT pkcs8 FROM identity WHERE only = 1", [], |r| {
             r.get(0).map(zeroize::Zeroizing::new)

@@ -546,7 +546,7 @@ fn scrub(conn: &Connection) -> Result<(), ReplicaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case_key::CaseKey;
+    use crate::case_key::CaseSecret;
 
     /// Cheap, so the tests run fast; the defaults are checked separately.
     const CHEAP: KdfCost = KdfCost {
@@ -583,11 +583,11 @@ mod tests {
         pkcs8[16..48].to_vec()
     }
 
-    fn protected_home() -> (tempfile::TempDir, CaseKey, Vec<u8>) {
+    fn protected_home() -> (tempfile::TempDir, CaseSecret, Vec<u8>) {
         let home = tempfile::tempdir().unwrap();
         let mut replica = Replica::open(home.path()).unwrap();
         replica.init_identity().unwrap();
-        let case_key = replica.new_case_key("almaty").unwrap();
+        let case_key = CaseSecret::Private(replica.new_case_key("almaty").unwrap());
         let device_seed = seed(replica.device_key().unwrap().unwrap().pkcs8());
         replica
             .set_passphrase(&pass("correct horse"), CHEAP)
@@ -703,7 +703,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let mut replica = Replica::open(home.path()).unwrap();
         replica.init_identity().unwrap();
-        let case_key = replica.new_case_key("almaty").unwrap();
+        let case_key = CaseSecret::Private(replica.new_case_key("almaty").unwrap());
         let device_seed = seed(replica.device_key().unwrap().unwrap().pkcs8());
         let before = home_files(home.path());
         assert!(
@@ -750,7 +750,7 @@ mod tests {
         let key = replica.device_key().unwrap().unwrap();
         assert_eq!(seed(key.pkcs8()), device_seed);
         // Keys written now are wrapped as well.
-        let second = replica.rotate_case_key("almaty").unwrap();
+        let second = CaseSecret::Private(replica.rotate_case_key("almaty").unwrap());
         drop(replica);
         assert!(!contains(&home_files(home.path()), second.bytes()));
         let mut replica = Replica::open(home.path()).unwrap();
