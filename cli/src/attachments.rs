@@ -60,6 +60,13 @@ pub fn run(home: &Path, command: AttachmentCommand) -> Result<ExitCode> {
 /// Seals each file into the outbox with the case's current key. If one
 /// fails, those sealed before it are removed again: nothing half-attached.
 pub fn seal_files(replica: &Replica, case: &str, files: &[PathBuf]) -> Result<Vec<AttachmentRef>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Sealing needs only the case's public key, but the change that lists
+    // the files is signed with the device key: ask for the passphrase
+    // first, so a wrong one leaves nothing sealed in the outbox.
+    replica.unlock()?;
     let mut sealed: Vec<AttachmentRef> = Vec::new();
     let outcome = (|| {
         for file in files {

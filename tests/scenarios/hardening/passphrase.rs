@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fieldsync_core::case_key::CaseKey;
+use fieldsync_core::case_key::CaseSecret;
 use fieldsync_core::replica::Replica;
 use fieldsync_tests::{enrolled_device, fieldsync, fieldsync_ok, DeviceHome, ServerProcess};
 
@@ -206,7 +206,7 @@ fn with_a_passphrase_set_no_key_is_in_the_home_and_the_coordinator_still_works()
     // Keys the home gains later are stored wrapped as well.
     let rotated = coordinator.ok(&["key", "rotate", "--case", "almaty"]);
     let code = rotated.lines().next().unwrap();
-    let newest = CaseKey::from_share_code(code).unwrap();
+    let newest = CaseSecret::from_share_code(code).unwrap();
     for (path, (bytes, _)) in snapshot(coordinator.dir.path()) {
         assert!(
             !contains(&bytes, newest.bytes()),
