@@ -21,7 +21,9 @@
 //!   fixed allowance: the longest text a report may hold
 //!   ([`crate::document::MAX_DESCRIPTION_BYTES`]) deleted in one change.
 //! - more predecessors in all than that allowance, and any column that
-//!   declares more rows than the operations it describes could use.
+//!   declares more rows than the operations it describes could use;
+//! - an actor index past the change's actors, on which Automerge's
+//!   `Change::decode` panics.
 //!
 //! The layout followed is Automerge's binary format: chunk header (magic,
 //! checksum, type, length), then for a change: dependencies, actor, seq,
@@ -108,6 +110,8 @@ pub fn check(bytes: &[u8]) -> Result<ChangeShape, LimitError> {
     for _ in 0..others {
         r.bytes_prefixed()?;
     }
+    // Actor columns index the change's actor (0) and its other actors.
+    let actors = others.saturating_add(1);
     let columns = r.uleb()?;
     if columns > MAX_COLUMNS {
         return Err(LimitError::Malformed("too many columns"));
@@ -128,7 +132,7 @@ pub fn check(bytes: &[u8]) -> Result<ChangeShape, LimitError> {
         let col_len = usize::try_from(col_len)
             .map_err(|_| LimitError::Malformed("a column past the end of the change"))?;
         let data = r.take(col_len)?;
-        let rows = Column::scan(spec, data, &mut shape)?;
+        let rows = Column::scan(spec, data, actors, &mut shape)?;
         max_rows = max_rows.max(rows);
     }
     let non_deletes = shape.ops - shape.deletes;
@@ -177,7 +181,12 @@ struct Column;
 impl Column {
     /// Sums the rows a column declares. Records the ops (action column) and
     /// predecessors (group columns) in `shape`.
-    fn scan(spec: u32, data: &[u8], shape: &mut ChangeShape) -> Result<u64, LimitError> {
+    fn scan(
+        spec: u32,
+        data: &[u8],
+        actors: u64,
+        shape: &mut ChangeShape,
+    ) -> Result<u64, LimitError> {
         let mut r = Reader {
             bytes: data,
             pos: 0,
@@ -195,12 +204,23 @@ impl Column {
             kind => {
                 let is_action = spec == ACTION_COLUMN;
                 let is_group = kind == 0;
+                // Automerge unwraps an actor index past the change's actors
+                // when it decodes the change (a panic the fuzzer found).
+                let check_actor = |value: u64| {
+                    if kind == 1 && value >= actors {
+                        Err(LimitError::Malformed(
+                            "an actor index past the change's actors",
+                        ))
+                    } else {
+                        Ok(value)
+                    }
+                };
                 while !r.done() {
                     let count = r.sleb()?;
                     if count > 0 {
                         let n = count as u64;
                         rows = rows.saturating_add(n);
-                        let value = r.value(kind)?;
+                        let value = check_actor(r.value(kind)?)?;
                         if is_action && value == ACTION_DELETE {
                             shape.deletes = shape.deletes.saturating_add(n);
                         }
@@ -212,7 +232,7 @@ impl Column {
                         for _ in 0..n {
                             // Each literal costs bytes, so this loop is
                             // bounded by the column's length.
-                            let value = r.value(kind)?;
+                            let value = check_actor(r.value(kind)?)?;
                             rows += 1;
                             if is_action && value == ACTION_DELETE {
                                 shape.deletes += 1;

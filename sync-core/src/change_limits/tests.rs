@@ -214,3 +214,36 @@ fn the_crafted_deflate_stream_inflates_to_what_it_says() {
     let err = automerge::Change::try_from(chunk.as_slice()).unwrap_err();
     assert!(!err.to_string().contains("decompress"), "{err}");
 }
+
+#[test]
+fn an_actor_index_past_the_changes_actors_is_refused() {
+    // Found by fuzzing sync_request: Automerge's decode unwraps the actor
+    // of a predecessor that indexes past the change's actors.
+    let actor = [7u8; 32];
+    let one = |v: u64| {
+        let mut d = Vec::new();
+        craft::sleb(&mut d, 1);
+        craft::uleb(&mut d, v);
+        d
+    };
+    let mut key = Vec::new();
+    craft::sleb(&mut key, 1);
+    craft::uleb(&mut key, 5);
+    key.extend_from_slice(b"title");
+    let bytes = craft::change_chunk(
+        &header(&actor),
+        &[
+            ((1 << 4) | 5, key),
+            ((3 << 4) | 4, vec![1]),
+            ((4 << 4) | 2, one(1)),
+            ((5 << 4) | 6, one(0)),
+            (7 << 4, one(1)),
+            ((7 << 4) | 1, one(3)),
+            ((7 << 4) | 3, one(1)),
+        ],
+    );
+    assert_eq!(
+        check(&bytes),
+        Err(LimitError::Malformed("an actor index past the change's actors"))
+    );
+}
