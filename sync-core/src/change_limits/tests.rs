@@ -244,6 +244,8 @@ fn an_actor_index_past_the_changes_actors_is_refused() {
     );
     assert_eq!(
         check(&bytes),
-        Err(LimitError::Malformed("an actor index past the change's actors"))
+        Err(LimitError::Malformed(
+            "an actor index past the change's actors"
+        ))
     );
 }
