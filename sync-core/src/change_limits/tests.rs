@@ -30,6 +30,23 @@ fn report() -> NewReport {
     new
 }
 
+/// A run-length column holding `v` once.
+fn one(v: u64) -> Vec<u8> {
+    let mut d = Vec::new();
+    craft::sleb(&mut d, 1);
+    craft::uleb(&mut d, v);
+    d
+}
+
+/// A string column holding the key "title" once.
+fn one_title() -> Vec<u8> {
+    let mut key = Vec::new();
+    craft::sleb(&mut key, 1);
+    craft::uleb(&mut key, 5);
+    key.extend_from_slice(b"title");
+    key
+}
+
 fn automerge_ops(bytes: &[u8]) -> u64 {
     let change = automerge::Change::try_from(bytes).unwrap();
     change.decode().operations.len() as u64
@@ -122,16 +139,7 @@ fn predecessor_bombs_are_refused() {
     let mut pred = Vec::new();
     craft::sleb(&mut pred, 1);
     craft::uleb(&mut pred, 1 << 40);
-    let one = |v: u64| {
-        let mut d = Vec::new();
-        craft::sleb(&mut d, 1);
-        craft::uleb(&mut d, v);
-        d
-    };
-    let mut key = Vec::new();
-    craft::sleb(&mut key, 1);
-    craft::uleb(&mut key, 5);
-    key.extend_from_slice(b"title");
+    let key = one_title();
     let bytes = craft::change_chunk(
         &header(&actor),
         &[
@@ -220,16 +228,7 @@ fn an_actor_index_past_the_changes_actors_is_refused() {
     // Found by fuzzing sync_request: Automerge's decode unwraps the actor
     // of a predecessor that indexes past the change's actors.
     let actor = [7u8; 32];
-    let one = |v: u64| {
-        let mut d = Vec::new();
-        craft::sleb(&mut d, 1);
-        craft::uleb(&mut d, v);
-        d
-    };
-    let mut key = Vec::new();
-    craft::sleb(&mut key, 1);
-    craft::uleb(&mut key, 5);
-    key.extend_from_slice(b"title");
+    let key = one_title();
     let bytes = craft::change_chunk(
         &header(&actor),
         &[
