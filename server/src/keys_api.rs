@@ -34,6 +34,23 @@ fn coordinator_only(device: &DeviceRecord, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A signed request from a coordinator's device with a small JSON body:
+/// read (bounded), authenticate, check the role, then parse.
+async fn coordinator_request<T: serde::de::DeserializeOwned>(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+    what: &str,
+    shape: &str,
+) -> Result<(DeviceRecord, T), ApiError> {
+    let body = read_body(payload, MAX_BODY).await?;
+    let device = authenticate(state, req, &body).await?;
+    coordinator_only(&device, what)?;
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{shape}: {e}")))?;
+    Ok((device, parsed))
+}
+
 /// The case's published public keys, for any enrolled device of the case.
 async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&state, &req, b"").await?;
@@ -50,15 +67,14 @@ async fn publish(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(payload, MAX_BODY).await?;
-    let device = authenticate(&state, &req, &body).await?;
-    coordinator_only(&device, "publishing a case key")?;
-    let published: PublishedCaseKey = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the case key is not valid JSON {{epoch, public_key, signer, signature}}: {e}"),
-        )
-    })?;
+    let (device, published): (_, PublishedCaseKey) = coordinator_request(
+        &state,
+        &req,
+        payload,
+        "publishing a case key",
+        "the case key is not valid JSON {epoch, public_key, signer, signature}",
+    )
+    .await?;
     let verified = published
         .verify(&device.case_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -85,15 +101,14 @@ async fn invite(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(payload, MAX_BODY).await?;
-    let device = authenticate(&state, &req, &body).await?;
-    coordinator_only(&device, "minting an invite")?;
-    let request: InviteRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the invite request is not valid JSON {{role, expires_secs}}: {e}"),
-        )
-    })?;
+    let (device, request): (_, InviteRequest) = coordinator_request(
+        &state,
+        &req,
+        payload,
+        "minting an invite",
+        "the invite request is not valid JSON {role, expires_secs}",
+    )
+    .await?;
     let ttl = Duration::from_secs(request.expires_secs);
     if ttl.is_zero() || ttl > MAX_DEVICE_INVITE {
         return Err(ApiError::new(

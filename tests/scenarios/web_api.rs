@@ -68,6 +68,42 @@ pub(crate) fn web_login(device: &DeviceHome) -> Link {
     }
 }
 
+impl Link {
+    /// The web session's key, from the seed in the link's fragment.
+    pub(crate) fn session_key(&self) -> SessionKey {
+        let seed: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&self.seed)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        SessionKey::from_seed(seed).unwrap()
+    }
+}
+
+/// Signs a prepared review change as the page does (over the hash of its
+/// own bytes, with the link's session key) and commits it to `path`.
+pub(crate) fn sign_and_commit(
+    session: &Session,
+    url: &str,
+    path: &str,
+    link: &Link,
+    prepared: &Value,
+) -> Reply {
+    let change = STANDARD
+        .decode(prepared["change"].as_str().unwrap())
+        .unwrap();
+    let hash = automerge::Change::try_from(change.as_slice())
+        .unwrap()
+        .hash();
+    let signature = link.session_key().sign_change(&hash.0);
+    session.post(
+        url,
+        &format!("{path}/commit"),
+        &json!({"change": prepared["change"], "sig": STANDARD.encode(signature.as_bytes())}),
+        true,
+    )
+}
+
 pub(crate) struct Session {
     cookie: String,
     csrf: String,
@@ -153,22 +189,7 @@ fn a_web_review_signed_in_the_browser_reaches_the_reporters_phone_as_the_coordin
         "a POST without the CSRF header is refused"
     );
     let prepared = json_of(&session.post(url, &prepare, &edits, true));
-    let hash: [u8; 32] = hex::decode(prepared["hash"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let seed: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(&link.seed)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let signature = SessionKey::from_seed(seed).unwrap().sign_change(&hash);
-    let committed = session.post(
-        url,
-        &format!("{path}/commit"),
-        &json!({"change": prepared["change"], "sig": STANDARD.encode(signature.as_bytes())}),
-        true,
-    );
+    let committed = sign_and_commit(&session, url, &path, &link, &prepared);
     assert_eq!(committed.status, 200, "{}", committed.body);
     let after = json_of(&committed);
     assert_eq!(after["report"]["review"]["status"], "verified");

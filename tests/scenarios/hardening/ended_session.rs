@@ -5,12 +5,10 @@
 //! worked too. A change signed under a web session's certificate now
 //! reaches the server new only through that live session's commit route.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use fieldsync_core::model::{Edit, ReviewStatus};
 use fieldsync_core::protocol::{Refusal, SyncResponse};
 use fieldsync_core::replica::Replica;
-use fieldsync_core::web_login::{delegated_signature, LoginCertificate, SessionKey};
+use fieldsync_core::web_login::{delegated_signature, LoginCertificate};
 use fieldsync_core::{ReportDocument, ReportId, SignedChange};
 use fieldsync_tests::http::{device_key, offer_changes};
 use fieldsync_tests::{enrolled_device, ServerProcess, BUS_STOP_ARREST};
@@ -38,12 +36,7 @@ fn a_web_login_links_keys_cannot_sign_for_the_coordinator_after_logout() {
     assert_eq!(out.status, 204, "{}", out.body);
 
     let cert = LoginCertificate::from_token(&link.token).unwrap();
-    let seed: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(&link.seed)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let session_key = SessionKey::from_seed(seed).unwrap();
+    let session_key = link.session_key();
     assert_eq!(cert.session, session_key.public_key());
     let mut doc = ReportDocument::from_automerge(
         Replica::open(reporter.dir.path())

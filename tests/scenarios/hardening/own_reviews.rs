@@ -3,13 +3,10 @@
 //! to the requester. The feed now skips only what the requester's own key
 //! signed; a web session signs with a key of its own.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine;
-use fieldsync_core::web_login::SessionKey;
 use fieldsync_tests::{enrolled_device, ServerProcess, BUS_STOP_ARREST};
 use serde_json::{json, Value};
 
-use crate::web_api::{json_of, start, web_login};
+use crate::web_api::{json_of, sign_and_commit, start, web_login};
 
 #[test]
 fn a_review_made_in_the_browser_reaches_the_same_coordinators_device_in_one_sync() {
@@ -34,24 +31,7 @@ fn a_review_made_in_the_browser_reaches_the_same_coordinators_device_in_one_sync
         &json!({"edits": [{"op": "set_status", "status": "disputed", "note": "one witness"}]}),
         true,
     ));
-    let change = STANDARD
-        .decode(prepared["change"].as_str().unwrap())
-        .unwrap();
-    let hash = automerge::Change::try_from(change.as_slice())
-        .unwrap()
-        .hash();
-    let seed: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(&link.seed)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let signature = SessionKey::from_seed(seed).unwrap().sign_change(&hash.0);
-    let committed = session.post(
-        url,
-        &format!("{path}/commit"),
-        &json!({"change": prepared["change"], "sig": STANDARD.encode(signature.as_bytes())}),
-        true,
-    );
+    let committed = sign_and_commit(&session, url, &path, &link, &prepared);
     assert_eq!(committed.status, 200, "{}", committed.body);
 
     // One sync of the same coordinator's device brings its browser review.
