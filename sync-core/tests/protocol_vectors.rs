@@ -273,7 +273,7 @@ fn sync_round_vector() -> Value {
         },
     ));
     json!({
-        "about": "Sync rounds against the reference server (sync-core/src/sync/memory.rs). Each request is POST /v1/sync, signed as in signed-request.json; each response is what the server answers. Round 1: a reporter's new report. Round 2: a coordinator's first sync (the feed brings the report). Round 3: the coordinator's review. Round 4: the reporter offers a timeline entry and a review (refused: review_is_for_coordinators); the answer brings the coordinator's review, and no heads, since the reporter holds a change the server refused.",
+        "about": "Sync rounds against the reference server (sync-core/src/sync/memory.rs). Each request is POST /v1/sync, signed as in signed-request.json; each response is what the server answers. Round 1: a reporter's new report. Round 2: a coordinator's first sync (the feed brings the report). Round 3: the coordinator's review. Round 4: the reporter offers a timeline entry and a review (refused: review_is_for_coordinators); the answer brings the coordinator's review and the server's heads (the review and the entry), which the reporter records as acknowledged; it keeps the refused change and sends nothing built on it again.",
         "case_id": case().as_str(),
         "reporter": reporter.describe(),
         "coordinator": coordinator.describe(),
