@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod hardening;
 mod hostile_requests;
 mod import;
+mod node_units;
 mod offline_sync;
 mod replica_crash;
 mod server_crash;
