@@ -197,9 +197,15 @@ fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
             role,
             expires,
             json,
+            link,
+            qr,
         } => {
             let role: DeviceRole = role.parse().map_err(|e: String| anyhow!(e))?;
             let ttl = parse_duration(&expires)?;
+            // Checked before the token is made, so a typo wastes no invite.
+            if let Some(base) = &link {
+                crate::app_link::invite_link(base, "", None)?;
+            }
             let token = store.create_invite(&case, role, ttl)?;
             // The fingerprints of the keys as this server holds them: a
             // check against substitution only if read from a coordinator's
@@ -214,6 +220,13 @@ fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
                     Some(serde_json::json!({"epoch": k.epoch, "fingerprint": fp}))
                 })
                 .collect();
+            let newest = keys.last().and_then(|k| k["fingerprint"].as_str());
+            // The server's own view of the key goes in the link too: it
+            // cannot catch this server lying, but it does catch a key
+            // swapped between now and the phone's enrollment.
+            let link = link
+                .map(|base| crate::app_link::invite_link(&base, &token, newest))
+                .transpose()?;
             if json {
                 println!(
                     "{}",
@@ -222,18 +235,30 @@ fn admin(data: &Path, command: AdminCommand) -> Result<ExitCode> {
                         "case": case,
                         "role": role.as_str(),
                         "case_keys": keys,
+                        "link": link,
                     }))?
                 );
             } else {
-                // The token alone on stdout: scripts read it.
-                println!("{token}");
-                match keys.last() {
-                    Some(k) => eprintln!(
-                        "case key fingerprint (as this server holds it): {} (epoch {}); compare it with a coordinator's `fieldsync key show` before giving it with --case-key-fingerprint",
-                        k["fingerprint"].as_str().unwrap_or_default(),
-                        k["epoch"]
+                // The token (or the link) alone on stdout: scripts read it.
+                println!("{}", link.as_deref().unwrap_or(&token));
+                if qr {
+                    println!(
+                        "{}",
+                        crate::app_link::qr(link.as_deref().unwrap_or(&token))?
+                    );
+                }
+                match newest {
+                    Some(fp) => eprintln!(
+                        "case key fingerprint (as this server holds it): {fp} (epoch {}); compare it with a coordinator's `fieldsync key show` before giving it with --case-key-fingerprint",
+                        keys.last().map(|k| k["epoch"].clone()).unwrap_or_default()
                     ),
                     None => eprintln!("the case has no published case key yet; a coordinator makes one with `fieldsync key new`"),
+                }
+                if let Some(base) = link
+                    .as_deref()
+                    .filter(|l| crate::app_link::insecure_for_phones(l))
+                {
+                    eprintln!("note: {base} is plain http to another machine; phones run the app only over https (or on this machine). Serve fieldsync behind TLS (README, \"Serving over TLS\")");
                 }
             }
         }

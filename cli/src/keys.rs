@@ -76,6 +76,14 @@ pub struct InviteArgs {
     expires: String,
     #[arg(long)]
     json: bool,
+    /// The server's address as phones reach it: print the phone app's
+    /// invite link, URL/app/#invite=TOKEN&fp=FINGERPRINT, instead of the
+    /// token and fingerprint.
+    #[arg(long, value_name = "URL")]
+    link: Option<String>,
+    /// Also draw the link (or the token) as a QR code.
+    #[arg(long)]
+    qr: bool,
 }
 
 pub fn run(home: &Path, command: KeyCommand) -> Result<ExitCode> {
@@ -168,12 +176,7 @@ fn print_code(case: &str, key: &CaseSecret, qr: bool) -> Result<()> {
     let code = key.share_code();
     println!("{code}");
     if qr {
-        let qr = qrcode::QrCode::new(code.as_bytes())
-            .context("the share code does not fit a QR code")?;
-        let picture = qr
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build();
+        let picture = crate::app_link::qr(&code)?;
         println!("case {case}, key epoch {}:\n{picture}", key.epoch());
     }
     if let CaseSecret::Private(private) = key {
@@ -348,6 +351,9 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
     }
     let role: DeviceRole = args.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let ttl = crate::commands::parse_duration(&args.expires)?;
+    if let Some(base) = &args.link {
+        crate::app_link::invite_link(base, "", None)?;
+    }
     let newest = replica
         .case_keys(&enrolled.case_name)?
         .into_iter()
@@ -384,6 +390,11 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
             other => other.into(),
         })?;
     let fingerprint = newest.fingerprint();
+    let link = args
+        .link
+        .as_deref()
+        .map(|base| crate::app_link::invite_link(base, &minted.token, Some(&fingerprint)))
+        .transpose()?;
     if args.json {
         println!(
             "{}",
@@ -395,11 +406,28 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
                 "case": enrolled.case_name,
                 "case_key_epoch": newest.epoch,
                 "case_key_fingerprint": fingerprint,
+                "link": link,
             }))?
+        );
+    } else if let Some(link) = link {
+        // The link carries the fingerprint: the phone checks the key itself.
+        println!("{link}");
+        if args.qr {
+            println!("{}", crate::app_link::qr(&link)?);
+        }
+        eprintln!(
+            "one-time {} invite for case {}, valid until {}; the link carries the case key fingerprint {fingerprint} (epoch {}).\nshow it to the reporter in person (or scan the QR code); it opens the app on their phone and enrolls it",
+            minted.role.as_str(),
+            enrolled.case_name,
+            minted.expires_at,
+            newest.epoch,
         );
     } else {
         println!("{}", minted.token);
         println!("{fingerprint}");
+        if args.qr {
+            println!("{}", crate::app_link::qr(&minted.token)?);
+        }
         eprintln!(
             "one-time {} invite for case {}, valid until {}; case key epoch {} fingerprint {fingerprint}.\nhand both to the new device's owner in person; they enroll with:\n  fieldsync device enroll --server {} --token {} --case-key-fingerprint {fingerprint}",
             minted.role.as_str(),

@@ -1,6 +1,7 @@
 //! The `fieldsync` command: argument parsing and printing only. Every
 //! command calls `fieldsync-core` or `fieldsync-server`.
 
+mod app_link;
 mod attachments;
 mod bundle;
 mod client;
@@ -136,9 +137,16 @@ pub enum AdminCommand {
         /// How long the token is valid: 90s, 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         expires: String,
-        /// Print {token, case, role, case_keys: [{epoch, fingerprint}]}.
+        /// Print {token, case, role, case_keys: [{epoch, fingerprint}]} (and link).
         #[arg(long)]
         json: bool,
+        /// The server's address as phones reach it: print the phone app's
+        /// invite link, URL/app/#invite=TOKEN, instead of the bare token.
+        #[arg(long, value_name = "URL")]
+        link: Option<String>,
+        /// Also draw the link (or the token) as a QR code.
+        #[arg(long)]
+        qr: bool,
     },
     /// Lists enrolled devices.
     Devices {

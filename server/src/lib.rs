@@ -12,6 +12,7 @@ pub mod audit;
 pub mod blob_store;
 pub mod http;
 pub mod keys_api;
+pub mod phone_app;
 pub mod public_origin;
 pub mod refusal_log;
 pub mod store;
@@ -114,6 +115,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
             .app_data(state.clone())
             .configure(http::routes)
             .configure(web::routes)
+            .configure(phone_app::routes)
     })
     .listen(listener)
     .map_err(|source| StoreError::Io {

@@ -636,7 +636,7 @@ pub fn request_auth(data: &[u8]) {
 
 /// `auth`'s request as key 0 signs it, with `auth`'s timestamp and nonce.
 fn signed(auth: &RequestAuth, method: &str, path: &str, body: &[u8]) -> RequestAuth {
-    let message = request_auth::message(method, path, auth.timestamp, &auth.nonce, body);
+    let message = request_auth::signed_message(method, path, auth.timestamp, &auth.nonce, body);
     RequestAuth {
         device: key(0).device_id(),
         timestamp: auth.timestamp,

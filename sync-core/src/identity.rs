@@ -100,7 +100,7 @@ pub enum Domain {
 }
 
 impl Domain {
-    fn tag(self) -> &'static [u8] {
+    pub fn tag(self) -> &'static [u8] {
         match self {
             Domain::Change => b"fieldsync change v1\0",
             Domain::Request => b"fieldsync request v1\0",

@@ -54,15 +54,36 @@ impl RequestAuth {
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| AuthError::Random)?;
-        let nonce = hex::encode(nonce);
-        let message = message(method, path, now_secs, &nonce, body);
-        let signature = key.sign(Domain::Request, &message);
-        Ok(Self {
+        Ok(Self::sign_with_nonce(
+            key,
+            method,
+            path,
+            body,
+            now_secs,
+            &hex::encode(nonce),
+        ))
+    }
+
+    /// [`Self::sign`] with a given nonce (32 lowercase hex characters): for
+    /// test vectors. A real request must use a fresh random nonce.
+    pub fn sign_with_nonce(
+        key: &DeviceKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_secs: i64,
+        nonce: &str,
+    ) -> Self {
+        let signature = key.sign(
+            Domain::Request,
+            &signed_message(method, path, now_secs, nonce, body),
+        );
+        Self {
             device: key.device_id(),
             timestamp: now_secs,
-            nonce,
+            nonce: nonce.to_owned(),
             signature: STANDARD.encode(signature.as_bytes()),
-        })
+        }
     }
 
     /// Reads the headers through `get`, which returns a header's value.
@@ -114,7 +135,7 @@ impl RequestAuth {
             .ok_or(AuthError::Malformed(HEADER_SIGNATURE))?;
         key.verify(
             Domain::Request,
-            &message(method, path, self.timestamp, &self.nonce, body),
+            &signed_message(method, path, self.timestamp, &self.nonce, body),
             &signature,
         )
         .map_err(|_| AuthError::BadSignature)?;
@@ -159,7 +180,9 @@ pub fn describe_offset(offset_secs: i64) -> String {
     format!("{n} {unit} {way}")
 }
 
-pub(crate) fn message(
+/// The bytes a request signature covers, after the domain tag
+/// `"fieldsync request v1\0"`: `METHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nhex(sha256(body))`.
+pub fn signed_message(
     method: &str,
     path: &str,
     timestamp: i64,

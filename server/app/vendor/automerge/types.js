@@ -1,0 +1,3 @@
+export { Counter } from "./counter.js";
+export { Int, Uint, Float64 } from "./numbers.js";
+export { ImmutableString } from "./immutable_string.js";
