@@ -246,10 +246,11 @@ async function signedLast(doc, identity) {
  * or Date/ms), approximate, place:{name, lat, lon}, description,
  * people:[{name, role, note}], tags:[…], timeline:[{at, text, approximate}]}.
  * `caseId` is the case's id (32 hex), not its name; `nowMs` stamps created_at
- * (UTC) and the change time (milliseconds).
+ * and the change time (milliseconds); created_at is written with
+ * `offsetMinutes` (default 0: UTC, as the CLI writes it).
  * Returns {doc, changes: [{bytes, hash, sig}], id}.
  */
-export async function createReport({ identity, caseId, fields, nowMs, attachments = [] }) {
+export async function createReport({ identity, caseId, fields, nowMs, offsetMinutes = 0, attachments = [] }) {
   const id = fields.id ?? newReportId()
   if (!/^[0-9a-f]{32}$/.test(id)) throw new ReportError('id', 'a report id must be 32 lowercase hexadecimal characters')
   if (!/^[0-9a-f]{32}$/.test(caseId)) throw new ReportError('case', 'a case id must be 32 lowercase hexadecimal characters')
@@ -260,7 +261,7 @@ export async function createReport({ identity, caseId, fields, nowMs, attachment
     d.id = S(id)
     d.case = S(caseId)
     d.created_by = S(identity.deviceId)
-    d.created_at = S(rfc3339(nowMs, 0))
+    d.created_at = S(rfc3339(nowMs, offsetMinutes))
     d.occurred_at = S(f.occurredAt)
     d.approximate = f.approximate
     d.title = S(f.title)

@@ -1,0 +1,308 @@
+// The device's half of the sync protocol, over plain data, as
+// sync-core/src/sync/device.rs and protocol.rs:
+//
+// request  {version: 1, cursor, docs: [{id, base_heads: [hex], changes: [{bytes: b64, sig: b64}]}]}
+// response {version: 1, docs: [{id, changes, heads, complete, refused: [{hash, reason, message}]}], cursor, more}
+//
+// - A request stays under a byte bound (1 MiB): each report offers a causal
+//   prefix of its pending changes; an empty request always takes at least
+//   one change, so every round makes progress. Rounds continue until
+//   everything pending went out and the server says `more: false`.
+// - A refused change and every change built on it are never offered again
+//   (the server would refuse them for a missing dependency); the device
+//   keeps them and shows the reason.
+// - Acknowledged heads move only to heads the server returned with
+//   `complete` and that the device now holds; the cursor only forward.
+// - Absorbing is idempotent: changes the device has are skipped, so a
+//   duplicated or late response changes nothing twice.
+
+import { A } from './report.mjs'
+import { base64Len, fromBase64, fromHex, isHex, toBase64 } from './bytes.mjs'
+import { verifyChangeSignature } from './identity.mjs'
+
+export const PROTOCOL_VERSION = 1
+export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+const OFFER_OVERHEAD = 64 + 32
+const REQUEST_OVERHEAD = 64
+const HASH_WIRE_LEN = 64 + 3
+
+/** Every refusal reason the server sends (protocol.rs `Refusal`). */
+export const REFUSAL_REASONS = Object.freeze([
+  'bad_signature', 'unknown_author', 'revoked_author', 'not_your_report', 'review_is_for_coordinators',
+  'immutable_field', 'bad_creation', 'missing_dependency', 'invalid_report', 'session_not_live',
+])
+
+export class SyncError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message)
+    this.name = 'SyncError'
+    this.code = code
+    Object.assign(this, extra)
+  }
+}
+
+/** Size of a signed change in the JSON encoding (SignedChange::wire_len). */
+export const wireLen = (c) => base64Len(c.bytes.length) + base64Len(c.sig.length) + 22
+
+/** Builds one request under a byte bound (device.rs RequestBuilder). */
+export class RequestBuilder {
+  constructor(cursor, maxBytes = DEFAULT_MAX_REQUEST_BYTES) {
+    this.request = { version: PROTOCOL_VERSION, cursor, docs: [] }
+    this.used = REQUEST_OVERHEAD
+    this.max = maxBytes
+    this.complete = true
+  }
+
+  /**
+   * Adds as much of `doc` ({id, baseHeads, changes: [{bytes, sig}]}, changes
+   * in causal order) as fits. Returns false once the request is full.
+   */
+  offer(doc) {
+    if (doc.changes.length === 0) return true
+    let size = this.used + OFFER_OVERHEAD + doc.baseHeads.length * HASH_WIRE_LEN
+    let taken = 0
+    for (const change of doc.changes) {
+      const next = size + wireLen(change)
+      const firstEver = this.request.docs.length === 0 && taken === 0
+      if (next > this.max && !firstEver) break
+      size = next
+      taken += 1
+    }
+    if (taken === 0) {
+      this.complete = false
+      return false
+    }
+    const all = taken === doc.changes.length
+    this.request.docs.push({ id: doc.id, baseHeads: doc.baseHeads, changes: doc.changes.slice(0, taken) })
+    this.used = size
+    if (!all) this.complete = false
+    return all
+  }
+
+  finish() {
+    return { request: this.request, complete: this.complete }
+  }
+}
+
+/** The request as the JSON the server reads. */
+export function encodeRequest(request) {
+  return {
+    version: request.version,
+    cursor: request.cursor,
+    docs: request.docs.map((d) => ({
+      id: d.id,
+      base_heads: d.baseHeads,
+      changes: d.changes.map((c) => ({ bytes: toBase64(c.bytes), sig: toBase64(c.sig) })),
+    })),
+  }
+}
+
+/**
+ * Checks and decodes a sync response (the server's word is checked like any
+ * input). Returns {version, docs: [{id, changes: [{bytes, sig}], heads,
+ * complete, refused: [{hash, reason, message}]}], cursor, more}.
+ */
+export function parseResponse(json) {
+  const bad = (why) => new SyncError('server', `the server's sync answer is malformed: ${why}`)
+  if (!json || typeof json !== 'object') throw bad('not an object')
+  if (json.version !== PROTOCOL_VERSION) {
+    throw new SyncError('server', `protocol version ${json.version} is not supported (this app speaks ${PROTOCOL_VERSION}); update the app`)
+  }
+  if (!Number.isSafeInteger(json.cursor) || json.cursor < 0) throw bad('cursor')
+  if (typeof json.more !== 'boolean') throw bad('more')
+  if (!Array.isArray(json.docs)) throw bad('docs')
+  const docs = json.docs.map((d, i) => {
+    if (!d || !isHex(d.id, 32)) throw bad(`docs[${i}].id`)
+    if (!Array.isArray(d.changes)) throw bad(`docs[${i}].changes`)
+    const changes = d.changes.map((c, j) => {
+      try {
+        return { bytes: fromBase64(c.bytes), sig: fromBase64(c.sig) }
+      } catch (e) {
+        throw bad(`docs[${i}].changes[${j}]: ${e.message}`)
+      }
+    })
+    const heads = d.heads ?? []
+    if (!Array.isArray(heads) || !heads.every((h) => isHex(h, 64))) throw bad(`docs[${i}].heads`)
+    const complete = d.complete ?? false
+    if (typeof complete !== 'boolean') throw bad(`docs[${i}].complete`)
+    const refused = d.refused ?? []
+    if (!Array.isArray(refused)) throw bad(`docs[${i}].refused`)
+    for (const r of refused) {
+      if (!r || !isHex(r.hash, 64) || typeof r.reason !== 'string' || typeof r.message !== 'string') throw bad(`docs[${i}].refused`)
+    }
+    return { id: d.id, changes, heads, complete, refused: refused.map((r) => ({ hash: r.hash, reason: r.reason, message: r.message })) }
+  })
+  return { version: json.version, docs, cursor: json.cursor, more: json.more }
+}
+
+/** Whether `doc` holds the change `hash` (signed_change.rs has_change). */
+export function hasChange(doc, hash) {
+  return A.getMissingDeps(doc, [hash]).length === 0
+}
+
+/**
+ * The device's pending changes for a document: everything past `acked`
+ * (those of them it holds), less refused changes and everything built on
+ * them. Returns [{bytes, hash}] in causal order.
+ */
+export function pendingChanges(doc, acked, refused) {
+  const knownAcked = acked.filter((h) => hasChange(doc, h))
+  const poisoned = new Set()
+  const out = []
+  for (const bytes of A.getChangesSince(doc, knownAcked)) {
+    const { hash, deps } = A.decodeChange(bytes)
+    if (refused.has(hash) || deps.some((d) => poisoned.has(d))) {
+      poisoned.add(hash)
+      continue
+    }
+    out.push({ bytes, hash })
+  }
+  return out
+}
+
+/** Hashes of the changes that are refused or depend on a refused one. */
+export function poisonedChanges(doc, refused) {
+  const poisoned = new Set()
+  if (refused.size === 0) return poisoned
+  for (const bytes of A.getAllChanges(doc)) {
+    const { hash, deps } = A.decodeChange(bytes)
+    if (refused.has(hash) || deps.some((d) => poisoned.has(d))) poisoned.add(hash)
+  }
+  return poisoned
+}
+
+/** Orders changes so dependencies come first, keeping the given order where free. */
+export function causalOrder(changes) {
+  const inSet = new Set(changes.map((c) => c.hash))
+  const missing = []
+  const waiting = new Map()
+  changes.forEach((c, i) => {
+    missing.push(c.deps.filter((d) => inSet.has(d) && d !== c.hash).length)
+    for (const d of c.deps) {
+      if (!inSet.has(d)) continue
+      if (!waiting.has(d)) waiting.set(d, [])
+      waiting.get(d).push(i)
+    }
+  })
+  const placed = new Set()
+  const out = []
+  const ready = []
+  changes.forEach((_, i) => missing[i] === 0 && ready.push(i))
+  const slots = changes.slice()
+  while (ready.length) {
+    const i = ready.shift()
+    const c = slots[i]
+    if (!c) continue
+    slots[i] = null
+    if (placed.has(c.hash)) continue
+    placed.add(c.hash)
+    for (const child of waiting.get(c.hash) ?? []) {
+      missing[child] = Math.max(0, missing[child] - 1)
+      if (missing[child] === 0) ready.push(child)
+    }
+    waiting.delete(c.hash)
+    out.push(c)
+  }
+  for (const c of slots) if (c && !placed.has(c.hash)) out.push(c)
+  return out
+}
+
+function objectExists(handle, obj) {
+  try {
+    handle.objInfo(obj)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Applies the changes of one document update to `doc` (device.rs absorb).
+ * Every change is decoded and its signature checked before anything is
+ * applied; a change acting on an object that neither the document nor an
+ * earlier change of the batch made is refused (Automerge's wasm would
+ * abort on it). Returns {doc, applied: [{hash, bytes, sig, author, time}],
+ * acked: heads|null}. On error the caller must drop `doc` (Automerge may
+ * have taken part of the batch) and keep what it had stored.
+ */
+export async function absorb(doc, update) {
+  const fail = (why) => new SyncError('server_change', `report ${update.id}: ${why}; nothing was applied, sync again`)
+  const verified = []
+  for (const c of update.changes) {
+    let decoded
+    try {
+      decoded = A.decodeChange(c.bytes)
+    } catch (e) {
+      throw fail(`the server sent a change that is not an Automerge change (${e.message})`)
+    }
+    let who
+    try {
+      who = await verifyChangeSignature({ hash: fromHex(decoded.hash), actor: fromHex(decoded.actor, { anyCase: true }), signature: c.sig, timeMs: decoded.time })
+    } catch (e) {
+      throw fail(`the server sent a change that does not verify (${e.message})`)
+    }
+    if (!hasChange(doc, decoded.hash)) {
+      verified.push({ hash: decoded.hash, deps: decoded.deps, bytes: c.bytes, sig: c.sig, author: who.author, time: decoded.time, decoded })
+    }
+  }
+  const seen = new Set()
+  const applied = causalOrder(verified).filter((v) => !seen.has(v.hash) && seen.add(v.hash))
+  // check_applicable
+  const handle = A.getBackend(doc)
+  const pendingObjects = new Set()
+  for (const v of applied) {
+    const { decoded } = v
+    const maxOp = decoded.startOp + decoded.ops.length - 1
+    if (decoded.seq > 2 ** 32 - 1 || maxOp > 2 ** 32 - 1) throw fail(`change ${v.hash} has a sequence number or op counter past 2^32`)
+    const made = []
+    decoded.ops.forEach((op, i) => {
+      if (op.obj !== '_root' && !pendingObjects.has(op.obj) && !made.includes(op.obj) && !objectExists(handle, op.obj)) {
+        throw fail(`change ${v.hash}: op ${i} acts on object ${op.obj}, which does not exist`)
+      }
+      if (typeof op.action === 'string' && op.action.startsWith('make')) made.push(`${decoded.startOp + i}@${decoded.actor}`)
+    })
+    for (const m of made) pendingObjects.add(m)
+  }
+  let next = doc
+  if (applied.length) {
+    try {
+      ;[next] = A.applyChanges(doc, applied.map((v) => v.bytes))
+    } catch (e) {
+      throw fail(`Automerge refused the server's changes (${e.message})`)
+    }
+    if (A.getMissingDeps(next, []).length) throw fail("the server sent changes whose dependencies are missing")
+  }
+  const acked = update.complete && update.heads.length > 0 && update.heads.every((h) => hasChange(next, h)) ? update.heads.slice() : null
+  return { doc: next, applied: applied.map(({ decoded, deps, ...rest }) => rest), acked }
+}
+
+/**
+ * Runs rounds until everything pending went out and the feed is drained
+ * (Replica::sync). The caller supplies:
+ *   prepare(maxBytes) → {request, complete}     (a RequestBuilder plan)
+ *   send(request)     → parsed response         (may throw: the round is lost, nothing else)
+ *   complete(request, response) → {sent, received, refused: [...], newReports}
+ *                                               (commits the round; idempotent)
+ * Each round commits on its own; an error leaves what earlier rounds did.
+ */
+export async function runRounds({ prepare, send, complete, maxBytes = DEFAULT_MAX_REQUEST_BYTES, onRound = () => {}, maxRounds = 10000 }) {
+  const summary = { rounds: 0, sent: 0, received: 0, newReports: 0, refused: [] }
+  for (;;) {
+    const plan = await prepare(maxBytes)
+    const cursorBefore = plan.request.cursor
+    const response = await send(plan.request)
+    const round = await complete(plan.request, response)
+    summary.rounds += 1
+    summary.sent += round.sent
+    summary.received += round.received
+    summary.newReports += round.newReports ?? 0
+    summary.refused.push(...round.refused)
+    onRound(round, summary)
+    const more = response.more || !plan.complete
+    if (!more) return summary
+    const progressed = round.sent > 0 || round.received > 0 || response.cursor > cursorBefore
+    if (!progressed || summary.rounds >= maxRounds) {
+      throw new SyncError('no_progress', 'the server asked for another round but the last one moved nothing; nothing was lost, sync again later', { summary })
+    }
+  }
+}
