@@ -1,0 +1,95 @@
+// Translated text and locale formatting. Every string a reporter sees comes
+// from t(key): the three dictionaries have the same keys (a node test
+// checks), and a test also checks that every key used in ui/ exists.
+//
+// A message is a string with {name} placeholders, or a plural object keyed
+// by Intl.PluralRules categories ({one, few, many, other}) chosen by the
+// parameter `n`.
+
+import en from "../i18n/en.mjs";
+import ru from "../i18n/ru.mjs";
+import kk from "../i18n/kk.mjs";
+
+export const LANGUAGES = { en, ru, kk };
+/** Each language's own name, shown in the language switch whatever the current language. */
+export const LANGUAGE_NAMES = { en: "English", ru: "Русский", kk: "Қазақша" };
+
+let current = "en";
+let plural = new Intl.PluralRules("en");
+
+/** The first of the browser's languages we have, else English. */
+export function pickLanguage(languages) {
+  for (const tag of languages ?? []) {
+    const base = String(tag).toLowerCase().split(/[-_]/)[0];
+    if (Object.hasOwn(LANGUAGES, base)) return base;
+  }
+  return "en";
+}
+
+export function setLanguage(lang) {
+  current = Object.hasOwn(LANGUAGES, lang) ? lang : "en";
+  plural = new Intl.PluralRules(current);
+  if (typeof document !== "undefined") document.documentElement.lang = current;
+  return current;
+}
+
+export function language() {
+  return current;
+}
+
+/** The message for `key` in the current language, placeholders filled as text. */
+export function t(key, params = {}) {
+  let msg = LANGUAGES[current][key];
+  // A missing key is a bug the unit test catches; show English rather than nothing.
+  if (msg === undefined) msg = en[key];
+  if (msg === undefined) return key;
+  if (typeof msg === "object") {
+    const n = Number(params.n ?? 0);
+    msg = msg[plural.select(n)] ?? msg.other;
+  }
+  return msg.replace(/\{(\w+)\}/g, (whole, name) =>
+    Object.hasOwn(params, name) ? formatParam(params[name]) : whole,
+  );
+}
+
+function formatParam(value) {
+  return typeof value === "number" ? new Intl.NumberFormat(current).format(value) : String(value);
+}
+
+/**
+ * An RFC 3339 time ("2024-05-21T10:40:00+06:00") or epoch ms, as a date and
+ * time in the chosen locale. Shown in this phone's zone: the reporter wrote it
+ * here. Unparseable text is shown as it is.
+ */
+export function formatDateTime(value, { approximate = false } = {}) {
+  if (value === null || value === undefined || value === "") return "—";
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  const text = new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(date);
+  return approximate ? `≈ ${text}` : text;
+}
+
+export function formatTime(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return new Intl.DateTimeFormat(current, { timeStyle: "short" }).format(date);
+}
+
+/** A byte count: "1.2 MB" in the locale's digits and unit words. */
+export function formatSize(bytes) {
+  const n = Number(bytes);
+  if (!Number.isFinite(n) || n < 0) return "?";
+  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
+  let v = n;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u += 1;
+  }
+  return new Intl.NumberFormat(current, {
+    style: "unit",
+    unit: units[u],
+    unitDisplay: u === 0 ? "long" : "short",
+    maximumFractionDigits: u === 0 ? 0 : 1,
+  }).format(v);
+}
