@@ -268,4 +268,19 @@ export default {
   "report.file_unnamed": "(file)",
   "report.file_waiting": "not uploaded yet",
   "report.file_uploaded": "on the server",
+
+  // Used only where the browser's Intl lacks this language's dates.
+  "date.pattern": "{month} {day}, {year}, {time}",
+  "month.1": "January",
+  "month.2": "February",
+  "month.3": "March",
+  "month.4": "April",
+  "month.5": "May",
+  "month.6": "June",
+  "month.7": "July",
+  "month.8": "August",
+  "month.9": "September",
+  "month.10": "October",
+  "month.11": "November",
+  "month.12": "December",
 };

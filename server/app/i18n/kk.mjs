@@ -263,4 +263,19 @@ export default {
   "report.file_unnamed": "(файл)",
   "report.file_waiting": "әлі жіберілмеген",
   "report.file_uploaded": "серверде",
+
+  // Used only where the browser's Intl lacks this language's dates.
+  "date.pattern": "{year} ж. {day} {month}, {time}",
+  "month.1": "қаңтар",
+  "month.2": "ақпан",
+  "month.3": "наурыз",
+  "month.4": "сәуір",
+  "month.5": "мамыр",
+  "month.6": "маусым",
+  "month.7": "шілде",
+  "month.8": "тамыз",
+  "month.9": "қыркүйек",
+  "month.10": "қазан",
+  "month.11": "қараша",
+  "month.12": "желтоқсан",
 };

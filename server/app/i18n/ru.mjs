@@ -278,4 +278,21 @@ export default {
   "report.file_unnamed": "(файл)",
   "report.file_waiting": "ещё не отправлен",
   "report.file_uploaded": "на сервере",
+
+  // Used only where the browser's Intl lacks this language's dates (month.N is
+  // the standalone name, compared with Intl's to detect that; the pattern is numeric
+  // because a Russian date needs the genitive).
+  "date.pattern": "{dd}.{mm}.{year}, {time}",
+  "month.1": "январь",
+  "month.2": "февраль",
+  "month.3": "март",
+  "month.4": "апрель",
+  "month.5": "май",
+  "month.6": "июнь",
+  "month.7": "июль",
+  "month.8": "август",
+  "month.9": "сентябрь",
+  "month.10": "октябрь",
+  "month.11": "ноябрь",
+  "month.12": "декабрь",
 };

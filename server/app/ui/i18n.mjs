@@ -15,6 +15,21 @@ export const LANGUAGES = { en, ru, kk };
 export const LANGUAGE_NAMES = { en: "English", ru: "Русский", kk: "Қазақша" };
 
 let current = "en";
+let intlDates = true;
+
+/**
+ * Whether this browser's Intl knows the language's month names. Some builds
+ * ship ICU without Kazakh data and print "2024 M05 21"; then dates are put
+ * together from the dictionary's month names and pattern instead.
+ */
+function hasIntlMonths(lang) {
+  try {
+    const may = new Intl.DateTimeFormat(lang, { month: "long" }).format(new Date(2024, 4, 15));
+    return may.toLowerCase() === String(LANGUAGES[lang]["month.5"]).toLowerCase();
+  } catch {
+    return false;
+  }
+}
 let plural = new Intl.PluralRules("en");
 
 /** The first of the browser's languages we have, else English. */
@@ -29,6 +44,7 @@ export function pickLanguage(languages) {
 export function setLanguage(lang) {
   current = Object.hasOwn(LANGUAGES, lang) ? lang : "en";
   plural = new Intl.PluralRules(current);
+  intlDates = hasIntlMonths(current);
   if (typeof document !== "undefined") document.documentElement.lang = current;
   return current;
 }
@@ -65,7 +81,19 @@ export function formatDateTime(value, { approximate = false } = {}) {
   if (value === null || value === undefined || value === "") return "—";
   const date = new Date(value);
   if (Number.isNaN(date.getTime())) return String(value);
-  const text = new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(date);
+  let text;
+  if (intlDates) {
+    text = new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(date);
+  } else {
+    text = t("date.pattern", {
+      year: String(date.getFullYear()),
+      month: t(`month.${date.getMonth() + 1}`),
+      day: String(date.getDate()),
+      dd: String(date.getDate()).padStart(2, "0"),
+      mm: String(date.getMonth() + 1).padStart(2, "0"),
+      time: formatTime(date),
+    });
+  }
   return approximate ? `≈ ${text}` : text;
 }
 

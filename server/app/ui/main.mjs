@@ -20,6 +20,9 @@ import { registerServiceWorker } from "./sw-update.mjs";
 import { holdButton } from "./hold.mjs";
 
 const LANGUAGE_KEY = "fieldsync-language";
+const INFO_MS = 8000;
+/** The idle time set with a first passphrase, if none was chosen yet. */
+const DEFAULT_LOCK_MINUTES = 5;
 
 class App {
   constructor() {
@@ -234,6 +237,13 @@ class App {
     return !!this.store?.hasPassphrase;
   }
 
+  /** A passphrase was just set: without an idle time it would never lock by itself. */
+  async passphraseSet() {
+    if (!Number(this.device.settings?.lockAfterMinutes)) {
+      await this.device.setSettings({ lockAfterMinutes: DEFAULT_LOCK_MINUTES }).catch((err) => this.showError(err));
+    }
+  }
+
   async requestPersistence() {
     try {
       this.persistence = this.store?.persist
@@ -244,12 +254,21 @@ class App {
     }
   }
 
+  /**
+   * A message above the screen. The same text is never shown twice; plain
+   * information goes away by itself, warnings and errors stay until closed.
+   */
   notice(text, { kind = "info", action = null } = {}) {
+    for (const old of this.banner.querySelectorAll(".banner")) {
+      if (old.dataset.text === text) old.remove();
+    }
     const close = h("button", { type: "button", class: "ghost close", "aria-label": t("action.close") }, "×");
     const el = h("div", { class: `banner ${kind}`, role: kind === "error" ? "alert" : "status" },
       h("p", null, text), action, close);
+    el.dataset.text = text;
     on(close, "click", () => el.remove());
     this.banner.append(el);
+    if (kind === "info" && !action) setTimeout(() => el.remove(), INFO_MS);
     return el;
   }
 

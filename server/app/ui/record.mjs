@@ -31,7 +31,9 @@ export async function recordScreen(app, draftId) {
     const snapshot = structuredClone(draft);
     saving = saving.then(async () => {
       try {
-        await device.saveDraft(snapshot);
+        const id = await device.saveDraft(snapshot);
+        // The device keeps the id it was given when it has the right form.
+        if (typeof id === "string" && id !== draft.id) draft.id = id;
         if (!exists) {
           exists = true;
           // A reload now comes back to this draft, not to an empty form.
@@ -138,8 +140,10 @@ export async function recordScreen(app, draftId) {
   };
 }
 
+/** 32 hex digits: the draft's id becomes the report's id (sync-core's ReportId form). */
 function newId() {
-  return globalThis.crypto.randomUUID();
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** "Add photo, video or audio": each file is sealed at once by the device. */

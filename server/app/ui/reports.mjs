@@ -9,8 +9,8 @@ import { t, formatDateTime, formatSize } from "./i18n.mjs";
 import { describeError, refusalText } from "./errors.mjs";
 import { reportForm } from "./form.mjs";
 
-const STATES = ["waiting", "sent", "refused", "reviewed"];
-const STATUSES = ["unverified", "verified", "disputed"];
+export const STATES = ["waiting", "sent", "refused", "reviewed"];
+export const STATUSES = ["unverified", "verified", "disputed"];
 
 export async function reportsScreen(app) {
   const [reports, drafts] = await Promise.all([app.device.myReports(), app.device.drafts()]);

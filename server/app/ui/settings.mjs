@@ -51,6 +51,7 @@ function passphraseSection(app, settings) {
       button.disabled = false;
       return;
     }
+    await app.passphraseSet();
     app.notice(t("passphrase.done"));
     // The header gains "Lock"; the form changes to "change".
     app.setChrome(true);

@@ -101,7 +101,10 @@ export function enrollScreen(app, invite) {
     }
     app.invite = null;
     try {
-      if (pass.value) await app.device.setPassphrase(null, pass.value);
+      if (pass.value) {
+        await app.device.setPassphrase(null, pass.value);
+        await app.passphraseSet();
+      }
     } catch (err) {
       // Enrolled: the passphrase can be set again in the settings.
       app.showError(err);
