@@ -12,7 +12,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use fieldsync_core::identity::PublicKey;
-use fieldsync_core::protocol::{CaseInfo, EnrollRequest, EnrollResponse, ErrorBody, SyncRequest};
+use fieldsync_core::protocol::{
+    error_code, CaseInfo, EnrollRequest, EnrollResponse, ErrorBody, SyncRequest,
+};
 use fieldsync_core::request_auth::{AuthError, RequestAuth};
 use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
@@ -54,6 +56,8 @@ pub struct ApiError {
     clock_skew_secs: Option<i64>,
     /// For a request refused because its nonce was already used.
     replayed: bool,
+    /// `ErrorBody::code`.
+    code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -64,7 +68,14 @@ impl ApiError {
             headers: Vec::new(),
             clock_skew_secs: None,
             replayed: false,
+            code: None,
         }
+    }
+
+    /// Names the refusal for clients (`protocol::error_code`).
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// A refusal of a request's signature or clock; for the clock, the
@@ -73,6 +84,7 @@ impl ApiError {
         let mut error = Self::new(StatusCode::UNAUTHORIZED, e.to_string());
         if let AuthError::Clock { skew_secs, .. } = e {
             error.clock_skew_secs = Some(*skew_secs);
+            error.code = Some(error_code::CLOCK);
         }
         error
     }
@@ -80,6 +92,7 @@ impl ApiError {
     /// Marks a refusal of a replayed nonce, so a device can tell it apart.
     pub(crate) fn replayed(mut self) -> Self {
         self.replayed = true;
+        self.code = Some(error_code::REPLAYED);
         self
     }
 
@@ -127,6 +140,7 @@ impl ResponseError for ApiError {
             server_time: Some(chrono::Utc::now().timestamp()),
             clock_skew_secs: self.clock_skew_secs,
             replayed: self.replayed,
+            code: self.code.map(str::to_owned),
         })
     }
 }
@@ -135,15 +149,19 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UnknownCase(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
-            StoreError::InvalidToken | StoreError::TokenUsed | StoreError::TokenExpired => {
-                ApiError::new(StatusCode::FORBIDDEN, e.to_string())
-            }
+            StoreError::InvalidToken => ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+                .with_code(error_code::INVITE_UNKNOWN),
+            StoreError::TokenUsed => ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+                .with_code(error_code::INVITE_USED),
+            StoreError::TokenExpired => ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+                .with_code(error_code::INVITE_EXPIRED),
             StoreError::AlreadyEnrolled(_) | StoreError::CaseKeyConflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             ref full if full.is_disk_full() => {
                 tracing::error!(error = %full, "disk full");
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, DISK_FULL)
+                    .with_code(error_code::DISK_FULL)
             }
             ref busy if is_busy(busy) => {
                 tracing::warn!(error = %busy, "store busy");
@@ -151,6 +169,7 @@ impl From<StoreError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is busy; nothing was acknowledged, sync again in a moment",
                 )
+                .with_code(error_code::BUSY)
             }
             other => ApiError::internal("store", &other),
         }
@@ -260,7 +279,7 @@ pub(crate) async fn authenticate(
             if let Err(e) = store.audit("request-refused", Some(&device.device_id), &why) {
                 tracing::error!(error = %e, "audit");
             }
-            return Err(ApiError::new(StatusCode::FORBIDDEN, why));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, why).with_code(error_code::REVOKED));
         }
         Ok(device)
     })
@@ -392,6 +411,7 @@ pub(crate) fn sync_refusal(e: SyncStoreError) -> ApiError {
     match e {
         SyncStoreError::Sync(SyncError::Revoked) => {
             ApiError::new(StatusCode::FORBIDDEN, "this device was revoked")
+                .with_code(error_code::REVOKED)
         }
         SyncStoreError::Sync(e @ SyncError::InvalidChange { .. }) => {
             ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
@@ -483,6 +503,27 @@ mod tests {
     }
 
     #[test]
+    fn each_invite_refusal_has_its_own_code_for_the_phone_to_put_in_words() {
+        for (e, code) in [
+            (StoreError::InvalidToken, error_code::INVITE_UNKNOWN),
+            (StoreError::TokenUsed, error_code::INVITE_USED),
+            (StoreError::TokenExpired, error_code::INVITE_EXPIRED),
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), StatusCode::FORBIDDEN);
+            assert_eq!(api.code, Some(code));
+        }
+        let clock = ApiError::unauthorized(&AuthError::Clock {
+            skew_secs: 900,
+            window_secs: 300,
+        });
+        assert_eq!(
+            (clock.code, clock.clock_skew_secs),
+            (Some(error_code::CLOCK), Some(900))
+        );
+    }
+
+    #[test]
     fn a_full_disk_is_507_with_a_message_that_says_so_and_busy_is_503() {
         let full = ApiError::from(sqlite(rusqlite::ffi::SQLITE_FULL));
         assert_eq!(full.status(), StatusCode::INSUFFICIENT_STORAGE);
@@ -494,6 +535,8 @@ mod tests {
         assert_eq!(io.status(), StatusCode::INSUFFICIENT_STORAGE);
         let busy = ApiError::from(sqlite(rusqlite::ffi::SQLITE_BUSY));
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.code, Some(error_code::DISK_FULL));
+        assert_eq!(busy.code, Some(error_code::BUSY));
         let other = ApiError::from(sqlite(rusqlite::ffi::SQLITE_CORRUPT));
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!other.message().contains("corrupt"), "{other}");

@@ -141,6 +141,142 @@ mod tests {
         }
     }
 
+    async fn get(path: &str, headers: &[(&str, &str)]) -> actix_web::dev::ServiceResponse {
+        let app = actix_web::test::init_service(
+            actix_web::App::new()
+                .configure(routes)
+                .configure(crate::web::routes),
+        )
+        .await;
+        let mut req = actix_web::test::TestRequest::get().uri(path);
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        actix_web::test::call_service(&app, req.to_request()).await
+    }
+
+    fn header<'a>(res: &'a actix_web::dev::ServiceResponse, name: &str) -> &'a str {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    #[actix_web::test]
+    async fn the_app_alone_may_run_webassembly_and_nothing_else_is_relaxed() {
+        let app = get("/app/vendor/automerge/automerge.wasm", &[]).await;
+        assert_eq!(app.status(), 200);
+        assert_eq!(header(&app, "content-type"), "application/wasm");
+        let csp = header(&app, "content-security-policy");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("'unsafe-eval'") && !csp.contains("'unsafe-inline'"),
+            "{csp}"
+        );
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        // The review page keeps its own, stricter policy (set by lib.rs for
+        // every other response): no WebAssembly there.
+        assert!(!crate::web::SECURITY_HEADERS[0].1.contains("wasm"));
+        let missing = get("/app/nothing-here.js", &[]).await;
+        assert_eq!(missing.status(), 404);
+    }
+
+    #[actix_web::test]
+    async fn a_browser_that_takes_gzip_gets_the_build_time_copy_and_a_revalidation_gets_304() {
+        let plain = get("/app/vendor/automerge/automerge.wasm", &[]).await;
+        let etag = header(&plain, "etag").to_owned();
+        assert!(header(&plain, "content-encoding").is_empty());
+        let body = actix_web::test::read_body(plain).await;
+        assert_eq!(
+            body.len(),
+            file_at("vendor/automerge/automerge.wasm")
+                .unwrap()
+                .bytes
+                .len()
+        );
+
+        let gz = get(
+            "/app/vendor/automerge/automerge.wasm",
+            &[("accept-encoding", "br;q=1.0, gzip;q=0.8")],
+        )
+        .await;
+        assert_eq!(header(&gz, "content-encoding"), "gzip");
+        assert_eq!(header(&gz, "vary"), "Accept-Encoding");
+        let zipped = actix_web::test::read_body(gz).await;
+        assert!(zipped.len() < body.len() / 2);
+
+        let refused = get(
+            "/app/vendor/automerge/automerge.wasm",
+            &[("accept-encoding", "gzip;q=0")],
+        )
+        .await;
+        assert!(header(&refused, "content-encoding").is_empty());
+
+        let again = get(
+            "/app/vendor/automerge/automerge.wasm",
+            &[("if-none-match", etag.as_str())],
+        )
+        .await;
+        assert_eq!(again.status(), 304);
+        assert!(actix_web::test::read_body(again).await.is_empty());
+    }
+
+    #[test]
+    fn no_file_of_the_app_loads_anything_from_another_origin() {
+        assert!(find_remote(r#"<script src="https://cdn.example/x.js">"#).is_some());
+        assert!(find_remote(r#"import x from "//cdn.example/x.mjs""#).is_some());
+        assert!(find_remote(r#"fetch('/v1/sync')"#).is_none());
+        // Vendored code is checked too: a URL in a comment is harmless, but
+        // one in code would be a request the CSP blocks at best.
+        for f in FILES
+            .iter()
+            .filter(|f| f.content_type.starts_with("text/") || f.content_type.contains("json"))
+        {
+            let text = std::str::from_utf8(f.bytes).unwrap();
+            for (line_no, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let trimmed = code.trim_start();
+                if trimmed.starts_with('*') || trimmed.starts_with("/*") {
+                    continue;
+                }
+                if let Some(url) = find_remote(code) {
+                    panic!("{}:{}: {url}", f.path, line_no + 1);
+                }
+            }
+        }
+    }
+
+    /// A `src=`, `href=`, `url(`, `import` or `fetch(` of an absolute
+    /// http(s) URL or a protocol-relative one.
+    fn find_remote(code: &str) -> Option<String> {
+        for marker in [
+            "src=\"",
+            "href=\"",
+            "url(",
+            "import(\"",
+            "from \"",
+            "fetch(\"",
+            "fetch('",
+            "from '",
+        ] {
+            let mut rest = code;
+            while let Some(at) = rest.find(marker) {
+                let after = rest[at + marker.len()..].trim_start_matches(['\'', '"']);
+                if after.starts_with("http:")
+                    || after.starts_with("https:")
+                    || after.starts_with("//")
+                {
+                    return Some(after.chars().take(80).collect());
+                }
+                rest = &rest[at + marker.len()..];
+            }
+        }
+        None
+    }
+
     #[test]
     fn the_gzip_copies_inflate_to_the_files() {
         use std::io::Read;

@@ -1853,17 +1853,29 @@ fn enroll_in_tx(
 ) -> Result<DeviceRecord, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let hash = token_hash(token);
-    let invite: Option<(String, String, String, Option<String>)> = tx
+    type Invite = (String, String, String, Option<String>, Option<String>);
+    let invite: Option<Invite> = tx
         .query_row(
-            "SELECT case_id, role, expires_at, used_at FROM invites WHERE token_hash = ?1",
+            "SELECT case_id, role, expires_at, used_at, used_by FROM invites WHERE token_hash = ?1",
             [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    let Some((case_id, role, expires_at, used_at)) = invite else {
+    let Some((case_id, role, expires_at, used_at, used_by)) = invite else {
         return Err(StoreError::InvalidToken);
     };
     if used_at.is_some() {
+        // The same key asking again (its request is signed by that key) is
+        // a phone whose first answer was lost on a bad network: answer it
+        // again, or it could never learn its case. Nothing is written.
+        let device = public_key.device_id();
+        if used_by.as_deref() == Some(device.as_str()) {
+            if let Some(record) = device_by_id(&tx, &device)? {
+                if record.public_key == *public_key && record.revoked_at.is_none() {
+                    return Ok(record);
+                }
+            }
+        }
         return Err(StoreError::TokenUsed);
     }
     let expires = DateTime::parse_from_rfc3339(&expires_at)
@@ -2737,6 +2749,27 @@ mod tests {
                 "enroll"
             ]
         );
+    }
+
+    #[test]
+    fn the_same_key_enrolling_again_with_its_token_gets_the_same_answer_and_writes_nothing() {
+        let (_dir, store) = open();
+        store.create_case("rally").unwrap();
+        let token = store
+            .create_invite("rally", DeviceRole::Reporter, DAY)
+            .unwrap();
+        let phone = DeviceKey::generate().unwrap().public_key();
+        let first = store.enroll(&token, &phone).unwrap();
+        let before = store.dump().unwrap();
+        // The answer was lost on the way; the phone asks again.
+        let again = store.enroll(&token, &phone).unwrap();
+        assert_eq!(again.device_id, first.device_id);
+        assert_eq!(again.case_id, first.case_id);
+        assert_eq!(store.dump().unwrap(), before);
+        // Once revoked, the token opens nothing, not even for its own key.
+        store.revoke(&first.device_id).unwrap();
+        let err = store.enroll(&token, &phone).unwrap_err();
+        assert!(matches!(err, StoreError::TokenUsed), "{err:?}");
     }
 
     #[test]

@@ -920,7 +920,8 @@ impl From<BlobStoreError> for ApiError {
             return ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "the server is out of disk space; the bytes received so far are kept, resume the upload later",
-            );
+            )
+            .with_code(fieldsync_core::protocol::error_code::DISK_FULL);
         }
         ApiError::internal("blob store", &e)
     }

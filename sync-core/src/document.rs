@@ -66,7 +66,10 @@ pub const MAX_FIELD_BYTES: usize = 8 * 1024;
 /// A field of a document does not have the type or form this build expects.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ViewError {
-    #[error("field `{field}` should be {expected} but is {found}")]
+    #[error(
+        "field `{field}` should be {expected} but is {found}{}",
+        type_hint(expected, found)
+    )]
     WrongType {
         field: String,
         expected: &'static str,
@@ -887,6 +890,16 @@ fn get_scalar(
         (Value::Scalar(s), _) if matches!(s.as_ref(), ScalarValue::Null) => None,
         (Value::Scalar(s), _) => Some(Ok(s.into_owned())),
         (Value::Object(ty), _) => Some(Err(Value::Object(ty))),
+    }
+}
+
+/// The trap an independent client falls into most: Automerge's libraries
+/// make a string a collaborative Text object unless told otherwise.
+fn type_hint(expected: &str, found: &str) -> &'static str {
+    if expected == "a string" && found == "text" {
+        " (Automerge libraries store strings as Text by default; this field must be a scalar string: in @automerge/automerge write `new ImmutableString(value)`, in Rust `ScalarValue::Str`; only `description` is Text. See PROTOCOL.md, \"The report\")"
+    } else {
+        ""
     }
 }
 

@@ -250,4 +250,30 @@ pub struct ErrorBody {
     /// is idempotent, so a device signs it afresh and sends it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// What a client must tell apart without reading `error`'s words (see
+    /// [`error_code`]); absent where the status says enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The `code` of an [`ErrorBody`]: stable names a client maps to its own
+/// words, in its user's language.
+pub mod error_code {
+    /// The invite token is not one this server issued.
+    pub const INVITE_UNKNOWN: &str = "invite_unknown";
+    /// The invite token was used already.
+    pub const INVITE_USED: &str = "invite_used";
+    /// The invite token expired.
+    pub const INVITE_EXPIRED: &str = "invite_expired";
+    /// The device was revoked (a seized phone): it can no longer sync; its
+    /// unsent reports can still travel as a bundle.
+    pub const REVOKED: &str = "revoked";
+    /// The request's timestamp is outside the window (`clock_skew_secs`).
+    pub const CLOCK: &str = "clock";
+    /// The request's nonce was seen before (`replayed`).
+    pub const REPLAYED: &str = "replayed";
+    /// The server's disk is full (507).
+    pub const DISK_FULL: &str = "disk_full";
+    /// The server is busy (503): try again in a moment.
+    pub const BUSY: &str = "busy";
 }

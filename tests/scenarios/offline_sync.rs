@@ -242,6 +242,20 @@ fn a_revoked_device_is_refused_and_keeps_its_unsynced_reports() {
     assert!(message.contains("nothing was lost"), "{message}");
     let shown: Value = serde_json::from_str(&phone.ok(&["show", after.trim(), "--json"])).unwrap();
     assert_eq!(shown["report"]["title"], "after");
+    // A client in another language tells a revoked phone by the code, not
+    // by the English words.
+    let body = br#"{"version":1,"cursor":0,"docs":[]}"#;
+    let key = fieldsync_tests::http::device_key(phone.dir.path());
+    let reply = fieldsync_tests::http::send(
+        "POST",
+        &server.url,
+        "/v1/sync",
+        &fieldsync_tests::http::signed_headers(&key, "POST", "/v1/sync", body),
+        body,
+    );
+    assert_eq!(reply.status, 403);
+    let error: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(error["code"], "revoked", "{error}");
 }
 
 #[test]

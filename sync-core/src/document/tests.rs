@@ -181,6 +181,23 @@ fn wrong_types_are_errors_that_name_the_field() {
 }
 
 #[test]
+fn a_title_written_as_text_is_refused_with_the_way_to_write_a_scalar_string() {
+    let mut doc = AutoCommit::new();
+    let title = doc.put_object(ROOT, "title", ObjType::Text).unwrap();
+    doc.splice_text(&title, 0, 0, "Detention").unwrap();
+    let text = ReportDocument::from_automerge(doc)
+        .view()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("field `title` should be a string but is text"),
+        "{text}"
+    );
+    assert!(text.contains("ImmutableString"), "{text}");
+    assert!(text.contains("Text by default"), "{text}");
+}
+
+#[test]
 fn edits_on_a_wrong_typed_document_fail_without_changing_it() {
     let key = DeviceKey::generate().unwrap();
     let mut am = AutoCommit::new();
