@@ -127,6 +127,54 @@ try {
   await shot("10-offline");
   report.offline_reload = "ok";
   await context.setOffline(false);
+  await page.reload();
+
+  // Location refused.
+  await page.locator("nav.tabs a").nth(2).click();
+  await page.locator("select").filter({ has: page.locator('option[value="kk"]') }).selectOption("en");
+  await page.getByRole("link", { name: "New report" }).click();
+  await page.getByRole("button", { name: "Use my location" }).click();
+  await page.getByText(/Location access is blocked|could not be found/).waitFor({ timeout: 15000 });
+  report.location_message = await page.getByText(/Location access is blocked|could not be found/).textContent();
+
+  // Passphrase, lock, a wrong try, unlock.
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByLabel("New passphrase").fill("correct horse battery");
+  await page.getByLabel("Repeat the passphrase").fill("correct horse battery");
+  await page.getByRole("button", { name: "Set passphrase" }).click();
+  await page.getByRole("button", { name: "Lock", exact: true }).waitFor({ timeout: 30000 });
+  await shot("11-passphrase-set", false);
+  report.lock_minutes = await page.getByLabel("Lock after being idle for").inputValue();
+  await page.getByRole("button", { name: "Lock", exact: true }).click();
+  await page.getByLabel("Passphrase").waitFor();
+  await page.getByLabel("Passphrase").fill("wrong one");
+  await page.getByRole("button", { name: "Unlock" }).click();
+  await page.getByText(/Wrong passphrase/).waitFor({ timeout: 30000 });
+  await shot("12-unlock-wrong", false);
+  await page.getByLabel("Passphrase").fill("correct horse battery");
+  await page.getByRole("button", { name: "Unlock" }).click();
+  await page.locator("nav.tabs").waitFor({ timeout: 30000 });
+
+  // Quick delete: a short press does nothing, a 3 s hold erases.
+  const qd = page.getByRole("button", { name: "Quick delete" });
+  const box = await qd.boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.waitForTimeout(1200);
+  await shot("13-quick-delete-holding", false);
+  await page.mouse.up();
+  await page.waitForTimeout(2500);
+  report.after_short_hold = await page.locator("nav.tabs").isVisible();
+  await page.mouse.down();
+  await page.waitForTimeout(3400);
+  await page.mouse.up();
+  await page.getByRole("heading", { name: "Welcome" }).waitFor({ timeout: 20000 });
+  await shot("14-after-quick-delete", false);
+  report.after_erase = await page.evaluate(async () => ({
+    databases: (await indexedDB.databases()).map((d) => d.name),
+    caches: await caches.keys(),
+    localStorage: localStorage.length,
+  }));
 } catch (err) {
   report.failure = String(err?.stack ?? err);
   await shot("99-failure").catch(() => {});

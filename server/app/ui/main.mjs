@@ -229,7 +229,24 @@ class App {
     } catch {
       // blocked storage holds nothing of ours
     }
-    location.replace(location.pathname);
+    this.showErased();
+  }
+
+  /**
+   * The first screen after an erase, shown in place: reloading would open a
+   * new database and register the service worker again, and a seized phone
+   * should hold no trace of the app (a fresh start from an invite link
+   * loads everything anew).
+   */
+  showErased() {
+    this.device = null;
+    this.store = null;
+    this.sync = null;
+    this.idle = null;
+    this.screen = null;
+    this.clearBanners();
+    this.setChrome(false);
+    this.showScreen(firstRunScreen(this));
   }
 
   /** Whether a passphrase protects the data (the store knows; the device does not keep it). */

@@ -54,6 +54,13 @@ export function firstRunScreen(app) {
       message.hidden = false;
       return;
     }
+    if (!app.device) {
+      // After an erase nothing is open: start the app anew with the invite.
+      const fp = invite.fingerprint ? `&fp=${encodeURIComponent(invite.fingerprint)}` : "";
+      location.replace(`${location.pathname}#invite=${encodeURIComponent(invite.token)}${fp}`);
+      location.reload();
+      return;
+    }
     app.invite = invite;
     app.showScreen(enrollScreen(app, invite));
   });
@@ -178,11 +185,11 @@ export function unlockScreen(app) {
   return { el, focus: pass };
 }
 
-function wipedScreen() {
+function wipedScreen(app) {
   const el = screen(
     h("h1", null, t("wiped.title")),
     h("p", null, t("wiped.body")),
-    on(h("button", { type: "button", class: "primary" }, t("action.continue")), "click", () => location.replace(location.pathname)),
+    on(h("button", { type: "button", class: "primary" }, t("action.continue")), "click", () => app.showErased()),
   );
   return { el };
 }
