@@ -627,6 +627,8 @@ class Store {
         await this.#writeRing({ ...this.#ring, cur, fails: 0 });
         this.#keys.set(cur.gen, await unwrapWith(cur, next));
         this.#state = "open";
+        // A re-encryption cut short earlier finishes now.
+        if (this.#ring.prev) await this.#migrate();
         return;
       }
       // From no passphrase: the old DEK may be in the browser's files, so
@@ -653,6 +655,7 @@ class Store {
       await this.#writeRing({ ...this.#ring, cur: { gen: this.#ring.cur.gen, mode: "device", key }, fails: 0 });
       this.#keys.set(this.#ring.cur.gen, key);
       this.#state = "open";
+      if (this.#ring.prev) await this.#migrate();
     });
   }
 
