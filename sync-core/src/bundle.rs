@@ -12,7 +12,7 @@
 //! blob 0, blob 1, …                 the sealed attachments, in manifest
 //!                                    order, each exactly `size` bytes
 //! signature                    64  Ed25519 by the exporting device, domain
-//!                                    "fieldsync bundle v1", over the
+//!                                    "fieldsync bundle v1\0", over the
 //!                                    SHA-256 of every byte before it
 //! ```
 //!

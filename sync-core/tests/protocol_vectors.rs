@@ -209,7 +209,8 @@ fn sync_round_vector() -> Value {
             &[Edit::SetReview {
                 status: ReviewStatus::Verified,
                 note: "Two witnesses confirm.".into(),
-                reviewer: "coordinator".into(),
+                // What the CLI and the review page write: the device id.
+                reviewer: coordinator.key.device_id().as_str().to_owned(),
                 at: t("2026-11-30T12:00:00+05:00"),
             }],
             t("2026-11-30T12:00:00+05:00"),
@@ -252,7 +253,7 @@ fn sync_round_vector() -> Value {
             &[Edit::SetReview {
                 status: ReviewStatus::Verified,
                 note: "trust me".into(),
-                reviewer: "me".into(),
+                reviewer: reporter.key.device_id().as_str().to_owned(),
                 at: t("2026-11-30T12:11:00+05:00"),
             }],
             t("2026-11-30T12:11:00+05:00"),

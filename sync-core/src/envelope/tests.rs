@@ -374,7 +374,7 @@ fn a_chunk_decrypts_with_plain_aes_gcm_from_the_documented_layout() {
 }
 
 /// A case of `tests/vectors/envelope-v2.json` (the layout is in
-/// KEYMODEL.md and the module doc). Byte strings are hex. `plaintext` is
+/// PROTOCOL.md and the module doc). Byte strings are hex. `plaintext` is
 /// hex, or, for the long case, `{"repeat": "<hex byte>", "len": N}`: that
 /// byte N times.
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
@@ -519,7 +519,7 @@ fn vector_plaintext(v: &VectorV2) -> Vec<u8> {
 
 #[test]
 fn a_v2_vector_decrypts_from_the_documented_layout() {
-    // What the browser does: the layout from KEYMODEL.md, HPKE with the
+    // What the browser does: the layout from PROTOCOL.md, HPKE with the
     // named suite and AES-256-GCM per chunk; no fieldsync code.
     for v in vectors_v2().cases {
         let blob = hex::decode(&v.blob).unwrap();
@@ -595,7 +595,7 @@ fn a_v2_vector_decrypts_from_the_documented_layout() {
         }
         assert_eq!(plain, vector_plaintext(&v), "{}", v.description);
         assert_eq!(hex::encode(ring::digest::digest(&SHA256, &blob)), v.blob_id);
-        // The share code and the fingerprint, as KEYMODEL.md defines them.
+        // The share code and the fingerprint, as PROTOCOL.md defines them.
         let code = URL_SAFE_NO_PAD.decode(&v.share_code).unwrap();
         assert_eq!(code[0], 2);
         assert_eq!(code[1..5], v.epoch.to_be_bytes());
