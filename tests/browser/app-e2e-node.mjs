@@ -164,9 +164,30 @@ try {
   assert.equal(tr.review.status, 'verified')
   assert.equal((await phone.myReports()).find((r) => r.id === first).state, 'reviewed')
 
+  step('a sync bundle carried by hand: the coordinator imports it, signatures and the photo intact')
+  const photo2 = crypto.getRandomValues(new Uint8Array(50 * 1024))
+  const bundled = { title: 'Carried by hand', when: '2026-11-30T12:00:00+05:00', description: 'no network at all' }
+  const bid = await phone.saveDraft(bundled)
+  bundled.files = [await phone.addFile(bid, photo2, { name: 'b.jpg', type: 'image/jpeg' })]
+  const bundledId = await phone.saveReport({ ...bundled, id: bid })
+  const bundleFile = path.join(tmp, 'phone.fsb')
+  fs.writeFileSync(bundleFile, await phone.bundle())
+  coordCli('import', bundleFile)
+  coordCli('sync')
+  const shownB = JSON.parse(coordCli('show', bundledId, '--json'))
+  assert.equal((shownB.report ?? shownB).title, bundled.title)
+  for (const c of shownB.history ?? shownB.changes) assert.equal(c.signature_verified, true)
+  const outB = path.join(tmp, 'b.jpg')
+  coordCli('attachment', 'get', (shownB.report ?? shownB).attachments[0].id, '--out', outB)
+  assert.ok(Buffer.from(fs.readFileSync(outB)).equals(Buffer.from(photo2)), 'the bundled photo decrypts byte-identical')
+  // The phone's own sync later finds the server has it all: nothing doubles.
+  const r4 = await phone.sync()
+  if (r4.error) throw r4.error
+  assert.equal((await phone.myReports()).find((r) => r.id === bundledId).state, 'sent')
+
   step('delete-after-sync: acknowledged content leaves the phone, the server keeps it')
   await phone.setSettings({ deleteAfterSync: true })
-  assert.equal(phone.removedCount, 3)
+  assert.equal(phone.removedCount, 4)
   assert.equal(await phone.report(first), null)
   assert.equal((await store.list('blobs')).length, 0)
   coordCli('edit', first, '--append-text', ' (later note)')
