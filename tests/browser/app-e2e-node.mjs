@@ -85,6 +85,11 @@ try {
   assert.equal(info.role, 'reporter')
   assert.equal(info.keyFingerprint, invite.fingerprint)
   assert.equal(info.keyOnTrust, false)
+  // Another phone with the same link: the invite is used, a typed error.
+  const other = await Device.open({ store: await openStore({ indexedDB, IDBKeyRange, name: `e2e-other-${port}` }), fetch: globalThis.fetch, wasm })
+  await assert.rejects(other.enroll({ server: url, token: invite.token }), { code: 'invite_used' })
+  await assert.rejects(other.enroll({ server: url, token: 'not-a-token' }), { code: 'invite_unknown' })
+  assert.equal(other.status, 'new')
 
   step('three reports offline, one with a photo')
   const photo = new Uint8Array(200 * 1024)

@@ -209,12 +209,19 @@ export class Client {
       await this.onClockOffset(offset)
       return new AppError('clock_corrected', message, { status, skewSecs: skew, retry: true })
     }
-    if (status === 401 && parsed?.replayed === true) {
+    // `code` (servers since issue 13) names what must be told apart; the
+    // message text is the fallback for older servers.
+    const code = typeof parsed?.code === 'string' ? parsed.code : null
+    if (status === 401 && (parsed?.replayed === true || code === 'replayed')) {
       return new AppError('replayed', message, { status, retry: true })
     }
-    if (status === 507) return new ServerFullError(message)
-    if (status === 403 && /revoked/i.test(message)) return new RevokedError(message)
-    return new ApiError(status, message)
+    if (status === 507 || code === 'disk_full') return new ServerFullError(message)
+    if (code === 'revoked' || (status === 403 && /revoked/i.test(message))) return new RevokedError(message)
+    if (code === 'invite_unknown' || code === 'invite_used' || code === 'invite_expired') {
+      return new InviteError(code.slice('invite_'.length), message)
+    }
+    if (code === 'busy') return new ApiError(status, message, { code: 'busy', retry: true })
+    return new ApiError(status, message, code ? { serverCode: code } : {})
   }
 
   /**
@@ -280,6 +287,7 @@ export async function enroll(client, token) {
   try {
     return await client.json('POST', '/v1/enroll', { token, public_key: client.identity.actorId })
   } catch (e) {
+    if (e instanceof InviteError) throw e
     if (e instanceof ApiError && e.status === 403) {
       if (/already been used/i.test(e.message)) throw new InviteError('used', e.message)
       if (/expired/i.test(e.message)) throw new InviteError('expired', e.message)
