@@ -43,7 +43,13 @@ export function start(port = PORT, upstream = UPSTREAM) {
         return;
       }
       try {
-        const body = await readFile(file);
+        let body = await readFile(file);
+        // For trying the update path: SW_BUMP names a file whose text is
+        // appended to sw.js as a comment, making a "new version".
+        if (rel === "sw.js" && process.env.SW_BUMP) {
+          const bump = await readFile(process.env.SW_BUMP, "utf8").catch(() => "");
+          if (bump) body = Buffer.concat([body, Buffer.from(`\n// ${bump.replace(/\n/g, " ")}\n`)]);
+        }
         res.writeHead(200, {
           "content-type": TYPES[path.extname(file)] ?? "application/octet-stream",
           "content-security-policy": CSP,

@@ -129,6 +129,30 @@ try {
   await context.setOffline(false);
   await page.reload();
 
+  // An update: a new worker installs in the background; the page is offered
+  // a reload and keeps its draft. (Needs the dev server run with SW_BUMP.)
+  if (process.env.SW_BUMP) {
+    await page.getByRole("link", { name: /New report|Новый отчёт|Жаңа есеп/ }).click();
+    await page.locator("nav.tabs a").nth(0).click();
+    await page.locator("input[type=text]").first().fill("Draft kept across an update");
+    await page.waitForTimeout(800);
+    writeFileSync(process.env.SW_BUMP, `bump ${Date.now()}`);
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration("/app/")).update());
+    await page.locator(".banner").filter({ has: page.getByRole("button", { name: /Reload|Перезагрузить|Қайта жүктеу/ }) }).waitFor({ timeout: 20000 });
+    await shot("10b-update-ready", false);
+    const before = await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL);
+    await page.getByRole("button", { name: /Reload|Перезагрузить|Қайта жүктеу/ }).click();
+    await page.waitForEvent("load", { timeout: 20000 });
+    await page.locator("nav.tabs").waitFor();
+    report.update = {
+      draft_after_update: await page.locator("input[type=text]").first().inputValue(),
+      caches: await page.evaluate(() => caches.keys()),
+      controlled: await page.evaluate(() => !!navigator.serviceWorker.controller),
+      had_controller_before: !!before,
+    };
+    writeFileSync(process.env.SW_BUMP, "");
+  }
+
   // Location refused.
   await page.locator("nav.tabs a").nth(2).click();
   await page.locator("select").filter({ has: page.locator('option[value="kk"]') }).selectOption("en");
@@ -174,6 +198,7 @@ try {
     databases: (await indexedDB.databases()).map((d) => d.name),
     caches: await caches.keys(),
     localStorage: localStorage.length,
+    registrations: (await navigator.serviceWorker.getRegistrations()).length,
   }));
 } catch (err) {
   report.failure = String(err?.stack ?? err);

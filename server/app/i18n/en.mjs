@@ -180,6 +180,7 @@ export default {
   "sync.offline": "Offline. Reports wait on this phone.",
   "sync.no_network": "Could not reach the server. Reports wait on this phone.",
   "sync.failed": "The last sync failed.",
+  "sync.revoked": "This phone was removed from the case.",
   "sync.waiting": {
     one: "{n} waiting",
     other: "{n} waiting",

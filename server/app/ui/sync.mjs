@@ -137,7 +137,12 @@ export class SyncController {
   statusText() {
     if (this.running) return t("sync.running");
     if (navigator.onLine === false) return t("sync.offline");
-    if (this.error) return describeError(this.error).code === "network" ? t("sync.no_network") : t("sync.failed");
+    if (this.error) {
+      const code = describeError(this.error).code;
+      if (code === "network") return t("sync.no_network");
+      if (code === "revoked") return t("sync.revoked");
+      return t("sync.failed");
+    }
     const waiting = this.waiting ? t("sync.waiting", { n: this.waiting }) + " · " : "";
     if (this.lastOk) return waiting + t("sync.last", { time: formatTime(this.lastOk) });
     return waiting + t("sync.never");
