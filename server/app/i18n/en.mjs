@@ -247,6 +247,7 @@ export default {
   },
   "error.share_code_invalid": "This share code is mistyped. Check each character and try again.",
   "error.refused": "The server refused the change: {reason}",
+  "error.busy": "The server is busy. Your reports stay on this phone; the app tries again by itself.",
   "error.server_full": "The server is out of disk space. Your reports stay on this phone; tell your coordinator, and sync later.",
   "error.storage_full": "This phone’s storage for the app is full. Nothing already saved was lost. Free some space, or sync to send what is waiting.",
   "error.clock": "This phone’s clock is far off. Set the right date and time, then sync again.",

@@ -67,6 +67,7 @@ function describe(err) {
     case "not_found":
     case "changed":
     case "too_large":
+    case "busy":
     case "location_denied":
       return { code, text: t(`error.${code}`), detail: null };
     case "revoked":
