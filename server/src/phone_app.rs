@@ -2,10 +2,13 @@
 //! embedded at build time (`build.rs`): the app works on a LAN with no
 //! internet, and nothing it runs comes from any other origin.
 //!
-//! Its Content-Security-Policy is the review page's with one addition,
-//! `'wasm-unsafe-eval'`, which WebAssembly (the Automerge engine) needs and
-//! which allows no `eval` of JavaScript; plus `worker-src 'self'` for its
-//! service worker and `manifest-src 'self'`.
+//! Its Content-Security-Policy is the review page's with
+//! `'wasm-unsafe-eval'` added, which WebAssembly (the Automerge engine)
+//! needs and which allows no `eval` of JavaScript, and `manifest-src
+//! 'self'`, without which `default-src 'none'` blocks the web app manifest
+//! and the app cannot be installed. The service worker needs nothing more:
+//! `worker-src` falls back to `script-src 'self'`. `form-action` is
+//! `'none'`: the app posts no form; it calls the API with `fetch`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -24,7 +27,7 @@ pub struct AppFile {
 /// Every file of `server/app/` but the vendoring script.
 pub const FILES: &[AppFile] = include!(concat!(env!("OUT_DIR"), "/app_files.rs"));
 
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; worker-src 'self'; manifest-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/app", web::get().to(redirect))

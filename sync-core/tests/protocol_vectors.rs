@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, FixedOffset};
+use fieldsync_core::change_limits::{self, craft, craft::Header, LimitError};
 use fieldsync_core::document::read_report;
 use fieldsync_core::identity::Domain;
 use fieldsync_core::model::{Edit, Person, Place, ReviewStatus, Role, TimelineEntry};
@@ -349,4 +350,248 @@ fn the_shipped_sync_round_vector_matches_this_build() {
         1
     );
     check("sync-round.json", vector);
+}
+
+/// A run-length column holding `v` once.
+fn rle_one(v: u64) -> Vec<u8> {
+    let mut d = Vec::new();
+    craft::sleb(&mut d, 1);
+    craft::uleb(&mut d, v);
+    d
+}
+
+/// A string column holding the key "title" once.
+fn title_key() -> Vec<u8> {
+    let mut key = Vec::new();
+    craft::sleb(&mut key, 1);
+    craft::uleb(&mut key, 5);
+    key.extend_from_slice(b"title");
+    key
+}
+
+fn verdict(bytes: &[u8]) -> Value {
+    match change_limits::check(bytes) {
+        Ok(shape) => {
+            json!({"verdict": "ok", "ops": shape.ops, "deletes": shape.deletes, "preds": shape.preds})
+        }
+        Err(e) => {
+            let kind = match &e {
+                LimitError::NotAChange(_) => "not_a_change",
+                LimitError::Compressed => "compressed",
+                LimitError::TooManyOps { .. } => "too_many_ops",
+                LimitError::Malformed(_) => "malformed",
+            };
+            json!({"verdict": kind, "message": e.to_string()})
+        }
+    }
+}
+
+fn hostile_changes_vector() -> Value {
+    let device = Key::from_seed(7);
+    let actor = *device.key.public_key().as_bytes();
+    let header = Header {
+        deps: &[],
+        actor: &actor,
+        seq: 1,
+        start_op: 1,
+        time_ms: 1_463_800_000_000,
+    };
+    let (_, creation) = ReportDocument::create(
+        &device.key,
+        &new_report(),
+        t("2026-11-30T11:05:00.123+05:00"),
+    )
+    .unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        (
+            "a creating change as the core makes it".into(),
+            creation.bytes.clone(),
+        ),
+        (
+            "a crafted run of 3 puts".into(),
+            craft::run_of_puts(&header, "title", 3),
+        ),
+        (
+            "a run declaring 1,000,000 puts in a few bytes".into(),
+            craft::run_of_puts(&header, "title", 1_000_000),
+        ),
+        (
+            "a run declaring 2^62 puts".into(),
+            craft::run_of_puts(&header, "title", 1 << 62),
+        ),
+    ];
+    let mut pred = Vec::new();
+    craft::sleb(&mut pred, 1);
+    craft::uleb(&mut pred, 1 << 40);
+    cases.push((
+        "one op with 2^40 predecessors".into(),
+        craft::change_chunk(
+            &header,
+            &[
+                ((1 << 4) | 5, title_key()),
+                ((4 << 4) | 2, rle_one(1)),
+                ((5 << 4) | 6, rle_one(0)),
+                (7 << 4, pred),
+            ],
+        ),
+    ));
+    let mut compressed = creation.bytes.clone();
+    compressed[8] = 2;
+    cases.push(("a change chunk marked compressed".into(), compressed));
+    cases.push((
+        "a compressed column".into(),
+        craft::change_chunk(&header, &[((4 << 4) | 8 | 2, vec![1, 1])]),
+    ));
+    cases.push((
+        "a compressed chunk inflating to zeros".into(),
+        craft::chunk(2, &craft::deflated_zeros(1000)),
+    ));
+    cases.push((
+        "a predecessor actor index past the change's actors".into(),
+        craft::change_chunk(
+            &header,
+            &[
+                ((1 << 4) | 5, title_key()),
+                ((3 << 4) | 4, vec![1]),
+                ((4 << 4) | 2, rle_one(1)),
+                ((5 << 4) | 6, rle_one(0)),
+                (7 << 4, rle_one(1)),
+                ((7 << 4) | 1, rle_one(3)),
+                ((7 << 4) | 3, rle_one(1)),
+            ],
+        ),
+    ));
+    let mut document = creation.bytes.clone();
+    document[8] = 0;
+    cases.push(("a document chunk, not a change".into(), document));
+    let mut longer = creation.bytes.clone();
+    longer.push(0);
+    cases.push(("a change with a byte after it".into(), longer));
+    for cut in [
+        0,
+        4,
+        8,
+        9,
+        20,
+        creation.bytes.len() / 2,
+        creation.bytes.len() - 1,
+    ] {
+        cases.push((
+            format!("the creating change cut to {cut} bytes"),
+            creation.bytes[..cut].to_vec(),
+        ));
+    }
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(name, bytes)| {
+            let mut case = verdict(&bytes);
+            case["name"] = json!(name);
+            case["bytes_b64"] = json!(STANDARD.encode(&bytes));
+            case
+        })
+        .collect();
+    json!({
+        "about": "Changes a client must bound from their raw bytes before Automerge parses them (sync-core/src/change_limits.rs): each with the verdict of change_limits::check (ok with its counts, or not_a_change, compressed, too_many_ops, malformed). Limits: non-delete ops at most 2*len+4096; deletes at most 256 KiB + 16 KiB; predecessors at most ops + deletes (see the module doc).",
+        "cases": cases,
+    })
+}
+
+#[test]
+fn the_shipped_hostile_changes_vector_matches_this_build() {
+    let vector = hostile_changes_vector();
+    let verdicts: Vec<&str> = vector["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(&verdicts[..2], ["ok", "ok"]);
+    assert!(verdicts[2..].iter().all(|v| *v != "ok"), "{verdicts:?}");
+    check("hostile-changes.json", vector);
+}
+
+/// A review made in the browser: a change by the web session's actor,
+/// signed `certificate ‖ session signature`. The certificate carries a
+/// random nonce, so this vector is not rebuilt byte for byte: the test
+/// checks that the shipped one verifies and names the coordinator.
+fn web_session_change_vector() -> Value {
+    use fieldsync_core::web_login::{delegated_signature, LoginCertificate, SessionKey};
+    let reporter = Key::from_seed(7);
+    let coordinator = Key::from_seed(9);
+    let session = SessionKey::from_seed([5; 32]).unwrap();
+    let (login_until, session_until) = (2_000_000_000, 2_000_003_600);
+    let cert = LoginCertificate::issue(
+        &coordinator.key,
+        &session.public_key(),
+        login_until,
+        session_until,
+    )
+    .unwrap();
+    let (doc, creation) = ReportDocument::create(
+        &reporter.key,
+        &new_report(),
+        t("2026-11-30T11:05:00.123+05:00"),
+    )
+    .unwrap();
+    let mut doc = doc;
+    let change = doc
+        .prepare_edit(
+            &session.public_key(),
+            &[Edit::SetReview {
+                status: ReviewStatus::Disputed,
+                note: "The time does not match the CCTV.".into(),
+                reviewer: coordinator.key.device_id().as_str().to_owned(),
+                at: t("2026-11-30T13:00:00+05:00"),
+            }],
+            t("2026-11-30T13:00:00+05:00"),
+        )
+        .unwrap()
+        .unwrap();
+    let session_signature = session.sign_change(&change.hash().0);
+    let signed = SignedChange {
+        bytes: change.raw_bytes().to_vec(),
+        signature: delegated_signature(&cert, &session_signature),
+    };
+    json!({
+        "about": "A review made in the coordinators' web page: the change's actor is the web session's key; its signature is the 164-byte login certificate (magic, device key, session key, login_until and session_until as u64 big-endian seconds, 16-byte nonce, then the device's Ed25519 signature in the domain \"fieldsync web-login v1\\0\" over everything before it) followed by the session key's signature over domain \"fieldsync change v1\\0\" || the raw change hash. It answers for the coordinator's device; the change time must be before session_until.",
+        "reporter": reporter.describe(),
+        "coordinator": coordinator.describe(),
+        "session_public_key_hex": hex::encode(session.public_key().as_bytes()),
+        "login_until": login_until,
+        "session_until": session_until,
+        "certificate_hex": hex::encode(cert.to_bytes()),
+        "creating_change": {"bytes": STANDARD.encode(&creation.bytes), "sig": STANDARD.encode(&creation.signature)},
+        "change": {"bytes": STANDARD.encode(&signed.bytes), "sig": STANDARD.encode(&signed.signature)},
+        "hash_hex": change.hash().to_string(),
+        "author_device_id": coordinator.key.device_id().as_str(),
+    })
+}
+
+#[test]
+fn the_shipped_web_session_change_verifies_and_answers_for_the_coordinator() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/web-session-change.json");
+    if std::env::var_os("FIELDSYNC_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&web_session_change_vector()).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+    let vector: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let change: SignedChange = serde_json::from_value(vector["change"].clone()).unwrap();
+    let verified = change.verify().unwrap();
+    assert_eq!(
+        verified.author.device_id().as_str(),
+        vector["author_device_id"]
+    );
+    assert_eq!(
+        hex::encode(verified.actor.as_bytes()),
+        vector["session_public_key_hex"]
+    );
+    assert_eq!(verified.hash().to_string(), vector["hash_hex"]);
+    // One flipped bit anywhere in the certificate or the session signature
+    // and it no longer verifies.
+    for at in [0, 40, 100, 163, 170, change.signature.len() - 1] {
+        let mut bad = change.clone();
+        bad.signature[at] ^= 1;
+        assert!(bad.verify().is_err(), "flipped byte {at}");
+    }
 }
