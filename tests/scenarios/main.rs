@@ -14,6 +14,7 @@ mod hardening;
 mod hostile_requests;
 mod import;
 mod offline_sync;
+mod phone_app;
 mod replica_crash;
 mod server_crash;
 mod server_memory;

@@ -1,0 +1,1 @@
+export async function atRest({ checks }) { checks.fail('not written yet'); }

@@ -1,0 +1,1 @@
+export async function deleteAfterSync({ checks }) { checks.fail('not written yet'); }

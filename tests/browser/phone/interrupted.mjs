@@ -1,0 +1,1 @@
+export async function interrupted({ checks }) { checks.fail('not written yet'); }

@@ -1,0 +1,1 @@
+export async function languages({ checks }) { checks.fail('not written yet'); }
