@@ -19,6 +19,7 @@
 import { A } from './report.mjs'
 import { base64Len, fromBase64, fromHex, isHex, toBase64 } from './bytes.mjs'
 import { verifyChangeSignature } from './identity.mjs'
+import { checkChange } from './change_limits.mjs'
 
 export const PROTOCOL_VERSION = 1
 export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
@@ -218,7 +219,7 @@ function objectExists(handle, obj) {
 
 /**
  * Applies the changes of one document update to `doc` (device.rs absorb).
- * Every change is decoded and its signature checked before anything is
+ * Every change is bounded (change_limits.mjs), decoded and its signature checked before anything is
  * applied; a change acting on an object that neither the document nor an
  * earlier change of the batch made is refused (Automerge's wasm would
  * abort on it). Returns {doc, applied: [{hash, bytes, sig, author, time}],
@@ -229,6 +230,13 @@ export async function absorb(doc, update) {
   const fail = (why) => new SyncError('server_change', `report ${update.id}: ${why}; nothing was applied, sync again`)
   const verified = []
   for (const c of update.changes) {
+    // Bounded from its bytes first: Automerge believes the counts a change
+    // declares, and one change declaring 2^62 ops would freeze the phone.
+    try {
+      checkChange(c.bytes)
+    } catch (e) {
+      throw fail(`the server sent a change out of bounds (${e.message})`)
+    }
     let decoded
     try {
       decoded = A.decodeChange(c.bytes)
