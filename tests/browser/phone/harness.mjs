@@ -278,7 +278,7 @@ export async function newReport(page) {
  * saves it. Returns the new report's id, read from My reports.
  */
 export async function recordReport(page, r) {
-  const before = await reportIds(page, { go: false }).catch(() => []);
+  const before = await reportIds(page);
   await newReport(page);
   await field(page, "Title").fill(r.title);
   if (r.when) await field(page, "When").fill(r.when);
