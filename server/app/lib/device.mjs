@@ -20,8 +20,10 @@
 //   blobs/<fileId>.<n> the sealed bytes, in ~1 MiB parts (never plaintext)
 //
 // Invariants kept here (as the CLI's replica keeps them):
-// - acknowledged heads move only to heads the server returned for a report
-//   it answered completely, and the cursor only forward;
+// - acknowledged heads are what the server is known to hold: the heads it
+//   returned for a report it answered completely, or, from an incomplete
+//   feed answer, the changes it sent (never offered back); they and the
+//   cursor only move forward;
 // - a refused change and every change built on it stay on the phone, shown
 //   with the server's reason, and are never offered again;
 // - each round's results are written in one store transaction: a sync cut
@@ -700,13 +702,15 @@ export class Device {
       }
       const base = r ?? { id: update.id, doc: null, acked: [], sigs: {}, refused: {}, mine: undefined }
       const doc = r ? this._loadDoc(r) : A.init({ actor: this.identity.actorId })
-      const absorbed = await absorb(doc, update)
+      const absorbed = await absorb(doc, update, { acked: base.acked })
       const refused = { ...(base.refused ?? {}) }
       for (const x of update.refused) {
         refused[x.hash] = { reason: x.reason, message: x.message }
         round.refused.push({ report: update.id, change: x.hash, reason: x.reason, message: x.message })
       }
-      const acked = absorbed.acked ?? base.acked
+      // What the server holds: its complete heads, or what it acknowledged
+      // before plus what it sent; those changes are never offered back.
+      const acked = absorbed.held ?? base.acked
       const record = this._record({ ...base, doc: absorbed.doc, acked, refused }, absorbed.applied)
       writes.push({ kind: 'reports', key: update.id, value: record })
       round.received += absorbed.applied.length

@@ -11,8 +11,13 @@
 // - A refused change and every change built on it are never offered again
 //   (the server would refuse them for a missing dependency); the device
 //   keeps them and shows the reason.
-// - Acknowledged heads move only to heads the server returned with
-//   `complete` and that the device now holds; the cursor only forward.
+// - Acknowledged heads are heads of what the server is known to hold: the
+//   heads it returned with `complete` (once the device holds them), or,
+//   from an incomplete feed answer, the heads of what was acknowledged plus
+//   every change the server sent (it holds those and their dependencies).
+//   So changes the feed brought are never offered back to the server,
+//   which over a bad network would spend the reporter's bytes on nothing.
+//   They only ever move forward, and the cursor only forward.
 // - Absorbing is idempotent: changes the device has are skipped, so a
 //   duplicated or late response changes nothing twice.
 
@@ -161,6 +166,34 @@ export function pendingChanges(doc, acked, refused) {
   return out
 }
 
+/**
+ * Heads of everything the server is known to hold in `doc`: the closure of
+ * `acked` and of `serverHashes` (changes the server sent; it holds their
+ * dependencies too). Sorted; equal to the known `acked` when no sent change
+ * lies past it.
+ */
+export function heldHeads(doc, acked, serverHashes) {
+  const known = acked.filter((h) => hasChange(doc, h))
+  const since = A.getChangesSince(doc, known).map((bytes) => A.decodeChange(bytes))
+  const depsOf = new Map(since.map((c) => [c.hash, c.deps]))
+  const held = new Set([...serverHashes].filter((h) => depsOf.has(h)))
+  if (held.size === 0) return known.slice().sort()
+  // A change a held change depends on is held too.
+  const depsOfHeld = new Set()
+  const todo = [...held]
+  while (todo.length) {
+    for (const d of depsOf.get(todo.pop())) {
+      depsOfHeld.add(d)
+      if (depsOf.has(d) && !held.has(d)) {
+        held.add(d)
+        todo.push(d)
+      }
+    }
+  }
+  const heads = [...known, ...held].filter((h) => !depsOfHeld.has(h))
+  return [...new Set(heads)].sort()
+}
+
 /** Hashes of the changes that are refused or depend on a refused one. */
 export function poisonedChanges(doc, refused) {
   const poisoned = new Set()
@@ -223,12 +256,16 @@ function objectExists(handle, obj) {
  * applied; a change acting on an object that neither the document nor an
  * earlier change of the batch made is refused (Automerge's wasm would
  * abort on it). Returns {doc, applied: [{hash, bytes, sig, author, time}],
- * acked: heads|null}. On error the caller must drop `doc` (Automerge may
- * have taken part of the batch) and keep what it had stored.
+ * acked: heads|null, held: heads|null}: `acked` the server's heads when its
+ * answer is complete and held here; `held` (given the device's acknowledged
+ * heads `acked`) the heads of everything the server is now known to hold,
+ * when that moved past `acked`. On error the caller must drop `doc`
+ * (Automerge may have taken part of the batch) and keep what it had stored.
  */
-export async function absorb(doc, update) {
+export async function absorb(doc, update, { acked: before = [] } = {}) {
   const fail = (why) => new SyncError('server_change', `report ${update.id}: ${why}; nothing was applied, sync again`)
   const verified = []
+  const sentHashes = new Set()
   for (const c of update.changes) {
     // Bounded from its bytes first: Automerge believes the counts a change
     // declares, and one change declaring 2^62 ops would freeze the phone.
@@ -249,6 +286,7 @@ export async function absorb(doc, update) {
     } catch (e) {
       throw fail(`the server sent a change that does not verify (${e.message})`)
     }
+    sentHashes.add(decoded.hash)
     if (!hasChange(doc, decoded.hash)) {
       verified.push({ hash: decoded.hash, deps: decoded.deps, bytes: c.bytes, sig: c.sig, author: who.author, time: decoded.time, decoded })
     }
@@ -281,7 +319,19 @@ export async function absorb(doc, update) {
     if (A.getMissingDeps(next, []).length) throw fail("the server sent changes whose dependencies are missing")
   }
   const acked = update.complete && update.heads.length > 0 && update.heads.every((h) => hasChange(next, h)) ? update.heads.slice() : null
-  return { doc: next, applied: applied.map(({ decoded, deps, ...rest }) => rest), acked }
+  let held = acked
+  if (!held && sentHashes.size) {
+    const heads = heldHeads(next, before, sentHashes)
+    const known = before.filter((h) => hasChange(next, h))
+    if (!sameSet(heads, known)) held = heads
+  }
+  return { doc: next, applied: applied.map(({ decoded, deps, ...rest }) => rest), acked, held }
+}
+
+function sameSet(a, b) {
+  if (a.length !== b.length) return false
+  const s = new Set(a)
+  return b.every((h) => s.has(h))
 }
 
 /**

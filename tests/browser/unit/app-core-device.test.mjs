@@ -322,9 +322,8 @@ test('the feed drains in rounds while more is true, and the cursor only moves fo
   const result = await phone.sync()
   assert.equal(result.error, null)
   assert.equal(result.received, 5)
-  // Round 1 brings two of five; until the report is caught up its heads are
-  // not acknowledged, so round 2 offers the two back (as the Rust device
-  // does: the server skips them) and gets the rest in the report's answer.
+  // Round 1 brings two of five and the report is not caught up; the next
+  // rounds bring the rest from the feed (nothing is offered back).
   assert.ok(result.rounds >= 2, JSON.stringify({ ...result, error: String(result.error) }))
   assert.equal((await phone.report(id)).description, 'about watched +0 +1 +2 +3 +4')
   const cursor = (await store.get('meta', 'sync')).cursor
@@ -332,6 +331,54 @@ test('the feed drains in rounds while more is true, and the cursor only moves fo
   // A late answer with an older cursor does not move it back, nor change the report.
   await phone._complete({ docs: [] }, { version: 1, docs: [], cursor: 1, more: false }, { dropped: 0 })
   assert.equal((await store.get('meta', 'sync')).cursor, cursor)
+})
+
+test('changes the feed brought are never offered back to the server, even before the report is caught up', async () => {
+  const server = new FakeServer()
+  const { phone, store } = await enrolledPhone(server)
+  const id = await phone.saveReport(draft('watched'))
+  assert.equal((await phone.sync()).sent, 1)
+  const coord = await I.DeviceIdentity.fromPkcs8((await I.generateDeviceKey()).pkcs8)
+  const fromServer = new Set()
+  let doc = A.clone(server.docs.get(id), { actor: coord.actorId })
+  for (let i = 0; i < 12; i++) {
+    const { doc: next, change } = await R.editReport({ identity: coord, doc, edits: { appendDescription: ` +${i} ${'words '.repeat(40)}` }, nowMs: Date.now() })
+    doc = next
+    await server.inject(id, change.bytes, change.sig)
+    fromServer.add(change.hash)
+  }
+  // A report this phone never had (a coordinator's phone reads others' reports).
+  const other = await R.createReport({ identity: coord, caseId: CASE, nowMs: Date.now(), fields: { title: 'theirs', occurredAt: '2026-11-30T10:40:00+05:00', description: 'x'.repeat(2000) } })
+  const otherId = R.readReport(other.doc).id
+  server.docs.set(otherId, A.init())
+  for (const c of other.changes) {
+    await server.inject(otherId, c.bytes, c.sig)
+    fromServer.add(c.hash)
+  }
+  // The phone's own new report goes out once, alongside.
+  const mine = await phone.saveReport(draft('mine'))
+  const offered = []
+  const answer = server.sync.bind(server)
+  server.sync = async (device, req) => {
+    for (const d of req.docs) for (const c of d.changes) offered.push({ id: d.id, hash: A.decodeChange(B.fromBase64(c.bytes)).hash, bytes: B.fromBase64(c.bytes).length })
+    return answer(device, req)
+  }
+  server.maxFeedChanges = 3
+  const result = await phone.sync()
+  assert.equal(result.error, null)
+  const back = offered.filter((o) => fromServer.has(o.hash))
+  assert.equal(back.reduce((n, o) => n + o.bytes, 0), 0, `${back.length} changes the server sent were offered back`)
+  assert.ok(result.rounds >= 4, `${result.rounds} rounds`)
+  assert.deepEqual(offered.map((o) => o.id), [mine], "the phone's own report, once")
+  assert.equal(result.received, 12 + other.changes.length)
+  assert.match((await phone.report(id)).description, /\+11 /)
+  assert.equal((await phone.report(otherId)).title, 'theirs')
+  // Caught up, the phone acknowledges exactly the server's heads, and nothing is pending.
+  assert.deepEqual([...(await store.get('reports', id)).acked].sort(), [...A.getHeads(server.docs.get(id))].sort())
+  for (const r of await phone.myReports()) assert.equal(r.state, 'sent', r.id)
+  offered.length = 0
+  assert.equal((await phone.sync()).sent, 0)
+  assert.equal(offered.length, 0)
 })
 
 test('a refused change and everything built on it stay on the phone with the reason and are never sent again', async () => {
