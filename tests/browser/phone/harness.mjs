@@ -260,6 +260,21 @@ export async function enroll(page, link, { deleteAfterSync = false, passphrase =
   await waitForForm(page, TIMEOUT.sync);
 }
 
+/**
+ * Waits until the app can work with no network: its service worker active,
+ * its shell cached, and this page controlled by it.
+ */
+export async function waitForOfflineReady(page) {
+  let last = null;
+  await waitUntil(async () => {
+    last = await page.evaluate(async () => {
+      const r = await navigator.serviceWorker.getRegistration("/app/");
+      return { active: !!r?.active, controlled: !!navigator.serviceWorker.controller, caches: (await caches.keys()).length };
+    });
+    return last.active && last.controlled && last.caches > 0;
+  }, "the service worker active, its cache filled, the page controlled", { timeout: TIMEOUT.sync, detail: () => last });
+}
+
 /** Goes to a screen by its tab (New report, My reports, Settings). */
 export async function tab(page, name) {
   await page.getByRole("navigation").getByRole("link", { name, exact: true }).click();
@@ -448,8 +463,9 @@ export function dumpSize(dump) {
     for (const s of r.strings) bytes += s.length;
   };
   for (const db of dump.databases) for (const s of db.stores) s.records.forEach(count);
+  const indexeddb = { records, bytes };
   for (const c of dump.caches) c.entries.forEach(count);
-  return { records, bytes, databases: dump.databases.map((d) => d.name), caches: dump.caches.map((c) => c.name) };
+  return { records, bytes, indexeddb, databases: dump.databases.map((d) => d.name), caches: dump.caches.map((c) => c.name) };
 }
 
 /**
@@ -594,7 +610,20 @@ export async function decryptedRecords(page) {
       for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
       return btoa(s);
     };
+    // Automerge documents keep their strings in compressed columns: load
+    // them with the app's own copy of Automerge and keep their content.
+    const A = await import("/app/vendor/automerge/entrypoints/slim.js");
+    await A.initializeWasm(await fetch("/app/vendor/automerge/automerge.wasm"));
+    const MAGIC = [0x85, 0x6f, 0x4a, 0x83];
     const plain = (v) => {
+      if (v instanceof Uint8Array && MAGIC.every((m, i) => v[i] === m)) {
+        try {
+          return { base64: b64(v), automerge: JSON.parse(JSON.stringify(A.toJS(A.load(v)), (k, x) => (typeof x === "bigint" ? String(x) : x))) };
+        } catch (err) {
+          // not a whole document: kept as bytes, and why
+          return { base64: b64(v), automergeError: String(err?.message ?? err) };
+        }
+      }
       if (v instanceof Uint8Array) return { base64: b64(v) };
       if (Array.isArray(v)) return v.map(plain);
       if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
@@ -614,8 +643,9 @@ export function inRecords(records, needle) {
   const walk = (v, where) => {
     if (typeof v === "string") {
       if (v.includes(needle)) found.push(where);
-    } else if (v && typeof v === "object" && typeof v.base64 === "string" && Object.keys(v).length === 1) {
+    } else if (v && typeof v === "object" && typeof v.base64 === "string") {
       if (Buffer.from(v.base64, "base64").includes(utf8)) found.push(where);
+      if (v.automerge) walk(v.automerge, `${where}(automerge)`);
     } else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${where}[${i}]`));
     else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${where}.${k}`);
   };

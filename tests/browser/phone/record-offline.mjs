@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
-  phone, enroll, recordReport, reportIds, reportStates, waitForStates,
+  phone, enroll, recordReport, waitForOfflineReady, reportIds, reportStates, waitForStates,
   field, tab, waitUntil, TIMEOUT,
 } from "./harness.mjs";
 
@@ -121,10 +121,7 @@ export async function recordOffline({ env, coord, checks, phones }) {
   checks.step("device", deviceId);
 
   // 2. Offline: the service worker opens the app.
-  await waitUntil(() => page.evaluate(async () => {
-    const r = await navigator.serviceWorker.getRegistration("/app/");
-    return !!r?.active && (await caches.keys()).length > 0;
-  }), "the service worker active with its cache", { timeout: TIMEOUT.sync });
+  await waitForOfflineReady(page);
   await p.context.setOffline(true);
   const response = await page.reload({ waitUntil: "load" });
   checks.must(response !== null, "the offline reload got a response");
