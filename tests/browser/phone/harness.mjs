@@ -181,7 +181,7 @@ export const PHONE = {
  * service worker, caches and IndexedDB stay in the profile when a tab or
  * the whole browser closes; `restart()` opens the same profile again).
  */
-export async function phone(name) {
+export async function phone(name, options = {}) {
   const profile = mkdtempSync(path.join(os.tmpdir(), `fieldsync-phone-${name}-`));
   const p = {
     name,
@@ -195,6 +195,7 @@ export async function phone(name) {
         headless: true,
         args: ARGS,
         ...PHONE,
+        ...options,
         acceptDownloads: true,
         serviceWorkers: "allow",
       });
