@@ -8,6 +8,10 @@
 // forms by Intl.PluralRules category, chosen by {n}.
 
 export default {
+  "size.bytes": { one: "{v} byte", other: "{v} bytes" },
+  "size.kb": "{v} kB",
+  "size.mb": "{v} MB",
+  "size.gb": "{v} GB",
   "nav.label": "Sections",
   "nav.new": "New report",
   "nav.reports": "My reports",

@@ -2,6 +2,10 @@
 // Множественное число: one / few / many / other (Intl.PluralRules "ru").
 
 export default {
+  "size.bytes": { one: "{v} байт", few: "{v} байта", many: "{v} байт", other: "{v} байта" },
+  "size.kb": "{v} КБ",
+  "size.mb": "{v} МБ",
+  "size.gb": "{v} ГБ",
   "nav.label": "Разделы",
   "nav.new": "Новый отчёт",
   "nav.reports": "Мои отчёты",

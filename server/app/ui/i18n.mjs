@@ -103,21 +103,22 @@ export function formatTime(value) {
   return new Intl.DateTimeFormat(current, { timeStyle: "short" }).format(date);
 }
 
-/** A byte count: "1.2 MB" in the locale's digits and unit words. */
+/**
+ * A byte count: "1.2 MB" in the locale's digits, with the dictionary's unit
+ * words: Chromium's ICU lacks Kazakh unit names and would print English.
+ */
 export function formatSize(bytes) {
   const n = Number(bytes);
   if (!Number.isFinite(n) || n < 0) return "?";
-  const units = ["byte", "kilobyte", "megabyte", "gigabyte"];
   let v = n;
   let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
+  while (v >= 1000 && u < 3) {
     v /= 1000;
     u += 1;
   }
-  return new Intl.NumberFormat(current, {
-    style: "unit",
-    unit: units[u],
-    unitDisplay: u === 0 ? "long" : "short",
-    maximumFractionDigits: u === 0 ? 0 : 1,
-  }).format(v);
+  const digits = new Intl.NumberFormat(current, { maximumFractionDigits: u === 0 ? 0 : 1 }).format(v);
+  if (u === 0) return t("size.bytes", { n, v: digits });
+  if (u === 1) return t("size.kb", { v: digits });
+  if (u === 2) return t("size.mb", { v: digits });
+  return t("size.gb", { v: digits });
 }
