@@ -35,7 +35,7 @@
 import { A, initAutomerge, createReport, editReport as editDoc, readReport, ReportError, rfc3339, isRfc3339 } from './report.mjs'
 import { DeviceIdentity, generateDeviceKey, decideCaseKeys, parseFingerprint, caseKeyFingerprint } from './identity.mjs'
 import { Client, AppError, RevokedError, enroll as enrollRequest } from './requests.mjs'
-import { RequestBuilder, encodeRequest, parseResponse, absorb, pendingChanges, poisonedChanges, runRounds, DEFAULT_MAX_REQUEST_BYTES } from './sync.mjs'
+import { RequestBuilder, encodeRequest, parseResponse, absorb, pendingChanges, poisonedChanges, runRounds, changeHash, DEFAULT_MAX_REQUEST_BYTES } from './sync.mjs'
 import { toBase64, toHex, randomBytes, fromHex, isHex, concat } from './bytes.mjs'
 
 export { AppError } from './requests.mjs'
@@ -150,6 +150,11 @@ export class Device {
     this.syncState = { cursor: 0, clockOffset: 0 }
     this._settings = { ...DEFAULT_SETTINGS }
     this._removed = 0
+    // Loaded documents by report id, valid while the record's heads match:
+    // loading a report with a long description from its bytes costs a
+    // second or more, and one sync used to load each report three times.
+    // Cleared on lock, so a locked phone holds no report in memory.
+    this._docs = new Map()
   }
 
   /** Runs `fn` alone: report records are read, changed and written without interleaving. */
@@ -476,9 +481,12 @@ export class Device {
     const view = readReport(base.doc)
     const refusedSet = new Set(Object.keys(base.refused ?? {}))
     const pending = pendingChanges(base.doc, base.acked, refusedSet).length > 0
+    const heads = A.getHeads(base.doc)
+    this._cacheDoc(base.id, heads, base.doc)
     return {
       id: base.id,
       doc: A.save(base.doc),
+      heads,
       acked: base.acked,
       sigs,
       refused: base.refused ?? {},
@@ -495,7 +503,18 @@ export class Device {
   }
 
   _loadDoc(record) {
-    return A.load(record.doc, { actor: this.identity.actorId })
+    const cached = this._docs.get(record.id)
+    if (cached && record.heads && sameHeads(cached.heads, record.heads)) return A.clone(cached.doc, { actor: this.identity.actorId })
+    const doc = A.load(record.doc, { actor: this.identity.actorId })
+    this._cacheDoc(record.id, A.getHeads(doc), doc)
+    return doc
+  }
+
+  _cacheDoc(id, heads, doc) {
+    this._docs.delete(id)
+    this._docs.set(id, { heads, doc: A.clone(doc) })
+    // Most recently used last; a phone rarely holds more reports than this in play.
+    while (this._docs.size > 32) this._docs.delete(this._docs.keys().next().value)
   }
 
   async myReports() {
@@ -792,6 +811,7 @@ export class Device {
       const writes = removable.map((id) => ({ kind: 'reports', key: id, value: { id, removed: true } }))
       writes.push({ kind: 'meta', key: 'removed', value: { count } })
       await this.store.putMany(writes)
+      for (const id of removable) this._docs.delete(id)
       this._removed = count
       await this._dropFiles(outbox.filter((o) => removable.includes(o.reportId)))
       return removable.length
@@ -816,7 +836,7 @@ export class Device {
       const poisoned = poisonedChanges(doc, new Set(Object.keys(r.refused ?? {})))
       const changes = []
       for (const bytes of A.getAllChanges(doc)) {
-        const { hash } = A.decodeChange(bytes)
+        const hash = changeHash(bytes)
         if (poisoned.has(hash)) continue
         const sig = r.sigs[hash]
         if (!sig) throw new AppError('local_damaged', `no signature is stored for change ${hash} of report ${r.id}`)
