@@ -7,6 +7,7 @@
 // browser stores for this origin.
 
 import { execFile } from "node:child_process";
+import http from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -84,8 +85,8 @@ export function coordinator(env) {
   return {
     cli,
     /** A one-time reporter invite link with this coordinator's own case-key fingerprint. */
-    async inviteLink() {
-      const out = await cli.json(["invite", "--role", "reporter", "--link", env.url]);
+    async inviteLink(base = env.url) {
+      const out = await cli.json(["invite", "--role", "reporter", "--link", base]);
       if (!out.link?.includes("#invite=")) throw new Error(`invite --link printed no link: ${JSON.stringify(out)}`);
       return out;
     },
@@ -652,4 +653,59 @@ export function inRecords(records, needle) {
   };
   for (const [kind, list] of Object.entries(records.kinds ?? {})) walk(list, kind);
   return found;
+}
+
+// ------------------------------------------------------------- a network to cut
+
+/**
+ * A relay between a phone and the server, where a test cuts the network
+ * exactly: `decide({method, path, headers, body})` says, per request, "pass"
+ * (relayed), "hold" (never relayed, never answered: in flight until the tab
+ * closes) or "drop-answer" (relayed to the server, its answer never given
+ * back). Playwright's own routing cannot hold a request: when the tab
+ * closes it lets held requests through. `log` lists what happened.
+ */
+export async function cutRelay(upstream, decide) {
+  const target = new URL(upstream);
+  const log = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const seen = { method: req.method, path: req.url, headers: req.headers, body };
+      const verdict = decide(seen) ?? "pass";
+      const entry = { method: req.method, path: req.url.split("?")[0], bytes: body.length, verdict, headers: req.headers };
+      log.push(entry);
+      if (verdict === "hold") return;
+      const out = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+        (answer) => {
+          const back = [];
+          answer.on("data", (c) => back.push(c));
+          answer.on("end", () => {
+            entry.status = answer.statusCode;
+            entry.answerHeaders = answer.headers;
+            if (verdict === "drop-answer") return;
+            res.writeHead(answer.statusCode, answer.headers);
+            res.end(Buffer.concat(back));
+          });
+        },
+      );
+      out.on("error", (err) => {
+        entry.error = err.message;
+        res.destroy();
+      });
+      out.end(body);
+    });
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    log,
+    close() {
+      server.closeAllConnections?.();
+      server.close();
+    },
+  };
 }

@@ -90,10 +90,10 @@ export function shown(report) {
 }
 
 /** Scenario 1: opens a fresh invite link on `p`; returns the phone's new device id. */
-export async function enrollPhone({ p, coord, env, checks, deleteAfterSync = false, passphrase = null }) {
+export async function enrollPhone({ p, coord, env, checks, deleteAfterSync = false, passphrase = null, base = env.url }) {
   const before = new Set((await coord.devices()).map((d) => d.device_id));
-  const invite = await coord.inviteLink();
-  checks.that(invite.link.startsWith(`${env.url}/app/#invite=`) && invite.link.includes("&fp="), "the invite link carries the token and the case key fingerprint in its fragment", invite.link);
+  const invite = await coord.inviteLink(base);
+  checks.that(invite.link.startsWith(`${base}/app/#invite=`) && invite.link.includes("&fp="), "the invite link carries the token and the case key fingerprint in its fragment", invite.link);
   await enroll(p.page, invite.link, { deleteAfterSync, passphrase });
   const added = (await coord.devices()).filter((d) => !before.has(d.device_id));
   checks.must(added.length === 1, "opening the invite link enrolled exactly one new device (admin devices --json)", added);
