@@ -404,12 +404,24 @@ export class Device {
     const fileId = newId()
     const fileName = String(name ?? file?.name ?? 'file')
     const mediaType = String(type ?? file?.type ?? 'application/octet-stream') || 'application/octet-stream'
+    // Parts are written as they are sealed; if sealing or saving fails
+    // midway (the file changed or went unreadable, the disk filled up),
+    // the parts already written are removed: nothing sealed stays behind
+    // without a record that would upload or delete it.
+    const written = new Set()
+    const cleanup = async (e) => {
+      await this.store.deleteMany([...written].map((i) => ({ kind: 'blobs', key: `${fileId}.${i}` }))).catch(() => {})
+      throw e
+    }
     const sealed = await sealFile(file, { publicKey: fromHex(key.publicKey), epoch: key.epoch }, {
       name: fileName,
       mediaType,
       capturedAt,
-      onPart: (index, bytes) => this.store.put('blobs', `${fileId}.${index}`, bytes),
-    })
+      onPart: (index, bytes) => {
+        written.add(index)
+        return this.store.put('blobs', `${fileId}.${index}`, bytes)
+      },
+    }).catch(cleanup)
     const record = {
       fileId,
       draftId,
@@ -429,7 +441,7 @@ export class Device {
     const draft = await this.store.get('drafts', draftId)
     const writes = [{ kind: 'outbox', key: fileId, value: record }]
     if (draft && !draft.savedAs) writes.push({ kind: 'drafts', key: draftId, value: { ...draft, files: [...(draft.files ?? []).filter((f) => f.id !== fileId), entry] } })
-    await this.store.putMany(writes)
+    await this.store.putMany(writes).catch(cleanup)
     return entry
   }
 

@@ -241,6 +241,45 @@ test('an invite link gives the token and the fingerprint; the pinned key is take
   assert.deepEqual(phone.info.keyRefused.map((r) => r.reason).sort(), ['substituted', 'untrusted_signer'])
 })
 
+test('a file whose sealing fails midway leaves no sealed part behind (changed, unreadable, disk full)', async () => {
+  const server = new FakeServer()
+  server.caseKeys = [(await publishedKey(1)).record]
+  const { phone, store } = await enrolledPhone(server)
+  const id = await phone.saveDraft(draft('with photo'))
+  const MiB = 1024 * 1024
+  // A 3 MiB file read in 1 MiB slices: the hash pass, then the sealing pass.
+  const file = (onRead) => {
+    let reads = 0
+    return {
+      size: 3 * MiB,
+      name: 'clip.mp4',
+      type: 'video/mp4',
+      slice: (start, end) => ({ arrayBuffer: async () => onRead(++reads, start, end) }),
+    }
+  }
+  const changed = file((n, start, end) => new Uint8Array(end - start).fill(n > 3 ? 2 : 1))
+  await assert.rejects(phone.addFile(id, changed), { code: 'changed' })
+  const unreadable = file((n, start, end) => {
+    if (n === 6) throw Object.assign(new Error('the file could not be read'), { name: 'NotReadableError' })
+    return new Uint8Array(end - start)
+  })
+  await assert.rejects(phone.addFile(id, unreadable), /could not be read/)
+  const put = store.put.bind(store)
+  store.put = async (kind, key, value) => {
+    if (kind === 'blobs' && key.endsWith('.2')) throw Object.assign(new Error('the disk is full'), { code: 'storage_full' })
+    return put(kind, key, value)
+  }
+  await assert.rejects(phone.addFile(id, file((n, start, end) => new Uint8Array(end - start))), { code: 'storage_full' })
+  store.put = put
+  assert.deepEqual(await store.keys('blobs'), [], 'no sealed part is left behind')
+  assert.deepEqual(await store.keys('outbox'), [])
+  assert.deepEqual((await store.get('drafts', id)).files ?? [], [])
+  // The same file attached again once it can be read goes in whole.
+  const entry = await phone.addFile(id, file((n, start, end) => new Uint8Array(end - start)))
+  assert.equal(entry.size, 3 * MiB)
+  assert.ok((await store.keys('blobs')).length >= 3)
+})
+
 test('used, expired and unknown invites are typed errors; a bad fingerprint is refused before any request', async () => {
   const server = new FakeServer()
   server.tokens.set('old', 'expired').set('spent', 'used')
