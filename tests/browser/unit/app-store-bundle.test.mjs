@@ -110,7 +110,10 @@ test("parts stream without one big buffer; a damaged local blob or a signer with
 
 // ------------------------------------------------------- with the CLI
 
-const BIN = process.env.FIELDSYNC_BIN ?? "/work/main/target/debug/fieldsync";
+// .ci/run builds the binary first and sets FIELDSYNC_REQUIRE_BIN=1, so there
+// a missing binary fails instead of skipping the round trip.
+const BIN = process.env.FIELDSYNC_BIN ?? path.join(repo, "target/debug/fieldsync");
+const REQUIRE_BIN = process.env.FIELDSYNC_REQUIRE_BIN === "1";
 
 function startServer(bin, data) {
   const port = 20000 + Math.floor(Math.random() * 20000);
@@ -157,6 +160,7 @@ async function signedPost(url, pathname, identity, bodyObject) {
 
 test("the CLI imports a bundle written here, relays it, and the coordinator reads the report and decrypts its photo", async (t) => {
   if (!existsSync(BIN)) {
+    assert.ok(!REQUIRE_BIN, `no fieldsync binary at ${BIN}: build it with cargo build -p fieldsync`);
     t.skip(`no fieldsync binary at ${BIN} (build it, or set FIELDSYNC_BIN): the CLI round trip was not run`);
     return;
   }
@@ -167,6 +171,7 @@ test("the CLI imports a bundle written here, relays it, and the coordinator read
     webCrypto = await import("../../../server/web/crypto.js");
     await reportMod.initAutomerge(readFileSync(path.join(repo, "server/app/vendor/automerge/automerge.wasm")));
   } catch (e) {
+    assert.ok(!REQUIRE_BIN, `the app's modules failed to load: ${e.message}`);
     t.skip(`identity.mjs/report.mjs/vendored Automerge not usable yet (${e.message}): the CLI round trip was not run`);
     return;
   }
