@@ -27,8 +27,10 @@ const AIM_ROUNDS: u64 = 2;
 pub struct Workload {
     /// Local reports on the phone for the cold start and the saves.
     pub reports: u32,
-    /// Offline saves through the form, at each CPU rate.
+    /// Offline saves through the form, unthrottled and at the throttle
+    /// (where each one redraws "My reports" of all the local reports).
     pub saves: u32,
+    pub throttled_saves: u32,
     /// Offline reports with a photo each, then synced.
     pub sync_reports: u32,
     pub photo_kib: u32,
@@ -62,6 +64,7 @@ pub fn run(table: &mut Table, work: &Workload) -> Result<()> {
         .args(["--invite", &links[0], "--invite", &links[1]])
         .args(["--reports", &work.reports.to_string()])
         .args(["--saves", &work.saves.to_string()])
+        .args(["--throttled-saves", &work.throttled_saves.to_string()])
         .args(["--sync-reports", &work.sync_reports.to_string()])
         .args(["--photo-kib", &work.photo_kib.to_string()])
         .args(["--cold-runs", &work.cold_runs.to_string()])

@@ -112,6 +112,7 @@ fn main() -> Result<()> {
             app::Workload {
                 reports: 100,
                 saves: 5,
+                throttled_saves: 3,
                 sync_reports: 10,
                 photo_kib: 20,
                 cold_runs: 1,
@@ -120,6 +121,7 @@ fn main() -> Result<()> {
             app::Workload {
                 reports: 2_000,
                 saves: 20,
+                throttled_saves: 10,
                 sync_reports: 200,
                 photo_kib: 200,
                 cold_runs: 3,
