@@ -49,7 +49,13 @@ export async function deleteAfterSync({ env, coord, checks, phones }) {
   checks.must(before.state === "open", "the app's store opens in the page with its own key", before.state);
   const presentBefore = secrets.filter((s) => inRecords(before, s).length > 0);
   checks.equal(presentBefore, secrets, "before the sync, the phone holds the report's content (decrypted records)");
-  const sizeBefore = dumpSize(await dumpStorage(page)).indexeddb;
+  const dumpBefore = await dumpStorage(page);
+  const sizeBefore = dumpSize(dumpBefore).indexeddb;
+  // With no passphrase the data key is a CryptoKey in IndexedDB, and it must
+  // not be extractable (this also shows the dump sees CryptoKeys, which the
+  // at-rest scenario requires to be absent once a passphrase is set).
+  const storedKeys = dumpBefore.databases.flatMap((d) => d.stores.flatMap((s) => s.records.flatMap((r) => r.keys)));
+  checks.that(storedKeys.length >= 1 && storedKeys.every((k) => k.extractable === false), "no passphrase: the stored data key is a non-extractable CryptoKey", storedKeys);
 
   await p.context.setOffline(false);
   await waitForStates(page, [id], "sent");

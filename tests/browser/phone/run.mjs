@@ -5,6 +5,12 @@
 // environment (see harness.mjs `environment`). FIELDSYNC_PHONE_ONLY=a,b runs
 // only the named scenarios (while writing them).
 //
+// While the app is being written, without rebuilding the server for each
+// change: start `fieldsync serve`, make the case, an enrolled coordinator
+// device and its `key new`, put `tests/browser/app-dev-server.mjs` in front
+// of the server (UPSTREAM=http://…), and run this script with FIELDSYNC_URL
+// set to the dev server and the other variables as phone_app.rs sets them.
+//
 // Each scenario gets its own phone (a fresh chromium profile), so one that
 // fails leaves the others a clean start; within a scenario the steps build
 // on each other and the first broken step ends it.
