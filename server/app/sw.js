@@ -14,9 +14,17 @@
 //   {type: "skip-waiting"});
 // - old caches are deleted only on activation, and only after the new cache
 //   is checked complete; a file missing from the current cache is still
-//   looked up in any older one before the network.
+//   looked up in any older one before the network;
+// - every file is checked against its SHA-256 in SHA256 before it is
+//   stored, so a cache holds exactly this version's files: never a stale
+//   copy, never a mix of two versions (say the server was updated while
+//   this worker installed: the install fails and the next check retries).
+//   This is what lets the install revalidate (`cache: "no-cache"`) instead
+//   of downloading everything again: the server answers 304 (ETag) for the
+//   files the page itself just fetched on a first visit, the automerge
+//   wasm among them, and whatever the HTTP cache gives is still checked.
 //
-// VERSION and SHELL are written by `node tests/browser/app-sw-version.mjs`
+// VERSION, SHELL and SHA256 are written by `node tests/browser/app-sw-version.mjs`
 // from the files under server/app/, so any change to any file of the app
 // changes this file, which is how browsers notice an update. A unit test
 // fails when they are stale.
@@ -81,6 +89,62 @@ const SHELL = [
   "/app/vendor/automerge/types.js",
   "/app/vendor/automerge/wasm_bindgen_output/web/automerge_wasm.js",
 ];
+const SHA256 = {
+  "/app/": "90ad452d85d88174428a52dbbb78a98be13dd494329e09bab39af89f2b2b42eb",
+  "/app/app.css": "856dc20892a03d22a171ee57179f097ceb3b066f3457e696db9c63f2ab7a22d3",
+  "/app/i18n/en.mjs": "a9557a3fab1eafc532e9af53d3aa140314fea8578529c782525d652d3c879fdc",
+  "/app/i18n/kk.mjs": "a56043177f12a23f7830126ac7f5aaae510d7a67bfc91863c2924512ca3b2c20",
+  "/app/i18n/ru.mjs": "cd166135f0dd023a10f70b2110ea4445fca5fac47e5ae5bc1d0b626c3cff640b",
+  "/app/icons/icon-192.png": "f3002a4d5ee5e60c6c89a306cab08c1fae5dec6d2411167d4c6243307325d21e",
+  "/app/icons/icon-512.png": "5113ecaeed33c5aa3ef683cd0a88dc59354d5dc2955f3360a98a958a23f60674",
+  "/app/icons/icon-maskable-512.png": "77ee9a19dd18b49c7b70891668e1988b9cd2e28e49822daa37372f76e5eaf74e",
+  "/app/icons/icon.svg": "da1f06b9b5fde110ca833c7dc707f5a7f24bd17136c79d4decc0293991c82317",
+  "/app/lib/bundle.mjs": "7c1c5074fd1d618442e0318af8131f0e7414f4755190f85229843c8ba1003e54",
+  "/app/lib/bytes.mjs": "7792e88a7db83deffde2a49b14ab0a5cd88cbef9bdfb34dbf7363f4ed0bcbfb0",
+  "/app/lib/change_limits.mjs": "aaf613c7be56422b23b45a06b213d991f4ef65ab2571c4ee47c0e19678c04bd1",
+  "/app/lib/device.mjs": "a813527708084eb814ca22000d3abc50f5694aada54def28bfaa1aed1e405b82",
+  "/app/lib/envelope.mjs": "3c4f059ded8507d741ef363d53e813e793638ab0e988fc14780dfe11d52e203a",
+  "/app/lib/identity.mjs": "6f6d60650b3f49681846990f62784dced8b52e3e7c8be42ab241bd61e85c2c72",
+  "/app/lib/report.mjs": "5211abfcde33d39a622f8fcd861888fbe0e1fb3bdfcf6e18ea61bb67bd5c8be4",
+  "/app/lib/requests.mjs": "da67a814c47c89ce38110587d19aa8e18ff9024b5e25be705953b1177f7ab616",
+  "/app/lib/store.mjs": "89b63a00134bca581c657522366fb2abdd14082df14e971d69aadb73857c6196",
+  "/app/lib/sync.mjs": "6b4f86b16de79c979c4f07843995c53af52052b615b1d3a9b2bd84db79a39a23",
+  "/app/lib/tus.mjs": "1be54145685c8edaeca5d95e360d222e0277c38f66cca6d9b62bf6c1e17ab6d1",
+  "/app/manifest.webmanifest": "861b9a2c7618a4c173bb4981924c29ec6650d0413a65309d67953267f2ccf739",
+  "/app/ui/bundle.mjs": "4b44ed5d8ce7c175a330eea1016ece219079e795fb34d32581247acc59366714",
+  "/app/ui/dom.mjs": "24e445a516c54c30b9bfe3f616a072c99dbf79329aacb81af18a960d2b6f01a1",
+  "/app/ui/errors.mjs": "d3d76f030d38977a56c6c471cb9747951d2646ec1f9a9f7cd6c35879443286f5",
+  "/app/ui/form.mjs": "6a257a015083340e2e01240500da2e889caa656ba6f5f3609875030a096c1fe2",
+  "/app/ui/hold.mjs": "53edbd099b6fbbf98f33ea0888e156365f94a36c3e050366a2b897ec555317a0",
+  "/app/ui/i18n.mjs": "366cae6b76e433ab6da3a07d20ddbaae95ace5b17c01526c2cdf9ef8008c6053",
+  "/app/ui/idle.mjs": "aeac5f1cf08bf305c678e45590464f5422ea9d6c138b98d68a267036d6b572d1",
+  "/app/ui/main.mjs": "51767d8a00a613918810306f6eb678e01cbe7e6d8893501f9455ee0bed344465",
+  "/app/ui/record.mjs": "01066ffe9d9f6379f868468511bd368a03ff75fdefa95afad514c820271819e3",
+  "/app/ui/reports.mjs": "14742a1d95c2c054656287c6b84601cdad43616e07f6143be94494deb0575587",
+  "/app/ui/settings.mjs": "e2d289248cd11f81573a4ee6edd396929e8a8aecb6056fe566b47bb6ae510316",
+  "/app/ui/start.mjs": "60cd08551244aad158941777646b0ee3929523eb1d96a2a96e4a5e3895a52243",
+  "/app/ui/sw-update.mjs": "6f2de11873cbcc472ed4d11bab86e2da121211e74c473dd995ebad3e89b24873",
+  "/app/ui/sync.mjs": "79e6be1a5d03f2c038a366569111bdae15969e9807d60030884640245b978078",
+  "/app/ui/time.mjs": "8e2c67848575d4a104dfeb3b24bdca434da583883ab459e411a41e5d381bf593",
+  "/app/vendor/automerge/LICENSE": "1d5508a457f48bb2aee6eaad4492dd06e8d9dd36284719ecdc5b443408166368",
+  "/app/vendor/automerge/VERSION": "abc6a8373e03e848f8181c20561170da12b85bee807fc619d7f9105ea9978e9a",
+  "/app/vendor/automerge/apply_patches.js": "b29785eafe677000214d7e0775e8907ab7a73e8aa2d8be6f538bb9e54bc66654",
+  "/app/vendor/automerge/automerge.wasm": "2a613b3ba557689889eadd66a54732223859be0f9a45b933d1512d8f2686367a",
+  "/app/vendor/automerge/conflicts.js": "92067475eb403dd099958a1d4564362433fcfd7c281d0abc1c7b350d22f06a97",
+  "/app/vendor/automerge/constants.js": "2a1f5000d710b65e357cd1a6b6f2be4163e1dec30489f1bd158e896d6d50ce11",
+  "/app/vendor/automerge/counter.js": "7dbe2d7340452719ef75fafd3a67ee182dea13a18fbbbe9239bb84b480de2b38",
+  "/app/vendor/automerge/entrypoints/slim.js": "33b1627f740228fd33b9a6f407467e93840f3df93b7f1f40585d113fa387c66e",
+  "/app/vendor/automerge/generated/release-info.js": "c3cbe184c18404ca0901c3397e1d39e85ce962704e85fdf35ef25abd982a79e2",
+  "/app/vendor/automerge/immutable_string.js": "31b093b618397ca888e07daf3fe35a03a12f51d13c44cf537f47085da84d6872",
+  "/app/vendor/automerge/implementation.js": "2e97e39b35e8ac78be24fde00d3d47d5b89208317282ba772a187460f1e9d10a",
+  "/app/vendor/automerge/index.js": "881b491d926a9e6948a0857c8cbc2257ae565fb9c834b1614dbdd49f5c8aedd3",
+  "/app/vendor/automerge/internal_state.js": "f93cc20838a9da602e4b5a2c0a76735884c4888aae6230ab02b7535849c59666",
+  "/app/vendor/automerge/low_level.js": "81069cb1a4a3b9646c15bf48cfc98720e5b3e5ad94ead456ea572248fd525bb0",
+  "/app/vendor/automerge/numbers.js": "991ca03a219f23f8e2b4d598c9acf40ec708b66c63fd8edd5527a5c1bb79aa2b",
+  "/app/vendor/automerge/proxies.js": "097a1b3927c5be0428c430e58b165bf6cae4ad875142d57731e7e4533e009025",
+  "/app/vendor/automerge/types.js": "9b649695d8fc4e3d38a6bcf9f1977f2cca9d5ed4579311d3e5aebe36aaacc202",
+  "/app/vendor/automerge/wasm_bindgen_output/web/automerge_wasm.js": "43d28acd94adaea380024c1c8338700af692617118bf5652d41158f4a2b1a9a3",
+};
 // END GENERATED
 
 const PREFIX = "fieldsync-app-";
@@ -116,37 +180,53 @@ self.addEventListener("fetch", (event) => {
   // Anything else under /app/ is not part of the app: the network decides.
 });
 
-/** Fetches the whole shell, then stores it; all or nothing. */
+/** This version's cache, opened once (every shell request needs it). */
+let opened = null;
+function ownCache() {
+  opened ??= caches.open(CACHE).catch((err) => {
+    opened = null;
+    throw err;
+  });
+  return opened;
+}
+
+/** Fetches the whole shell, checks every file's hash, then stores it; all or nothing. */
 async function precache() {
-  const cache = await caches.open(CACHE);
+  const cache = await ownCache();
   if (await isComplete(cache)) return;
   try {
     const responses = await Promise.all(
       SHELL.map(async (path) => {
-        // "reload": straight from the server, never a stale HTTP-cache copy
-        // of an older version mixed into this one.
-        const response = await fetch(new Request(path, { cache: "reload", credentials: "same-origin" }));
+        // "no-cache": the HTTP cache may answer only after the server
+        // confirmed its copy (a 304 for the same ETag); the hash check
+        // below would refuse a stale or foreign copy anyway.
+        const response = await fetch(new Request(path, { cache: "no-cache", credentials: "same-origin" }));
         if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+        const digest = hex(await crypto.subtle.digest("SHA-256", await response.clone().arrayBuffer()));
+        if (digest !== SHA256[path]) throw new Error(`${path}: not the file of version ${VERSION} (the server's app changed during the install?)`);
         return response;
       }),
     );
     await Promise.all(responses.map((response, i) => cache.put(SHELL[i], response)));
     if (!(await isComplete(cache))) throw new Error("the shell cache is incomplete after install");
   } catch (err) {
+    opened = null;
     await caches.delete(CACHE);
     throw err; // the install fails; the old worker and its cache stay
   }
 }
 
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function isComplete(cache) {
-  for (const path of SHELL) {
-    if (!(await cache.match(path))) return false;
-  }
-  return true;
+  const hits = await Promise.all(SHELL.map((path) => cache.match(path)));
+  return hits.every(Boolean);
 }
 
 async function activate() {
-  const cache = await caches.open(CACHE);
+  const cache = await ownCache();
   if (await isComplete(cache)) {
     for (const name of await caches.keys()) {
       if (name.startsWith(PREFIX) && name !== CACHE) await caches.delete(name);
@@ -157,8 +237,7 @@ async function activate() {
 
 /** The shell file from this version's cache, else any older one, else the network. */
 async function fromCache(path, request) {
-  const cache = await caches.open(CACHE);
-  const hit = (await cache.match(path)) || (await caches.match(path));
+  const hit = (await (await ownCache()).match(path)) || (await caches.match(path));
   if (hit) return hit;
   return fetch(request);
 }

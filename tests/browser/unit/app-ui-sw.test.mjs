@@ -2,8 +2,11 @@
 // caches, fetch and clients: it caches the whole shell or nothing, never
 // replaces the running version by itself, deletes old caches only once the
 // new one is complete (enketo#986), serves the app offline, and never
-// touches /v1/ or stores anything at fetch time. Also: its shell list and
-// version are those of the files under server/app/.
+// touches /v1/ or stores anything at fetch time. It revalidates instead of
+// downloading again (the page's first visit already fetched the files) and
+// stores only bytes whose SHA-256 is this version's, so neither a stale
+// HTTP-cache copy nor a file of another version gets in. Also: its shell
+// list, hashes and version are those of the files under server/app/.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +17,7 @@ import vm from "node:vm";
 import { APP_DIR, computeShell, rewrite } from "../app-sw-version.mjs";
 
 const SOURCE = readFileSync(path.join(APP_DIR, "sw.js"), "utf8");
+const SHELL_PATHS = new Set(computeShell().shell);
 const ORIGIN = "https://reports.example";
 
 test("sw.js lists every file of the app and its version is current (run tests/browser/app-sw-version.mjs)", () => {
@@ -67,8 +71,10 @@ class FakeCache {
 class FakeCaches {
   constructor() {
     this.map = new Map();
+    this.opens = 0;
   }
   async open(name) {
+    this.opens += 1;
     if (!this.map.has(name)) this.map.set(name, new FakeCache());
     return this.map.get(name);
   }
@@ -90,10 +96,21 @@ class FakeCaches {
   }
 }
 
-/** Loads sw.js with fakes; `files` answers fetch by path (missing → 404), `offline` makes fetch throw. */
-function worker({ caches = new FakeCaches(), files = null, failPath = null } = {}) {
+/** The shipped bytes of a shell path, as the server sends them ("/app/" is index.html). */
+function shipped(pathname) {
+  const rel = pathname === "/app/" ? "index.html" : pathname.slice("/app/".length);
+  return readFileSync(path.join(APP_DIR, rel));
+}
+
+/**
+ * Loads sw.js with fakes. fetch answers shell paths with their real bytes
+ * (other paths: "body of PATH"); `files` limits what exists (missing → 404),
+ * `failPath` answers 404, `altered` maps a path to other bytes (a stale or
+ * foreign copy), `state.offline` makes fetch throw.
+ */
+function worker({ caches = new FakeCaches(), files = null, failPath = null, altered = {} } = {}) {
   const listeners = {};
-  const state = { skipWaiting: 0, claimed: 0, fetched: [], offline: false };
+  const state = { skipWaiting: 0, claimed: 0, fetched: [], modes: [], offline: false };
   class SwRequest extends Request {
     constructor(input, init) {
       super(typeof input === "string" ? new URL(input, `${ORIGIN}/app/sw.js`) : input, init);
@@ -102,10 +119,13 @@ function worker({ caches = new FakeCaches(), files = null, failPath = null } = {
   const fetch = async (req) => {
     const url = new URL(typeof req === "string" ? req : req.url, ORIGIN);
     state.fetched.push(url.pathname);
+    state.modes.push(typeof req === "string" ? "default" : req.cache);
     if (state.offline) throw new TypeError("Failed to fetch");
     if (url.pathname === failPath) return new Response("nope", { status: 404 });
     if (files && !files.has(url.pathname)) return new Response("nope", { status: 404 });
-    return new Response(`body of ${url.pathname}`, { status: 200 });
+    if (url.pathname in altered) return new Response(altered[url.pathname], { status: 200 });
+    const body = SHELL_PATHS.has(url.pathname) ? shipped(url.pathname) : `body of ${url.pathname}`;
+    return new Response(body, { status: 200 });
   };
   const self = {
     location: new URL(`${ORIGIN}/app/sw.js`),
@@ -121,7 +141,7 @@ function worker({ caches = new FakeCaches(), files = null, failPath = null } = {
       },
     },
   };
-  const context = vm.createContext({ self, caches, fetch, Request: SwRequest, Response, URL, Set, Map, Promise, Error, TypeError, console });
+  const context = vm.createContext({ self, caches, fetch, crypto: globalThis.crypto, Request: SwRequest, Response, URL, Set, Map, Promise, Error, TypeError, Array, Uint8Array, console });
   vm.runInContext(SOURCE, context);
   const SHELL = vm.runInContext("SHELL", context);
   const CACHE = vm.runInContext("CACHE", context);
@@ -133,6 +153,7 @@ function worker({ caches = new FakeCaches(), files = null, failPath = null } = {
   return {
     caches,
     state,
+    context,
     SHELL,
     CACHE,
     async install() {
@@ -169,8 +190,46 @@ test("install caches every shell file under the versioned name, and does not tak
   const cache = w.caches.map.get(w.CACHE);
   for (const p of w.SHELL) assert.ok(await cache.match(p), `${p} cached`);
   assert.equal(w.state.skipWaiting, 0, "no skipWaiting during install");
-  // Fetched from the server, not the HTTP cache.
-  assert.deepEqual([...new Set(w.state.fetched)].sort(), [...w.SHELL].sort());
+  // Each file once, revalidated with the server ("no-cache": a 304 for what
+  // the page already fetched, never an unchecked HTTP-cache copy).
+  assert.deepEqual([...w.state.fetched].sort(), [...w.SHELL].sort());
+  assert.deepEqual([...new Set(w.state.modes)], ["no-cache"]);
+  // What is cached is the shipped bytes.
+  assert.deepEqual(new Uint8Array(await (await cache.match("/app/ui/main.mjs")).arrayBuffer()), new Uint8Array(shipped("/app/ui/main.mjs")));
+});
+
+test("sw.js carries each shell file's SHA-256", () => {
+  const { sha256, shell } = computeShell();
+  const w = worker();
+  const hashes = vm.runInContext("SHA256", w.context);
+  assert.deepEqual(Object.keys(hashes).sort(), [...shell].sort());
+  for (const p of shell) assert.equal(hashes[p], sha256[p], p);
+});
+
+test("a file that is not this version's (stale copy, server updated mid-install) fails the install and caches nothing", async () => {
+  for (const [file, bytes] of [["/app/ui/main.mjs", "export const stale = 1;\n"], ["/app/vendor/automerge/automerge.wasm", new Uint8Array([0, 97, 115, 109])], ["/app/", "<!doctype html><title>another version</title>"]]) {
+    const caches = new FakeCaches();
+    const old = await caches.open("fieldsync-app-oldversion");
+    await old.put("/app/", new Response("old index"));
+    const w = worker({ caches, altered: { [file]: bytes } });
+    await assert.rejects(w.install(), (err) => err.message.startsWith(`${file}: not the file of version`));
+    assert.ok(!caches.map.has(w.CACHE), `${file}: no partial cache`);
+    assert.equal(await (await caches.match("/app/")).text(), "old index", `${file}: the old version still serves`);
+    // The next attempt, with the right files, installs.
+    const again = worker({ caches });
+    await again.install();
+    assert.ok(await (await caches.open(again.CACHE)).match(file));
+  }
+});
+
+test("the worker opens its cache once, not per request", async () => {
+  const w = worker();
+  await w.install();
+  await w.activate();
+  const before = w.caches.opens;
+  for (const p of w.SHELL.slice(0, 20)) assert.ok(await w.fetch(p));
+  await w.fetch("/app/", { mode: "navigate" });
+  assert.ok(w.caches.opens - before <= 1, `caches.open called ${w.caches.opens - before} times for 21 requests`);
 });
 
 test("a failed file fails the install, leaves no partial cache and keeps the old version's cache", async () => {
@@ -215,12 +274,13 @@ test("offline, the app is served from the cache: navigations get the index, shel
   await w.install();
   await w.activate();
   w.state.offline = true;
+  const index = shipped("/app/").toString();
   const nav = await w.fetch("/app/?x=1", { mode: "navigate" });
-  assert.equal(await nav.text(), "body of /app/");
+  assert.equal(await nav.text(), index);
   const navIndex = await w.fetch("/app/index.html", { mode: "navigate" });
-  assert.equal(await navIndex.text(), "body of /app/");
+  assert.equal(await navIndex.text(), index);
   const module = await w.fetch("/app/ui/main.mjs");
-  assert.equal(await module.text(), "body of /app/ui/main.mjs");
+  assert.equal(await module.text(), shipped("/app/ui/main.mjs").toString());
   const wasm = await w.fetch("/app/vendor/automerge/automerge.wasm");
   assert.ok(wasm, "the wasm is served offline");
 });
@@ -239,7 +299,7 @@ test("the API and anything outside the shell go to the network untouched, and no
   // A shell file missing from every cache comes from the network but is not stored.
   for (const c of w.caches.map.values()) c.entries.delete("/app/app.css");
   const res = await w.fetch("/app/app.css");
-  assert.equal(await res.text(), "body of /app/app.css");
+  assert.equal(await res.text(), shipped("/app/app.css").toString());
   assert.equal(w.caches.puts(), putsAfterInstall, "no cache write outside install");
 });
 
