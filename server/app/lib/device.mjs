@@ -167,13 +167,21 @@ export class Device {
   async _load() {
     this._reset()
     if (this.store.state === 'locked') return
-    const ident = await this.store.get('meta', 'identity')
+    // Read together: each is its own transaction and decryption.
+    const [ident, enrollment, caseKeys, syncState, settings, removed] = await Promise.all([
+      this.store.get('meta', 'identity'),
+      this.store.get('meta', 'enrollment'),
+      this.store.get('meta', 'caseKeys'),
+      this.store.get('meta', 'sync'),
+      this.store.get('settings', 'settings'),
+      this.store.get('meta', 'removed'),
+    ])
     if (ident?.pkcs8) this.identity = await DeviceIdentity.fromPkcs8(ident.pkcs8)
-    this.enrollment = (await this.store.get('meta', 'enrollment')) ?? null
-    this.caseKeys = (await this.store.get('meta', 'caseKeys')) ?? this.caseKeys
-    this.syncState = (await this.store.get('meta', 'sync')) ?? this.syncState
-    this._settings = { ...DEFAULT_SETTINGS, ...((await this.store.get('settings', 'settings')) ?? {}) }
-    this._removed = (await this.store.get('meta', 'removed'))?.count ?? 0
+    this.enrollment = enrollment ?? null
+    this.caseKeys = caseKeys ?? this.caseKeys
+    this.syncState = syncState ?? this.syncState
+    this._settings = { ...DEFAULT_SETTINGS, ...(settings ?? {}) }
+    this._removed = removed?.count ?? 0
   }
 
   get status() {
@@ -481,7 +489,9 @@ export class Device {
       for (const r of files) writes.push({ kind: 'outbox', key: r.fileId, value: { ...r, reportId: id } })
       if (draft.id && ID.test(draft.id)) writes.push({ kind: 'drafts', key: id, value: { id, savedAs: id } })
       await this.store.putMany(writes)
-      await this.store.delete('drafts', id).catch(() => {})
+      // Not waited for: the draft is already marked saved (drafts() skips
+      // it) and the report is stored; this only tidies.
+      this.store.delete('drafts', id).catch(() => {})
       return id
     })
   }

@@ -29,6 +29,7 @@
 
 import * as A from '../vendor/automerge/entrypoints/slim.js'
 import { fromHex, randomBytes, sha256, toHex } from './bytes.mjs'
+import { automergeWasm } from './wasm.mjs'
 
 export { A }
 
@@ -45,13 +46,15 @@ const KNOWN_KEYS = new Set([
 
 let wasmReady = null
 /**
- * Loads Automerge's wasm once. `source`: bytes, a Response, or nothing (then
- * fetched next to the vendored library, same origin).
+ * Loads Automerge's wasm once. `source`: bytes, a Response, a compiled
+ * WebAssembly.Module, or nothing (then fetched next to the vendored
+ * library, same origin, and compiled by wasm.mjs).
  */
 export function initAutomerge(source) {
   if (A.isWasmInitialized()) return Promise.resolve()
   if (!wasmReady) {
-    const input = source ?? globalThis.fetch(new URL('../vendor/automerge/automerge.wasm', import.meta.url))
+    // Compiled already, or compiling, since ui/early.mjs started it.
+    const input = source ?? automergeWasm()
     wasmReady = Promise.resolve(input).then((s) => A.initializeWasm(s))
     wasmReady.catch(() => {
       wasmReady = null

@@ -34,6 +34,8 @@ class App {
   }
 
   async boot() {
+    // Marks of the start's stages, for reading a profile of a slow start.
+    performance.mark("boot");
     setLanguage(savedLanguage() ?? pickLanguage(navigator.languages ?? [navigator.language]));
     this.buildShell();
     if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
@@ -49,7 +51,9 @@ class App {
         import("../lib/store.mjs"),
         import("../lib/device.mjs"),
       ]);
+      performance.mark("modules");
       this.store = await openStore();
+      performance.mark("store");
       this.device = await Device.open({
         store: this.store,
         fetch: globalThis.fetch.bind(globalThis),
@@ -59,6 +63,7 @@ class App {
       this.fatal(err);
       return;
     }
+    performance.mark("device");
     this.sync = new SyncController(this);
     this.idle = new IdleLock(this);
     on(window, "hashchange", () => this.route());
@@ -83,7 +88,13 @@ class App {
       this.setChrome(true);
       if (this.device.info?.keyRefused?.length) this.notice(t("key.refused"), { kind: "warn" });
       await this.route();
-      this.sync.start();
+      performance.mark("routed");
+      // The sync on open reads every report (to find what to send): started
+      // once the first screen is drawn and the page is idle, it does not
+      // compete with the form or the list (at most a few seconds later).
+      afterFirstScreen(() => {
+        if (this.device?.status === "ready") this.sync?.start();
+      });
       this.idle.start();
       this.requestPersistence();
     }
@@ -304,6 +315,11 @@ class App {
       on(h("button", { type: "button" }, t("action.reload")), "click", () => location.reload()),
     ));
   }
+}
+
+function afterFirstScreen(fn) {
+  if (globalThis.requestIdleCallback) requestIdleCallback(() => fn(), { timeout: 3000 });
+  else setTimeout(fn, 500);
 }
 
 function splitRoute(hash) {

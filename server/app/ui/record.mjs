@@ -71,18 +71,29 @@ export async function recordScreen(app, draftId) {
     }
     message.hidden = true;
     saveButton.disabled = true;
+    // No draft write first: saveReport stores the report and marks the draft
+    // saved in one transaction, so a crash leaves one or the other. A draft
+    // write still waiting is dropped, one under way is waited for (landing
+    // after the report, it would bring the draft back).
+    clearTimeout(timer);
+    timer = null;
+    await saving;
+    const wasDirty = dirty;
+    dirty = false;
     try {
-      dirty = true;
-      await save();
       await device.saveReport(structuredClone(draft));
     } catch (err) {
       message.textContent = describeError(err).full;
       message.hidden = false;
       saveButton.disabled = false;
+      // Not saved: what is on screen is kept as a draft.
+      if (wasDirty || !exists) {
+        dirty = true;
+        save();
+      }
       return;
     }
     exists = false;
-    dirty = false;
     app.notice(t("form.saved"));
     app.go("#reports");
     app.sync?.soon();

@@ -11,6 +11,9 @@ import { reportForm } from "./form.mjs";
 
 export const STATES = ["waiting", "sent", "refused", "reviewed"];
 export const STATUSES = ["unverified", "verified", "disputed"];
+/** Reports drawn before the screen shows, then per slice (see fill). */
+const FIRST_ITEMS = 50;
+const MORE_ITEMS = 250;
 
 export async function reportsScreen(app) {
   const [reports, drafts] = await Promise.all([app.device.myReports(), app.device.drafts()]);
@@ -22,10 +25,24 @@ export async function reportsScreen(app) {
     list,
     h("p", { class: "hint removed-count", hidden: true }),
   );
+  // The newest reports are drawn at once, the rest in slices after the
+  // screen shows: a phone with thousands of reports has the top of its
+  // list in front of it instead of waiting for all of it. A newer fill
+  // (after a sync) stops an older one.
+  let generation = 0;
   const fill = (items, pending) => {
+    const mine = ++generation;
     replace(draftList, (pending ?? []).map(draftItem));
     const sorted = [...(items ?? [])].sort((a, b) => timeOf(b.occurredAt) - timeOf(a.occurredAt));
-    replace(list, sorted.length ? sorted.map(reportItem) : h("li", { class: "empty" }, t("reports.empty")));
+    replace(list, sorted.length ? sorted.slice(0, FIRST_ITEMS).map(reportItem) : h("li", { class: "empty" }, t("reports.empty")));
+    let at = FIRST_ITEMS;
+    const more = () => {
+      if (mine !== generation || at >= sorted.length) return;
+      list.append(...sorted.slice(at, at + MORE_ITEMS).map(reportItem));
+      at += MORE_ITEMS;
+      setTimeout(more, 0);
+    };
+    if (at < sorted.length) setTimeout(more, 0);
     const removed = Number(app.device.removedCount ?? 0);
     const note = el.querySelector(".removed-count");
     note.textContent = t("reports.removed_count", { n: removed });

@@ -147,3 +147,30 @@ test("index.html: no inline script, style or handler (the CSP forbids them); eve
   }
   assert.match(html, /<script type="module" src="\/app\/ui\/main\.mjs"><\/script>/);
 });
+
+/** Modules statically imported from `entries` (import/export … from), relative to server/app. */
+function staticGraph(entries) {
+  const seen = new Set();
+  const walk = (rel) => {
+    if (seen.has(rel)) return;
+    seen.add(rel);
+    const src = readFileSync(path.join(APP, rel), "utf8");
+    for (const m of src.matchAll(/(?:^|[;\n}])\s*(?:import|export)\s*(?:[\w*{}\s,$]+?\s*from\s*)?["']([^"']+)["']/g)) {
+      if (m[1].startsWith(".")) walk(path.posix.normalize(path.posix.join(path.posix.dirname(rel), m[1])));
+    }
+  };
+  entries.forEach(walk);
+  return seen;
+}
+
+test("index.html preloads every module of the first screen and starts the wasm early", () => {
+  const html = readFileSync(path.join(APP, "index.html"), "utf8");
+  const preloaded = new Set([...html.matchAll(/<link rel="modulepreload" href="\/app\/([^"]+)">/g)].map((m) => m[1]));
+  // main.mjs, and what it imports once it runs (store and device, with the Automerge library).
+  const wanted = staticGraph(["ui/main.mjs", "lib/store.mjs", "lib/device.mjs"]);
+  wanted.delete("ui/main.mjs");
+  assert.ok(wanted.has("vendor/automerge/wasm_bindgen_output/web/automerge_wasm.js"), "the graph reaches the Automerge glue");
+  assert.deepEqual([...preloaded].sort(), [...wanted].sort(), "modulepreload links = the first screen's modules");
+  const early = html.indexOf('<script type="module" async src="/app/ui/early.mjs"></script>');
+  assert.ok(early >= 0 && early < html.indexOf('src="/app/ui/main.mjs"'), "early.mjs, async, before main.mjs");
+});
