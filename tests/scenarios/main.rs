@@ -15,6 +15,7 @@ mod hostile_requests;
 mod import;
 mod node_units;
 mod offline_sync;
+mod phone_app;
 mod replica_crash;
 mod server_crash;
 mod server_memory;

@@ -8,6 +8,7 @@
 //! `--quick` shrinks every workload for a smoke run. The table is also
 //! written as Markdown to `--markdown FILE` for BENCHMARKS.md.
 
+mod app;
 mod attachments;
 mod import;
 mod measure;
@@ -28,7 +29,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run one section only: sync, week, import, attachments, timeline,
-    /// scale.
+    /// scale, app.
     #[arg(long)]
     only: Option<String>,
     /// Attachment size in MiB (default 1024, quick 64).
@@ -40,7 +41,15 @@ struct Args {
 }
 
 /// The sections, in the order a full run takes them.
-const SECTIONS: [&str; 6] = ["sync", "week", "import", "attachments", "timeline", "scale"];
+const SECTIONS: [&str; 7] = [
+    "sync",
+    "week",
+    "import",
+    "attachments",
+    "timeline",
+    "scale",
+    "app",
+];
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -95,6 +104,30 @@ fn main() -> Result<()> {
         for &reports in sizes {
             timeline::scale(&mut table, reports)?;
         }
+    }
+    if wanted("app") {
+        // The phone app in headless chromium (needs node, chromium and
+        // tests/browser/node_modules; FIELDSYNC_SKIP_BROWSER=1 skips it).
+        let work = if args.quick {
+            app::Workload {
+                reports: 100,
+                saves: 5,
+                throttled_saves: 3,
+                sync_reports: 10,
+                photo_kib: 20,
+                cold_runs: 1,
+            }
+        } else {
+            app::Workload {
+                reports: 2_000,
+                saves: 20,
+                throttled_saves: 10,
+                sync_reports: 200,
+                photo_kib: 200,
+                cold_runs: 3,
+            }
+        };
+        app::run(&mut table, &work)?;
     }
     if let Some(path) = args.markdown {
         std::fs::write(&path, table.markdown())
