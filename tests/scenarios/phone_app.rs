@@ -94,7 +94,11 @@ fn the_reporters_phone_app_end_to_end() {
         })
         .collect();
     for (name, s) in scenarios {
-        eprintln!("{name}: {} in {} ms", if s["ok"] == true { "ok" } else { "FAILED" }, s["ms"]);
+        eprintln!(
+            "{name}: {} in {} ms",
+            if s["ok"] == true { "ok" } else { "FAILED" },
+            s["ms"]
+        );
     }
     assert!(
         out.status.success() && result["ok"] == true && failed.is_empty(),
@@ -103,7 +107,12 @@ fn the_reporters_phone_app_end_to_end() {
     );
     let only = std::env::var("FIELDSYNC_PHONE_ONLY").unwrap_or_default();
     if only.is_empty() {
-        assert_eq!(scenarios.len(), 5, "every scenario ran: {:?}", scenarios.keys());
+        assert_eq!(
+            scenarios.len(),
+            5,
+            "every scenario ran: {:?}",
+            scenarios.keys()
+        );
     }
 
     // What every scenario leaves at the coordinator, checked apart from the
