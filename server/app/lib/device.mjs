@@ -127,9 +127,9 @@ export class Device {
    * vendored library), maxRequestBytes.
    */
   static async open({ store, fetch = globalThis.fetch?.bind(globalThis), now = () => Date.now(), wasm, maxRequestBytes = DEFAULT_MAX_REQUEST_BYTES } = {}) {
-    await initAutomerge(wasm)
     const device = new Device(store, fetch, now, maxRequestBytes)
-    await device._load()
+    // The engine and the stored records load side by side.
+    await Promise.all([initAutomerge(wasm), device._load()])
     return device
   }
 

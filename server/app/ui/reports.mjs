@@ -30,6 +30,7 @@ export async function reportsScreen(app) {
   // list in front of it instead of waiting for all of it. A newer fill
   // (after a sync) stops an older one.
   let generation = 0;
+  let left = false;
   const fill = (items, pending) => {
     const mine = ++generation;
     replace(draftList, (pending ?? []).map(draftItem));
@@ -53,7 +54,14 @@ export async function reportsScreen(app) {
     el,
     // After a sync the states change: redraw in place.
     async onSync() {
-      fill(await app.device.myReports(), await app.device.drafts());
+      const [items, pending] = await Promise.all([app.device.myReports(), app.device.drafts()]);
+      if (!left) fill(items, pending);
+    },
+    // Gone from the screen: the slices still to draw are not drawn (they
+    // would take the phone's time from the next screen, a save among them).
+    async leave() {
+      left = true;
+      generation++;
     },
   };
 }

@@ -24,7 +24,7 @@ export class SyncController {
     this.onOnline = () => this.run();
     this.onOffline = () => this.renderBar();
     this.onVisible = () => {
-      if (document.visibilityState === "visible" && (!this.lastOk || Date.now() - this.lastOk > SYNC_EVERY_MS)) this.run();
+      if (document.visibilityState === "visible" && (!this.lastOk || Date.now() - this.lastOk > SYNC_EVERY_MS)) this.auto();
     };
   }
 
@@ -34,9 +34,9 @@ export class SyncController {
     window.addEventListener("offline", this.onOffline);
     document.addEventListener("visibilitychange", this.onVisible);
     this.interval = setInterval(() => {
-      if (document.visibilityState === "visible") this.run();
+      if (document.visibilityState === "visible") this.auto();
     }, SYNC_EVERY_MS);
-    this.run();
+    this.auto();
   }
 
   stop() {
@@ -51,7 +51,21 @@ export class SyncController {
   /** A sync shortly, after a save (so several saves make one sync). */
   soon() {
     clearTimeout(this.soonTimer);
-    this.soonTimer = setTimeout(() => this.run(), SOON_MS);
+    this.soonTimer = setTimeout(() => this.auto(), SOON_MS);
+  }
+
+  /**
+   * A sync nobody asked for (open, timer, after a save): not while the
+   * browser knows it is offline, where it could only fail after reading
+   * every report, and would hold up the reporter's next save meanwhile;
+   * the 'online' event syncs once the network is back. "Sync now" always tries.
+   */
+  auto() {
+    if (navigator.onLine === false) {
+      this.renderBar();
+      return Promise.resolve(null);
+    }
+    return this.run();
   }
 
   run() {

@@ -408,3 +408,57 @@ test("persist() asks the browser and says whether it is supported", async () => 
   delete env.navigator.storage;
   assert.deepEqual(await store.persist(), { persisted: false, supported: false });
 });
+
+test("reports read again are not decrypted again, yet every change is seen: a write, another tab's write, a delete; a lock forgets them", async () => {
+  const { open } = environment();
+  const store = await open();
+  const id = (i) => i.toString(16).padStart(32, "0");
+  await store.putMany(Array.from({ length: 20 }, (_, i) => ({ kind: "reports", key: id(i), value: { id: id(i), title: `report ${i}` } })));
+  await store.put("drafts", "d-1", { title: "a draft" });
+  const other = await open(); // another tab of the app, same database
+
+  const subtle = globalThis.crypto.subtle;
+  const decrypt = subtle.decrypt;
+  let decrypts = 0;
+  subtle.decrypt = function (...args) {
+    decrypts++;
+    return decrypt.apply(this, args);
+  };
+  try {
+    const titles = async () => (await store.list("reports")).map((r) => r.value.title);
+    assert.equal((await titles()).length, 20);
+    decrypts = 0;
+    assert.deepEqual(await titles(), Array.from({ length: 20 }, (_, i) => `report ${i}`));
+    assert.equal((await store.get("reports", id(3))).title, "report 3");
+    assert.equal(decrypts, 0, "unchanged reports are not decrypted again");
+    await store.get("drafts", "d-1");
+    await store.get("drafts", "d-1");
+    assert.equal(decrypts, 2, "only reports are remembered");
+
+    // A write here, a write by the other tab, a delete there: all seen, each costing one decryption.
+    decrypts = 0;
+    await store.put("reports", id(1), { id: id(1), title: "edited here" });
+    await other.put("reports", id(2), { id: id(2), title: "edited in another tab" });
+    await other.delete("reports", id(4));
+    const after = await store.list("reports");
+    assert.equal(after.length, 19);
+    assert.equal(after.find((r) => r.key === id(1)).value.title, "edited here");
+    assert.equal(after.find((r) => r.key === id(2)).value.title, "edited in another tab");
+    assert.ok(!after.some((r) => r.key === id(4)));
+    assert.equal(decrypts, 2);
+
+    // Locked: nothing is served from memory; unlocked again, everything is decrypted anew.
+    await store.setPassphrase(null, "a passphrase");
+    await store.lock();
+    await assert.rejects(store.list("reports"), LockedError);
+    await assert.rejects(store.get("reports", id(0)), LockedError);
+    assert.equal((await store.unlock("a passphrase")).ok, true);
+    decrypts = 0;
+    assert.equal((await titles()).length, 19);
+    assert.equal(decrypts, 19);
+  } finally {
+    subtle.decrypt = decrypt;
+    store.close();
+    other.close();
+  }
+});
