@@ -106,6 +106,21 @@ fn acknowledged_changes_survive_sigkill_of_the_server_during_sync() {
     };
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(rng.range(20, 250)));
+        // On a loaded machine a debug CLI can take longer to sync than the
+        // longest pause, and then no sync would ever complete between two
+        // kills. Every fifth kill waits (up to 20 s) for one more sync to
+        // succeed first, so acknowledgements interleave with kills whatever
+        // the machine's speed.
+        if kills % 5 == 4 {
+            let before = outcomes.lock().unwrap().0;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while outcomes.lock().unwrap().0 == before
+                && !done.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if done.load(Ordering::SeqCst) {
             break;
         }
