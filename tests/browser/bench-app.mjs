@@ -34,18 +34,8 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { CHROMIUM } from "./lib.mjs";
+import { CHROMIUM, CHROMIUM_ARGS as ARGS } from "./lib.mjs";
 
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 function parseArgs(argv) {
   const o = { invite: [], reports: 2000, saves: 20, throttledSaves: 10, syncReports: 200, photoKib: 200, coldRuns: 3, throttle: 4 };

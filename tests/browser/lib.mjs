@@ -9,7 +9,8 @@ import { chromium } from "playwright-core";
 
 export const CHROMIUM = process.env.FIELDSYNC_CHROMIUM || "/usr/bin/chromium";
 
-const ARGS = [
+/** Chromium's flags for every browser test: headless, no network of its own. */
+export const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",
@@ -29,7 +30,7 @@ export async function launch({ viewport = { width: 1280, height: 900 } } = {}) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ARGS,
+    args: CHROMIUM_ARGS,
     viewport,
     acceptDownloads: true,
     timezoneId: "UTC",

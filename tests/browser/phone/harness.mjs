@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
-import { CHROMIUM, watch } from "../lib.mjs";
+import { CHROMIUM, CHROMIUM_ARGS as ARGS, watch } from "../lib.mjs";
 
 const run = promisify(execFile);
 
@@ -156,16 +156,6 @@ export class Checks {
 
 // ------------------------------------------------------------- the phone
 
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 export const PHONE = {
   viewport: { width: 390, height: 844 },
