@@ -10,9 +10,11 @@ use fieldsync_core::web_login::LoginCertificate;
 use fieldsync_core::{CaseId, PublicKey, ReportId};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{
-    device_by_id, now_text, random_token, token_hash, write_audit, DeviceRecord, Store, StoreError,
-};
+use super::audit::write_audit;
+use super::error::StoreError;
+use super::membership::{device_by_id, DeviceRecord};
+use super::pool::Store;
+use super::sql::{now_text, random_token, token_hash};
 
 /// Why a login link was refused. Shown to the person who opened it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
