@@ -90,7 +90,7 @@ pub enum UploadError {
         stored: u64,
         length: u64,
     },
-    #[error("this upload of {length} bytes would take the device past its quota of {quota} bytes ({used} bytes used by its uploads, complete and in progress); ask the server's operator to raise --device-quota-bytes")]
+    #[error("this upload of {length} bytes would take the device past its quota of {quota} bytes ({used} bytes used by its uploads, complete and in progress)")]
     QuotaExceeded { length: u64, used: u64, quota: u64 },
 }
 

@@ -30,6 +30,9 @@ pub enum StoreError {
     NewerSchema { found: i64 },
     #[error("a case named {0} already exists; choose another name")]
     CaseExists(String),
+    // Still names the command: the store test
+    // `case_names_are_unique_and_validated` pins this text, and the CLI
+    // prints it as it is (issue 15 leaves it to the lead to move).
     #[error("there is no case named {0}; create it with `fieldsync admin case create {0}`")]
     UnknownCase(String),
     #[error("a case name must be 1 to {MAX_CASE_NAME_BYTES} bytes, without control characters or surrounding spaces, got {0:?}; choose another name")]
@@ -48,7 +51,7 @@ pub enum StoreError {
     UnknownDevice(DeviceId),
     #[error("{0}")]
     BadQuery(String),
-    #[error("the server already holds a different public key for case key epoch {0}; a published key is never replaced. Rotate to a new epoch with `fieldsync key rotate`, or, if this device's key is the wrong one, add the current code with `fieldsync key add`")]
+    #[error("the server already holds a different public key for case key epoch {0}; a published key is never replaced")]
     CaseKeyConflict(u32),
     #[error("the system random number generator failed; try again, and check the server's entropy source if it persists")]
     Random,
@@ -59,6 +62,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Lock contention or an exhausted connection pool: retryable, not a
+    /// fault. Nothing was written.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
     /// The disk holding the data directory is full (`SQLITE_FULL`, or
     /// `ENOSPC`/`EDQUOT` from a file operation): retryable once space is
     /// freed, and never a corruption. The transaction that met it rolled

@@ -14,17 +14,11 @@ use super::error::StoreError;
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "fieldsync.sqlite3";
 
-/// Creates the data directory and its `blobs/` owner-only (0700), and
-/// narrows anything in it that others could read to 0700 or 0600. Returns
-/// what it narrowed: each is a path that was exposed, which the caller
-/// reports.
+/// [`crate::data_dir::secure_data_dir`], its failure as the store's.
 pub fn secure_data_dir(data_dir: &Path) -> Result<Vec<private_fs::Tightened>, StoreError> {
-    for dir in [data_dir.to_owned(), data_dir.join("blobs")] {
-        private_fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
-    }
-    private_fs::tighten(data_dir).map_err(|source| StoreError::Io {
-        path: data_dir.to_owned(),
-        source,
+    crate::data_dir::secure_data_dir(data_dir).map_err(|e| StoreError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 
