@@ -6,7 +6,7 @@
 //! | file | holds |
 //! |---|---|
 //! | `error.rs` | [`ApiError`] and every mapping of an error to a status |
-//! | `state.rs` | [`AppState`], [`blocking`], the bounded body reader, `authenticate` |
+//! | `state.rs` | [`AppState`], `blocking`, the bounded body reader, `authenticate` |
 //! | `enroll.rs` | `POST /v1/enroll` |
 //! | `sync.rs` | `POST /v1/sync` |
 //! | `case.rs` | `GET /v1/timeline`, `GET /v1/devices`, `GET /v1/case` (coordinators) |

@@ -9,7 +9,8 @@
 //! returns, so the server acknowledges nothing that a crash could take back.
 //!
 //! A sync round ([`Store::sync_verified`]) runs the core's
-//! [`apply_request`] over a [`ServerStore`] view of one case inside one
+//! [`apply_request`](fieldsync_core::sync::server::apply_request) over a
+//! [`ServerStore`](fieldsync_core::sync::server::ServerStore) view of one case inside one
 //! write transaction: the documents, the case's change feed and the
 //! timeline projection change together or not at all. The changes were
 //! verified before that transaction opened, and the feed part of the
