@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(mode(&dir.path().join(UPLOADS_DIR)), 0o700);
         // A partial file made by an older build keeps no wider mode once
         // appended to: append never creates it wider, and the data
-        // directory is tightened at start (`store::secure_data_dir`).
+        // directory is tightened at start (`data_dir.rs`).
         let old = UploadId::random().unwrap();
         std::fs::write(store.partial_path(&old), b"x").unwrap();
         std::fs::set_permissions(
@@ -539,7 +539,7 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let reported = crate::store::secure_data_dir(dir.path()).unwrap();
+        let reported = crate::data_dir::secure_data_dir(dir.path()).unwrap();
         assert!(
             reported
                 .iter()

@@ -148,7 +148,7 @@ mod tests {
         let app = actix_web::test::init_service(
             actix_web::App::new()
                 .configure(routes)
-                .configure(crate::web::routes),
+                .configure(crate::api::routes),
         )
         .await;
         let mut req = actix_web::test::TestRequest::get().uri(path);
@@ -182,7 +182,7 @@ mod tests {
         assert!(csp.starts_with("default-src 'none'"), "{csp}");
         // The review page keeps its own, stricter policy (set by lib.rs for
         // every other response): no WebAssembly there.
-        assert!(!crate::web::SECURITY_HEADERS[0].1.contains("wasm"));
+        assert!(!crate::api::SECURITY_HEADERS[0].1.contains("wasm"));
         let missing = get("/app/nothing-here.js", &[]).await;
         assert_eq!(missing.status(), 404);
     }

@@ -5,7 +5,7 @@
 //! actix-web's `ConnectionInfo` believes `Forwarded`, `X-Forwarded-Proto`
 //! and `X-Forwarded-Host` from any client. Only a reverse proxy the operator
 //! put in front may set them, so they are read only when the server runs
-//! with `--trust-proxy` ([`crate::Config::trust_proxy`]); otherwise the
+//! with `--trust-proxy` ([`crate::config::Config::trust_proxy`]); otherwise the
 //! scheme is the connection's own and the host is the request's `Host`.
 
 use actix_web::http::header::HOST;

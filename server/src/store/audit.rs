@@ -1,4 +1,5 @@
-//! The audit log's retention: rows older than `--audit-retention-days`
+//! The audit log: who did what, when (never report contents), and its
+//! retention: rows older than `--audit-retention-days`
 //! are deleted, in small batches so the write lock is never held long.
 //!
 //! The log holds device ids and the times they acted or were refused: a
@@ -7,9 +8,52 @@
 //! after the fact, and no longer.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use fieldsync_core::DeviceId;
+use rusqlite::{params, Connection};
 
-use super::{time_text, Store, StoreError};
+use super::error::StoreError;
+use super::pool::Store;
+use super::sql::{now_text, time_text};
+
+/// One audit log entry: (at, event, device, detail).
+pub type AuditEntry = (String, String, Option<String>, String);
+
+impl Store {
+    /// Appends to the audit log. `detail` must never hold report contents.
+    pub fn audit(
+        &self,
+        event: &str,
+        device: Option<&DeviceId>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        write_audit(&conn, event, device, detail)
+    }
+
+    /// The audit log, oldest first: (at, event, device, detail).
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT at, event, device_id, detail FROM audit_log ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+pub(super) fn write_audit(
+    conn: &Connection,
+    event: &str,
+    device: Option<&DeviceId>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit_log (at, event, device_id, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![now_text(), event, device.map(DeviceId::as_str), detail],
+    )?;
+    Ok(())
+}
 
 /// Rows deleted per transaction.
 const PRUNE_BATCH: i64 = 5_000;

@@ -11,7 +11,11 @@ use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::CaseId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{case_by_name, insert_invite, now_text, write_audit, DeviceRecord, Store, StoreError};
+use super::audit::write_audit;
+use super::error::StoreError;
+use super::membership::{case_by_name, insert_invite, DeviceRecord};
+use super::pool::Store;
+use super::sql::now_text;
 
 impl Store {
     /// Stores a case public key published by `device` (the caller has

@@ -10,22 +10,25 @@ use fieldsync_core::web_login::LoginCertificate;
 use fieldsync_core::{CaseId, PublicKey, ReportId};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{
-    device_by_id, now_text, random_token, token_hash, write_audit, DeviceRecord, Store, StoreError,
-};
+use super::audit::write_audit;
+use super::error::StoreError;
+use super::membership::{device_by_id, DeviceRecord};
+use super::pool::Store;
+use super::sql::{now_text, random_token, token_hash};
 
-/// Why a login link was refused. Shown to the person who opened it.
+/// Why a login link was refused. Shown to the person who opened it, with
+/// what to run added by the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginRefusal {
-    #[error("the device that made this link is not enrolled on this server; run `fieldsync web-login` on an enrolled coordinator device")]
+    #[error("the device that made this link is not enrolled on this server")]
     UnknownDevice,
     #[error("the device that made this link was revoked; it can no longer open review sessions")]
     Revoked,
     #[error("only a coordinator's device can open the review app; this link was made on a reporter's device")]
     NotCoordinator,
-    #[error("this login link has expired (links work for a few minutes); run `fieldsync web-login` again")]
+    #[error("this login link has expired (links work for a few minutes)")]
     Expired,
-    #[error("this login link was already used; run `fieldsync web-login` again for a new one")]
+    #[error("this login link was already used")]
     Used,
 }
 

@@ -1,5 +1,10 @@
 //! The review web app: its static page and the JSON API the page calls.
 //!
+//! Moved as it was from `web.rs` (issue 15): `report_json`, `changed_fields`
+//! and `conflicts` still decode `automerge::legacy` ops and name the
+//! report's keys themselves, until the core's typed `fields_touched` and
+//! `conflicts` replace them.
+//!
 //! Routes: `GET /`, `/login`, `/report/{id}` (the page), `GET /assets/{file}`,
 //! `POST /web/session`, `POST /web/logout`, and under `/web/api/`: `me`,
 //! `timeline`, `devices`, `reports/{id}`, `blobs/{blob id}`,
@@ -35,10 +40,11 @@ use fieldsync_core::{ReportDocument, ReportId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{read_body, ApiError, AppState};
+use super::blobs::serve_blob;
+use super::error::{login_refusal, ApiError};
+use super::state::{blocking, read_body, AppState};
 use crate::public_origin::scheme_and_host;
 use crate::store::{LoginRefusal, StoredReport, SyncStoreError, TimelineQuery, WebSession};
-use crate::uploads::serve_blob;
 use crate::web_assets;
 
 const COOKIE: &str = "fs_session";
@@ -46,43 +52,14 @@ const CSRF_HEADER: &str = "X-Fieldsync-CSRF";
 /// Bodies of the web API are small JSON documents.
 const MAX_BODY: usize = 256 * 1024;
 
-/// The headers every response of the server carries: the page may load
-/// scripts, styles and data only from this origin, decrypted attachments
-/// only as `blob:` URLs, and may not be framed.
-pub const SECURITY_HEADERS: [(&str, &str); 4] = [
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-];
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/login", web::get().to(index))
-        .route("/report/{id}", web::get().to(index))
-        .route("/assets/{file}", web::get().to(asset))
-        .route("/web/session", web::post().to(start_session))
-        .route("/web/logout", web::post().to(logout))
-        .route("/web/api/me", web::get().to(me))
-        .route("/web/api/timeline", web::get().to(timeline))
-        .route("/web/api/devices", web::get().to(devices))
-        .route("/web/api/reports/{id}", web::get().to(report))
-        .route("/web/api/reports/{id}/prepare", web::post().to(prepare))
-        .route("/web/api/reports/{id}/commit", web::post().to(commit))
-        .route("/web/api/blobs/{blob}", web::get().to(blob));
-}
-
-async fn index() -> HttpResponse {
+pub(super) async fn index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(web_assets::INDEX_HTML)
 }
 
-async fn asset(path: web::Path<String>) -> HttpResponse {
+pub(super) async fn asset(path: web::Path<String>) -> HttpResponse {
     match web_assets::asset(&path) {
         Some((content_type, bytes)) => HttpResponse::Ok()
             .content_type(content_type)
@@ -98,14 +75,6 @@ fn now() -> i64 {
     Utc::now().timestamp()
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::internal("blocking task", &e))?
-}
-
 /// The live session of this request's cookie, or 401.
 async fn session(state: &web::Data<AppState>, req: &HttpRequest) -> Result<WebSession, ApiError> {
     let Some(cookie) = req.cookie(COOKIE) else {
@@ -113,7 +82,7 @@ async fn session(state: &web::Data<AppState>, req: &HttpRequest) -> Result<WebSe
     };
     let value = cookie.value().to_owned();
     let st = state.clone();
-    blocking(move || Ok(st.store.web_session(&value, now())?))
+    blocking(move || st.store.web_session(&value, now()))
         .await?
         .ok_or_else(ended)
 }
@@ -192,7 +161,7 @@ struct LoginBody {
     token: String,
 }
 
-async fn start_session(
+pub(super) async fn start_session(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -209,16 +178,13 @@ async fn start_session(
         error
     })?;
     let st = state.clone();
-    let started = blocking(move || Ok(st.store.start_web_session(&cert, now())?)).await?;
+    let started = blocking(move || st.store.start_web_session(&cert, now())).await?;
     let new = started.map_err(|why| {
+        let error = login_refusal(&why);
         if why == LoginRefusal::UnknownDevice {
-            crate::refusal_log::refused("/web/session", None, &why.to_string());
+            crate::refusal_log::refused("/web/session", None, error.message());
         }
-        let status = match why {
-            LoginRefusal::Revoked | LoginRefusal::NotCoordinator => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        ApiError::new(status, why.to_string())
+        error
     })?;
     tracing::info!(device = %new.session.device.device_id, "review session started");
     let lifetime = (new.session.expires_at - now()).max(0);
@@ -235,19 +201,25 @@ async fn start_session(
         .json(me_json(&new.session)))
 }
 
-async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(super) async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     session_for_change(&state, &req).await?;
     if let Some(cookie) = req.cookie(COOKIE) {
         let value = cookie.value().to_owned();
         let st = state.clone();
-        blocking(move || Ok(st.store.end_web_session(&value)?)).await?;
+        blocking(move || st.store.end_web_session(&value)).await?;
     }
     let mut gone = Cookie::build(COOKIE, "").path("/").finish();
     gone.make_removal();
     Ok(HttpResponse::NoContent().cookie(gone).finish())
 }
 
-async fn me(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(super) async fn me(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &req).await?;
     Ok(no_store().json(me_json(&session)))
 }
@@ -258,7 +230,7 @@ fn no_store() -> actix_web::HttpResponseBuilder {
     r
 }
 
-async fn timeline(
+pub(super) async fn timeline(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<TimelineQuery>,
@@ -266,15 +238,18 @@ async fn timeline(
     let session = session(&state, &req).await?;
     let st = state.clone();
     let case = session.device.case_id.clone();
-    let page = blocking(move || Ok(st.store.timeline(&case, &query.into_inner())?)).await?;
+    let page = blocking(move || st.store.timeline(&case, &query.into_inner())).await?;
     Ok(no_store().json(page))
 }
 
-async fn devices(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(super) async fn devices(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &req).await?;
     let st = state.clone();
     let case = session.device.case_name.clone();
-    let devices = blocking(move || Ok(st.store.devices(Some(&case))?)).await?;
+    let devices = blocking(move || st.store.devices(Some(&case))).await?;
     let list: Vec<Value> = devices
         .iter()
         .map(|d| {
@@ -288,7 +263,7 @@ async fn devices(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     Ok(no_store().json(list))
 }
 
-async fn blob(
+pub(super) async fn blob(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -308,7 +283,7 @@ async fn stored_report(
     id: &ReportId,
 ) -> Result<StoredReport, ApiError> {
     let (st, case, rid) = (state.clone(), session.device.case_id.clone(), id.clone());
-    blocking(move || Ok(st.store.report_with_history(&case, &rid)?))
+    blocking(move || st.store.report_with_history(&case, &rid))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -318,7 +293,7 @@ async fn stored_report(
         })
 }
 
-async fn report(
+pub(super) async fn report(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -527,7 +502,7 @@ fn to_edits(
 
 /// Builds the change for the page to sign. Nothing is stored: the change
 /// exists only in the response until the page commits it signed.
-async fn prepare(
+pub(super) async fn prepare(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -561,7 +536,7 @@ struct CommitBody {
 
 /// Applies a change the page signed, as the session's device, through the
 /// same sync path and policy as any device's change.
-async fn commit(
+pub(super) async fn commit(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,

@@ -10,19 +10,14 @@ use fieldsync_core::case_key_trust::PublishedCaseKey;
 use fieldsync_core::protocol::{CaseKeysResponse, InviteRequest, InviteResponse, PublishResponse};
 use fieldsync_core::sync::policy::DeviceRole;
 
-use crate::http::{authenticate, read_body, ApiError, AppState};
+use super::error::ApiError;
+use super::state::{authenticate, blocking, read_body, AppState};
 use crate::store::DeviceRecord;
 
 /// Bodies of these routes are a few hundred bytes.
 const MAX_BODY: usize = 4 * 1024;
 /// Longest lifetime of a coordinator-minted invite: 30 days.
 const MAX_DEVICE_INVITE: Duration = Duration::from_secs(30 * 24 * 3600);
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/case-keys", web::get().to(list))
-        .route("/v1/case-keys", web::post().to(publish))
-        .route("/v1/invites", web::post().to(invite));
-}
 
 fn coordinator_only(device: &DeviceRecord, what: &str) -> Result<(), ApiError> {
     if device.role != DeviceRole::Coordinator {
@@ -52,17 +47,18 @@ async fn coordinator_request<T: serde::de::DeserializeOwned>(
 }
 
 /// The case's published public keys, for any enrolled device of the case.
-async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(super) async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&state, &req, b"").await?;
     let st = state.clone();
-    let case_keys = web::block(move || st.store.case_public_keys(&device.case_id))
-        .await
-        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    let case_keys = blocking(move || st.store.case_public_keys(&device.case_id)).await?;
     Ok(HttpResponse::Ok().json(CaseKeysResponse { case_keys }))
 }
 
 /// A coordinator's device publishes a case public key it signed.
-async fn publish(
+pub(super) async fn publish(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -86,9 +82,7 @@ async fn publish(
     }
     let st = state.clone();
     let dev = device.clone();
-    let stored = web::block(move || st.store.publish_case_key(&dev, &verified))
-        .await
-        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    let stored = blocking(move || st.store.publish_case_key(&dev, &verified)).await?;
     if stored {
         tracing::info!(device = %device.device_id, epoch = published.epoch, "case key published");
     }
@@ -96,7 +90,7 @@ async fn publish(
 }
 
 /// A coordinator's device mints a one-time enrollment token for its case.
-async fn invite(
+pub(super) async fn invite(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -119,9 +113,7 @@ async fn invite(
     let st = state.clone();
     let dev = device.clone();
     let role = request.role;
-    let (token, expires_at) = web::block(move || st.store.create_invite_by(&dev, role, ttl))
-        .await
-        .map_err(|e| ApiError::internal("blocking task", &e))??;
+    let (token, expires_at) = blocking(move || st.store.create_invite_by(&dev, role, ttl)).await?;
     tracing::info!(device = %device.device_id, role = role.as_str(), "invite minted by a device");
     Ok(HttpResponse::Ok().json(InviteResponse {
         token,

@@ -1,0 +1,51 @@
+//! The sync round: `POST /v1/sync`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use fieldsync_core::protocol::SyncRequest;
+use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
+
+use super::error::{sync_refusal, ApiError};
+use super::state::{authenticate, blocking, read_body, AppState};
+use crate::store::StoreError;
+
+pub(super) async fn sync(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, state.config.max_request_bytes).await?;
+    let device = authenticate(&state, &req, &body).await?;
+    let limits = ServerLimits {
+        max_response_bytes: state.config.max_response_bytes,
+        ..ServerLimits::default()
+    };
+    let st = state.clone();
+    let dev = device.clone();
+    // Decoding and verifying every change is the expensive part of a round
+    // and the part a hostile device controls: it runs off the async
+    // workers, and before the store's write transaction opens, so no other
+    // device waits on it. The response is built only after the commit.
+    let (response, offered) = blocking(move || {
+        let request = SyncRequest::from_json(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
+        let verified = verify_request(request).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                SyncError::<StoreError>::from(e).to_string(),
+            )
+        })?;
+        st.store
+            .sync_verified(&dev, verified, limits, None)
+            .map(|r| (r, offered))
+            .map_err(sync_refusal)
+    })
+    .await?;
+    let received: usize = response.docs.iter().map(|d| d.changes.len()).sum();
+    let refused: usize = response.docs.iter().map(|d| d.refused.len()).sum();
+    tracing::info!(device = %device.device_id, offered, refused, sent = received, cursor = response.cursor, "sync");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(response.to_json()))
+}

@@ -1,0 +1,159 @@
+//! The sync round: refusals write nothing, feeds read by their index.
+
+use super::*;
+
+#[test]
+fn a_tampered_signature_refuses_the_whole_request_and_leaves_the_store_unchanged() {
+    let (_dir, store) = open();
+    let case = store.create_case("rally").unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    reporter
+        .replica
+        .create_report(&new_report(&case.id, "one", "2024-05-01T10:00:00Z"))
+        .unwrap();
+    let before = store.dump().unwrap();
+    let mut plan = reporter
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap();
+    plan.request.docs[0].changes[0].signature[0] ^= 1;
+    let err = store
+        .sync(&reporter.record, &plan.request, ServerLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncStoreError::Sync(SyncError::InvalidChange { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.dump().unwrap(), before);
+}
+
+#[test]
+fn a_request_refused_after_a_write_rolls_the_write_back() {
+    let (_dir, store) = open();
+    let case = store.create_case("rally").unwrap();
+    let mut coordinator = enroll(&store, "rally", DeviceRole::Coordinator);
+    let mut stranger = Replica::open_in_memory().unwrap();
+    stranger.init_identity().unwrap();
+    coordinator
+        .replica
+        .create_report(&new_report(&case.id, "good", "2024-05-01T10:00:00Z"))
+        .unwrap();
+    stranger
+        .create_report(&new_report(&case.id, "planted", "2024-05-01T11:00:00Z"))
+        .unwrap();
+    let mut plan = coordinator
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap();
+    // The coordinator relays a report by a device not enrolled in the
+    // case, after its own: its own is saved first, then the request
+    // fails, and the saved report must go too.
+    let stranger_offer = stranger.prepare_sync(DEFAULT_MAX_REQUEST_BYTES).unwrap();
+    plan.request.docs.extend(stranger_offer.request.docs);
+    let before = store.dump().unwrap();
+    let err = store
+        .sync(&coordinator.record, &plan.request, ServerLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncStoreError::Sync(SyncError::UnknownAuthor { .. })),
+        "{err:?}"
+    );
+    assert_eq!(store.dump().unwrap(), before);
+    // Without the stranger's report the same request goes through.
+    plan.request.docs.truncate(1);
+    store
+        .sync(&coordinator.record, &plan.request, ServerLimits::default())
+        .unwrap();
+    assert_ne!(store.dump().unwrap(), before);
+}
+
+#[test]
+fn a_report_id_taken_in_another_case_is_refused_without_writing() {
+    let (_dir, store) = open();
+    let first = store.create_case("first").unwrap();
+    let second = store.create_case("second").unwrap();
+    let mut a = enroll(&store, "first", DeviceRole::Reporter);
+    let mut b = enroll(&store, "second", DeviceRole::Reporter);
+    let original = new_report(&first.id, "mine", "2024-05-01T10:00:00Z");
+    a.replica.create_report(&original).unwrap();
+    sync(&store, &mut a);
+    let mut copy = new_report(&second.id, "hijack", "2024-05-01T10:00:00Z");
+    copy.id = original.id.clone();
+    b.replica.create_report(&copy).unwrap();
+    let before = store.dump().unwrap();
+    let plan = b.replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES).unwrap();
+    // Refused as a second creation of a report, as in its own case: not
+    // a storage failure (a 500 that told the device the id is taken
+    // elsewhere).
+    let response = store
+        .sync(&b.record, &plan.request, ServerLimits::default())
+        .unwrap();
+    let answer = &response.docs[0];
+    assert_eq!(answer.refused.len(), 1, "{answer:?}");
+    assert_eq!(
+        answer.refused[0].reason,
+        fieldsync_core::protocol::Refusal::BadCreation
+    );
+    assert!(answer.heads.is_empty() && answer.changes.is_empty());
+    assert_eq!(store.dump().unwrap(), before);
+    assert_eq!(
+        titles(
+            &store
+                .timeline(&first.id, &TimelineQuery::default())
+                .unwrap()
+        ),
+        ["mine"]
+    );
+}
+
+#[test]
+fn a_device_of_another_case_is_not_a_member_of_this_one() {
+    let (_dir, store) = open();
+    let first = store.create_case("first").unwrap();
+    store.create_case("second").unwrap();
+    let mut coordinator = enroll(&store, "first", DeviceRole::Coordinator);
+    let mut outsider = enroll(&store, "second", DeviceRole::Coordinator);
+    // The outsider writes a report claiming the first case, and the
+    // first case's coordinator relays it.
+    outsider
+        .replica
+        .create_report(&new_report(&first.id, "planted", "2024-05-01T10:00:00Z"))
+        .unwrap();
+    let plan = outsider
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap();
+    let err = store
+        .sync(&coordinator.record, &plan.request, ServerLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncStoreError::Sync(SyncError::UnknownAuthor { .. })),
+        "{err:?}"
+    );
+    let got = sync(&store, &mut coordinator);
+    assert_eq!(got.received, 0);
+}
+
+#[test]
+fn each_feed_reads_through_its_index_in_feed_order() {
+    let (_dir, store) = open();
+    let conn = raw(&store);
+    for (sql, index) in [
+        (REPORTER_FEED, "changes_creator_feed"),
+        (COORDINATOR_FEED, "changes_feed"),
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params!["c", 0, 10, "d"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains(index), "{plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "no sort of the whole range: {plan}"
+        );
+    }
+}

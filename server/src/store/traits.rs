@@ -1,0 +1,248 @@
+//! The store's operations the HTTP layer calls, one trait per concern,
+//! so another database (issue 17: PostgreSQL) can implement them and the
+//! handlers stay as they are. The SQLite [`Store`] implements each by
+//! calling its own method of the same name; the documentation is there.
+//!
+//! Every method blocks: the HTTP layer calls them off the async executor.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fieldsync_core::case_key_trust::{PublishedCaseKey, VerifiedCaseKey};
+use fieldsync_core::protocol::SyncResponse;
+use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::sync::server::{ServerLimits, VerifiedRequest};
+use fieldsync_core::web_login::LoginCertificate;
+use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
+
+use super::blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, UploadStart};
+use super::error::StoreError;
+use super::membership::DeviceRecord;
+use super::pool::Store;
+use super::sync::SyncStoreError;
+use super::timeline::{TimelinePage, TimelineQuery};
+use super::web::{LoginRefusal, NewWebSession, StoredReport, WebSession};
+use crate::blob_store::{BlobId, UploadId};
+
+/// Devices, enrollment, request nonces, the audit log and case keys.
+pub trait MembershipStore {
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError>;
+    fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError>;
+    fn import_salt(&self, case: &CaseId) -> Result<String, StoreError>;
+    fn use_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        timestamp: i64,
+        window_secs: i64,
+    ) -> Result<bool, StoreError>;
+    fn audit(&self, event: &str, device: Option<&DeviceId>, detail: &str)
+        -> Result<(), StoreError>;
+    fn prune_audit_log(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+    fn case_public_keys(&self, case: &CaseId) -> Result<Vec<PublishedCaseKey>, StoreError>;
+    fn publish_case_key(
+        &self,
+        device: &DeviceRecord,
+        key: &VerifiedCaseKey,
+    ) -> Result<bool, StoreError>;
+    fn create_invite_by(
+        &self,
+        device: &DeviceRecord,
+        role: DeviceRole,
+        ttl: Duration,
+    ) -> Result<(String, String), StoreError>;
+}
+
+/// The sync round.
+pub trait SyncStore {
+    fn sync_verified(
+        &self,
+        requester: &DeviceRecord,
+        request: VerifiedRequest,
+        limits: ServerLimits,
+        live_session: Option<&PublicKey>,
+    ) -> Result<SyncResponse, SyncStoreError>;
+}
+
+/// The case timeline and a report with its history.
+pub trait TimelineStore {
+    fn timeline(&self, case_id: &CaseId, query: &TimelineQuery)
+        -> Result<TimelinePage, StoreError>;
+    fn report_with_history(
+        &self,
+        case: &CaseId,
+        id: &ReportId,
+    ) -> Result<Option<StoredReport>, StoreError>;
+}
+
+/// Uploads and who may read which blob.
+pub trait BlobIndex {
+    fn create_upload(
+        &self,
+        device: &DeviceRecord,
+        new: &NewUpload,
+        id: &UploadId,
+        limits: UploadLimits,
+    ) -> Result<UploadStart, UploadError>;
+    fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
+    fn touch_upload(&self, id: &UploadId, expiry: Duration) -> Result<DateTime<Utc>, StoreError>;
+    fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError>;
+    fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError>;
+    fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError>;
+    fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError>;
+    fn blob_access(&self, device: &DeviceRecord, blob: &BlobId) -> Result<BlobAccess, StoreError>;
+}
+
+/// The review app's browser sessions.
+pub trait WebSessionStore {
+    fn start_web_session(
+        &self,
+        cert: &LoginCertificate,
+        now: i64,
+    ) -> Result<Result<NewWebSession, LoginRefusal>, StoreError>;
+    fn web_session(&self, cookie: &str, now: i64) -> Result<Option<WebSession>, StoreError>;
+    fn end_web_session(&self, cookie: &str) -> Result<(), StoreError>;
+}
+
+/// Everything the server's handlers need of a store.
+pub trait ServerStorage:
+    MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + Send + Sync
+{
+}
+
+impl<T> ServerStorage for T where
+    T: MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + Send + Sync
+{
+}
+
+impl MembershipStore for Store {
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        Store::device(self, id)
+    }
+    fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError> {
+        Store::enroll(self, token, public_key)
+    }
+    fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
+        Store::devices(self, case_name)
+    }
+    fn import_salt(&self, case: &CaseId) -> Result<String, StoreError> {
+        Store::import_salt(self, case)
+    }
+    fn use_nonce(
+        &self,
+        device: &DeviceId,
+        nonce: &str,
+        timestamp: i64,
+        window_secs: i64,
+    ) -> Result<bool, StoreError> {
+        Store::use_nonce(self, device, nonce, timestamp, window_secs)
+    }
+    fn audit(
+        &self,
+        event: &str,
+        device: Option<&DeviceId>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        Store::audit(self, event, device, detail)
+    }
+    fn prune_audit_log(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        Store::prune_audit_log(self, before)
+    }
+    fn case_public_keys(&self, case: &CaseId) -> Result<Vec<PublishedCaseKey>, StoreError> {
+        Store::case_public_keys(self, case)
+    }
+    fn publish_case_key(
+        &self,
+        device: &DeviceRecord,
+        key: &VerifiedCaseKey,
+    ) -> Result<bool, StoreError> {
+        Store::publish_case_key(self, device, key)
+    }
+    fn create_invite_by(
+        &self,
+        device: &DeviceRecord,
+        role: DeviceRole,
+        ttl: Duration,
+    ) -> Result<(String, String), StoreError> {
+        Store::create_invite_by(self, device, role, ttl)
+    }
+}
+
+impl SyncStore for Store {
+    fn sync_verified(
+        &self,
+        requester: &DeviceRecord,
+        request: VerifiedRequest,
+        limits: ServerLimits,
+        live_session: Option<&PublicKey>,
+    ) -> Result<SyncResponse, SyncStoreError> {
+        Store::sync_verified(self, requester, request, limits, live_session)
+    }
+}
+
+impl TimelineStore for Store {
+    fn timeline(
+        &self,
+        case_id: &CaseId,
+        query: &TimelineQuery,
+    ) -> Result<TimelinePage, StoreError> {
+        Store::timeline(self, case_id, query)
+    }
+    fn report_with_history(
+        &self,
+        case: &CaseId,
+        id: &ReportId,
+    ) -> Result<Option<StoredReport>, StoreError> {
+        Store::report_with_history(self, case, id)
+    }
+}
+
+impl BlobIndex for Store {
+    fn create_upload(
+        &self,
+        device: &DeviceRecord,
+        new: &NewUpload,
+        id: &UploadId,
+        limits: UploadLimits,
+    ) -> Result<UploadStart, UploadError> {
+        Store::create_upload(self, device, new, id, limits)
+    }
+    fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+        Store::upload(self, id)
+    }
+    fn touch_upload(&self, id: &UploadId, expiry: Duration) -> Result<DateTime<Utc>, StoreError> {
+        Store::touch_upload(self, id, expiry)
+    }
+    fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
+        Store::complete_upload(self, id)
+    }
+    fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+        Store::delete_upload(self, id)
+    }
+    fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+        Store::expired_uploads(self, now)
+    }
+    fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+        Store::incomplete_uploads(self)
+    }
+    fn blob_access(&self, device: &DeviceRecord, blob: &BlobId) -> Result<BlobAccess, StoreError> {
+        Store::blob_access(self, device, blob)
+    }
+}
+
+impl WebSessionStore for Store {
+    fn start_web_session(
+        &self,
+        cert: &LoginCertificate,
+        now: i64,
+    ) -> Result<Result<NewWebSession, LoginRefusal>, StoreError> {
+        Store::start_web_session(self, cert, now)
+    }
+    fn web_session(&self, cookie: &str, now: i64) -> Result<Option<WebSession>, StoreError> {
+        Store::web_session(self, cookie, now)
+    }
+    fn end_web_session(&self, cookie: &str) -> Result<(), StoreError> {
+        Store::end_web_session(self, cookie)
+    }
+}
