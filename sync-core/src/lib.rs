@@ -47,6 +47,6 @@ mod wire;
 
 pub use document::{NewReport, ReportDocument};
 pub use identity::{DeviceKey, PublicKey};
-pub use ids::{CaseId, DeviceId, ReportId};
+pub use ids::{BlobId, CaseId, DeviceId, ReportId};
 pub use model::{Edit, Report};
 pub use signed_change::SignedChange;

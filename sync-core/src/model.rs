@@ -170,3 +170,33 @@ macro_rules! string_enum {
 
 string_enum!(Role, "role", Officer => "officer", Detainee => "detainee", Witness => "witness", Victim => "victim", Other => "other");
 string_enum!(ReviewStatus, "review status", Unverified => "unverified", Verified => "verified", Disputed => "disputed");
+
+/// A device's role in its case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRole {
+    Reporter,
+    Coordinator,
+}
+
+impl DeviceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceRole::Reporter => "reporter",
+            DeviceRole::Coordinator => "coordinator",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reporter" => Ok(DeviceRole::Reporter),
+            "coordinator" => Ok(DeviceRole::Coordinator),
+            other => Err(format!(
+                "unknown role {other:?}; expected reporter or coordinator"
+            )),
+        }
+    }
+}

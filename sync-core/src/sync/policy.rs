@@ -6,37 +6,9 @@ use automerge::{Automerge, Change, ObjId, ReadDoc, ROOT};
 
 use crate::document::{IMMUTABLE_KEYS, REVIEW_KEY};
 use crate::ids::DeviceId;
+// issue 15: callers move after merge
+pub use crate::model::DeviceRole;
 use crate::protocol::Refusal;
-
-/// A device's role in its case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceRole {
-    Reporter,
-    Coordinator,
-}
-
-impl DeviceRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceRole::Reporter => "reporter",
-            DeviceRole::Coordinator => "coordinator",
-        }
-    }
-}
-
-impl std::str::FromStr for DeviceRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "reporter" => Ok(DeviceRole::Reporter),
-            "coordinator" => Ok(DeviceRole::Coordinator),
-            other => Err(format!(
-                "unknown role {other:?}; expected reporter or coordinator"
-            )),
-        }
-    }
-}
 
 /// An enrolled device as the server knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

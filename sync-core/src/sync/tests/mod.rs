@@ -15,7 +15,8 @@ use crate::ids::{CaseId, ReportId};
 use crate::protocol::{SyncRequest, SyncResponse};
 use crate::replica::Replica;
 use crate::sync::memory::MemoryStore;
-use crate::sync::policy::{DeviceRole, Member};
+use crate::model::DeviceRole;
+use crate::sync::policy::Member;
 use crate::sync::server::{handle_sync, ServerLimits};
 use crate::PublicKey;
 
