@@ -198,7 +198,9 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(id.as_str().parse::<BlobId>(), Ok(id));
-        let err = "0123456789abcdef0123456789abcdef".parse::<BlobId>().unwrap_err();
+        let err = "0123456789abcdef0123456789abcdef"
+            .parse::<BlobId>()
+            .unwrap_err();
         assert!(err.to_string().contains("64 lowercase"), "{err}");
     }
 

@@ -12,10 +12,10 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::document::NewReport;
 use crate::ids::{CaseId, ReportId};
+use crate::model::DeviceRole;
 use crate::protocol::{SyncRequest, SyncResponse};
 use crate::replica::Replica;
 use crate::sync::memory::MemoryStore;
-use crate::model::DeviceRole;
 use crate::sync::policy::Member;
 use crate::sync::server::{handle_sync, ServerLimits};
 use crate::PublicKey;
