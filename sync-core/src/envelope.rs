@@ -599,7 +599,10 @@ pub fn chunk_nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(nonce)
 }
 
-pub(crate) fn header_aad(epoch: u32) -> [u8; 8] {
+/// Public for the fuzz bodies (`tests/fuzz-bodies`), which seal a version 1
+/// envelope by hand; not part of the API.
+#[doc(hidden)]
+pub fn header_aad(epoch: u32) -> [u8; 8] {
     let mut aad = [0u8; 8];
     aad[..4].copy_from_slice(MAGIC);
     aad[4..].copy_from_slice(&epoch.to_be_bytes());
@@ -613,7 +616,9 @@ pub(crate) fn header_aad_v2(epoch: u32) -> [u8; 8] {
     aad
 }
 
-pub(crate) fn aead_key(key: &[u8; 32]) -> LessSafeKey {
+/// Public for the fuzz bodies, as [`header_aad`]; not part of the API.
+#[doc(hidden)]
+pub fn aead_key(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
 }
 

@@ -26,10 +26,6 @@ pub mod change_limits;
 pub mod document;
 pub mod envelope;
 pub mod export;
-// Not behind a feature: a feature only the test crate turned on made
-// `cargo build -p fieldsync` and workspace builds compile the core twice.
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hashing;
 pub mod heads;
 pub mod identity;
