@@ -14,6 +14,17 @@ use serde::{Deserialize, Serialize};
 /// read as far as they can be: unknown fields are kept, missing ones default.
 pub const SCHEMA_VERSION: u64 = 1;
 
+// The limits of a report's fields, which every edit and the server check
+// (`document::validate_*`). Here at the bottom of the crate so that the
+// change bounds (`change_limits`), which signing uses, can name them.
+
+/// Largest title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// Largest description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 256 * 1024;
+/// Largest short field (tag, name, note, timeline text), in bytes.
+pub const MAX_FIELD_BYTES: usize = 8 * 1024;
+
 /// A report as read from its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {

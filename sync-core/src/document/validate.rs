@@ -4,14 +4,9 @@
 
 use super::errors::EditError;
 use super::layout::NewReport;
-use crate::model::{Person, Place, Report, TimelineEntry};
-
-/// Largest title, in bytes.
-pub const MAX_TITLE_BYTES: usize = 1024;
-/// Largest description, in bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 256 * 1024;
-/// Largest short field (tag, name, note, timeline text), in bytes.
-pub const MAX_FIELD_BYTES: usize = 8 * 1024;
+use crate::model::{
+    Person, Place, Report, TimelineEntry, MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES,
+};
 
 /// Every field of a report passes the check an edit of it makes: what the
 /// server requires of a report after each change it accepts, so that no

@@ -9,7 +9,7 @@ use super::layout::*;
 use super::reading::{get_object, read_report};
 use super::validate::*;
 use crate::identity::{DeviceKey, PublicKey};
-use crate::model::{Edit, Report};
+use crate::model::{Edit, Report, MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES};
 use crate::signed_change::SignedChange;
 
 /// A report document, with the typed operations that change it.
