@@ -19,7 +19,7 @@
 //!   held to a multiple of the change's length. Deletes of consecutive
 //!   characters compress to a few bytes however many they are, so they get a
 //!   fixed allowance: the longest text a report may hold
-//!   ([`crate::document::MAX_DESCRIPTION_BYTES`]) deleted in one change.
+//!   ([`crate::model::MAX_DESCRIPTION_BYTES`]) deleted in one change.
 //! - more predecessors in all than that allowance, and any column that
 //!   declares more rows than the operations it describes could use;
 //! - an actor index past the change's actors, on which Automerge's
@@ -29,7 +29,7 @@
 //! checksum, type, length), then for a change: dependencies, actor, seq,
 //! start op, time, message, other actors, column metadata, column data.
 
-use crate::document::MAX_DESCRIPTION_BYTES;
+use crate::model::MAX_DESCRIPTION_BYTES;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_CHANGE: u8 = 1;

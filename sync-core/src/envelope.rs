@@ -122,7 +122,8 @@ pub enum EnvelopeError {
     Io(#[from] std::io::Error),
     #[error("this is not a fieldsync attachment (bad magic)")]
     NotAnAttachment,
-    #[error("the attachment is sealed with case key epoch {0}, which this device does not hold; add it with `fieldsync key add`")]
+    /// Carries the epoch so that a front end can say how to add that key.
+    #[error("the attachment is sealed with case key epoch {0}, which this device does not hold")]
     UnknownEpoch(u32),
     #[error("the attachment header does not open with this case key: wrong key, or the header was altered")]
     Header,
@@ -227,7 +228,7 @@ pub fn seal<R: Read + Seek, W: Write>(
 /// Whether `id` can be a blob id: 64 lowercase hexadecimal characters.
 /// Blob ids arrive in reports from other devices and name files.
 pub fn valid_blob_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    id.parse::<crate::ids::BlobId>().is_ok()
 }
 
 /// [`seal`] with the random parts given: for test vectors only.
@@ -598,7 +599,10 @@ pub fn chunk_nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(nonce)
 }
 
-pub(crate) fn header_aad(epoch: u32) -> [u8; 8] {
+/// Public for the fuzz bodies (`tests/fuzz-bodies`), which seal a version 1
+/// envelope by hand; not part of the API.
+#[doc(hidden)]
+pub fn header_aad(epoch: u32) -> [u8; 8] {
     let mut aad = [0u8; 8];
     aad[..4].copy_from_slice(MAGIC);
     aad[4..].copy_from_slice(&epoch.to_be_bytes());
@@ -612,7 +616,9 @@ pub(crate) fn header_aad_v2(epoch: u32) -> [u8; 8] {
     aad
 }
 
-pub(crate) fn aead_key(key: &[u8; 32]) -> LessSafeKey {
+/// Public for the fuzz bodies, as [`header_aad`]; not part of the API.
+#[doc(hidden)]
+pub fn aead_key(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
 }
 

@@ -3,6 +3,7 @@
 //! Each is a newtype so a device id cannot be passed where a report id is
 //! expected, and each is validated once, where it enters from outside.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -12,14 +13,18 @@ use serde::{Deserialize, Serialize};
 /// Why an identifier from outside was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
-    #[error("{kind} must be 32 lowercase hexadecimal characters, got {got:?}")]
-    Malformed { kind: &'static str, got: String },
+    #[error("{kind} must be {len} lowercase hexadecimal characters, got {got:?}")]
+    Malformed {
+        kind: &'static str,
+        len: usize,
+        got: String,
+    },
     #[error("the system random number generator failed; the device cannot make new ids")]
     Random,
 }
 
 macro_rules! hex_id {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+    ($(#[$doc:meta])* $name:ident, $len:literal, $kind:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -34,10 +39,14 @@ macro_rules! hex_id {
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
-                if s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                if s.len() == $len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
                     Ok(Self(s.to_owned()))
                 } else {
-                    Err(IdError::Malformed { kind: $kind, got: s.chars().take(80).collect() })
+                    Err(IdError::Malformed {
+                        kind: $kind,
+                        len: $len,
+                        got: s.chars().take(80).collect(),
+                    })
                 }
             }
         }
@@ -52,6 +61,20 @@ macro_rules! hex_id {
         impl From<$name> for String {
             fn from(id: $name) -> String {
                 id.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        // Hash and Eq are the inner string's, so a map keyed by an id can be
+        // looked up with a `&str`.
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
             }
         }
 
@@ -73,18 +96,38 @@ hex_id!(
     /// A report's id: 128 random bits, so that nobody can guess another
     /// report's id from one they hold.
     ReportId,
+    32,
     "a report id"
 );
 hex_id!(
     /// A device's id: the first 128 bits of the SHA-256 of its public key.
     DeviceId,
+    32,
     "a device id"
 );
 hex_id!(
     /// A case's id, assigned by the server when an operator creates the case.
     CaseId,
+    32,
     "a case id"
 );
+hex_id!(
+    /// An attachment blob's id: the SHA-256 of its ciphertext, so the server
+    /// can check what it stores without being able to read it.
+    BlobId,
+    64,
+    "a blob id (SHA-256 of the ciphertext)"
+);
+
+impl BlobId {
+    /// The id of these bytes.
+    pub fn of(bytes: &[u8]) -> BlobId {
+        BlobId(hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            bytes,
+        )))
+    }
+}
 
 impl ReportId {
     /// A fresh random report id.
@@ -145,6 +188,20 @@ mod tests {
             let err = bad.parse::<ReportId>().unwrap_err();
             assert!(err.to_string().contains("a report id"), "{err}");
         }
+    }
+
+    #[test]
+    fn blob_ids_are_the_sha256_of_the_bytes() {
+        let id = BlobId::of(b"");
+        assert_eq!(
+            id.as_str(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(id.as_str().parse::<BlobId>(), Ok(id));
+        let err = "0123456789abcdef0123456789abcdef"
+            .parse::<BlobId>()
+            .unwrap_err();
+        assert!(err.to_string().contains("64 lowercase"), "{err}");
     }
 
     #[test]

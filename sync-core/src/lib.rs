@@ -1,23 +1,38 @@
 //! fieldsync-core: everything a device and the server share, with no IO but
 //! the device replica.
 //!
+//! - [`ids`] and [`model`]: the vocabulary (typed ids, the report's typed
+//!   view, device roles, field limits), used by everything above.
 //! - [`document`]: one report = one Automerge document; the typed view
-//!   ([`model::Report`]) and typed edits ([`model::Edit`]).
+//!   ([`model::Report`]) and typed edits ([`model::Edit`]); the only module
+//!   that knows the document's layout.
 //! - [`identity`] and [`signed_change`]: Ed25519 device keys; every change is
 //!   signed by its author and the signature travels beside it.
 //! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
 //!   functions over data for both sides.
 //! - [`replica`]: the device-side SQLite store.
 //! - [`export`]: a case's reports and their signed history as JSON, CSV,
-//!   GeoJSON, TimelineJS or Markdown.
+//!   GeoJSON, TimelineJS or Markdown, read through [`export::ExportSource`].
 //! - [`web_login`]: the certificate by which a coordinator's device lends a
 //!   browser session a key of its own for review edits.
 //! - [`import`]: reports from JSON, CSV and narrative text files, parsed
 //!   from bytes.
 //!
-//! This crate must never open a socket, speak HTTP, or hold a case key or an
-//! attachment's plaintext outside the device. Everything here is what a phone
-//! app would embed.
+//! Everything here is what a phone app would embed, and what the server
+//! runs to decide what it accepts.
+//!
+//! Architecture invariant: this crate never opens a socket or speaks HTTP,
+//! never knows how the server stores anything (its SQL, its files: the
+//! server's half of sync is plain functions over the `ServerStore` trait),
+//! never names a command of the CLI in an error, and never holds a case key
+//! or an attachment's plaintext outside the device. Only `replica/` reads
+//! the clock; documents, sync, import and export are given the time. Files
+//! are touched by `replica/` and by the helpers that take a path
+//! (`envelope`, `hashing`, `private_fs`, `import`'s file reader), nowhere
+//! else.
+
+// The fuzz targets' bodies are not here: they are the crate
+// `fieldsync-fuzz-bodies` (`tests/fuzz-bodies`), over this crate's API.
 
 pub mod bundle;
 pub mod case_key;
@@ -26,10 +41,6 @@ pub mod change_limits;
 pub mod document;
 pub mod envelope;
 pub mod export;
-// Not behind a feature: a feature only the test crate turned on made
-// `cargo build -p fieldsync` and workspace builds compile the core twice.
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod hashing;
 pub mod heads;
 pub mod identity;
@@ -47,6 +58,6 @@ mod wire;
 
 pub use document::{NewReport, ReportDocument};
 pub use identity::{DeviceKey, PublicKey};
-pub use ids::{CaseId, DeviceId, ReportId};
+pub use ids::{BlobId, CaseId, DeviceId, ReportId};
 pub use model::{Edit, Report};
 pub use signed_change::SignedChange;

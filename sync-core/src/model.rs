@@ -14,6 +14,17 @@ use serde::{Deserialize, Serialize};
 /// read as far as they can be: unknown fields are kept, missing ones default.
 pub const SCHEMA_VERSION: u64 = 1;
 
+// The limits of a report's fields, which every edit and the server check
+// (`document::validate_*`). Here at the bottom of the crate so that the
+// change bounds (`change_limits`), which signing uses, can name them.
+
+/// Largest title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// Largest description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 256 * 1024;
+/// Largest short field (tag, name, note, timeline text), in bytes.
+pub const MAX_FIELD_BYTES: usize = 8 * 1024;
+
 /// A report as read from its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -170,3 +181,33 @@ macro_rules! string_enum {
 
 string_enum!(Role, "role", Officer => "officer", Detainee => "detainee", Witness => "witness", Victim => "victim", Other => "other");
 string_enum!(ReviewStatus, "review status", Unverified => "unverified", Verified => "verified", Disputed => "disputed");
+
+/// A device's role in its case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceRole {
+    Reporter,
+    Coordinator,
+}
+
+impl DeviceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceRole::Reporter => "reporter",
+            DeviceRole::Coordinator => "coordinator",
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reporter" => Ok(DeviceRole::Reporter),
+            "coordinator" => Ok(DeviceRole::Coordinator),
+            other => Err(format!(
+                "unknown role {other:?}; expected reporter or coordinator"
+            )),
+        }
+    }
+}

@@ -179,7 +179,7 @@ pub struct EnrollResponse {
     pub device_id: String,
     pub case_id: String,
     pub case_name: String,
-    pub role: crate::sync::policy::DeviceRole,
+    pub role: crate::model::DeviceRole,
     /// Coordinators only: the case's secret for the ids of imported
     /// reports (see [`CaseInfo::import_salt`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +219,7 @@ pub struct PublishResponse {
 /// `POST /v1/invites`: a coordinator's device asks for a one-time token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteRequest {
-    pub role: crate::sync::policy::DeviceRole,
+    pub role: crate::model::DeviceRole,
     /// How long the token is valid, in seconds.
     pub expires_secs: u64,
 }
@@ -227,7 +227,7 @@ pub struct InviteRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteResponse {
     pub token: String,
-    pub role: crate::sync::policy::DeviceRole,
+    pub role: crate::model::DeviceRole,
     /// RFC 3339, UTC.
     pub expires_at: String,
 }

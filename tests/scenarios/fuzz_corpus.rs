@@ -1,12 +1,12 @@
 //! Replays the fuzz targets' committed seed corpora and every input under
 //! `tests/fuzz/regressions/` through the same functions the cargo-fuzz
-//! targets call (`fieldsync_core::fuzzing`), so the fixes for what the
+//! targets call (`fieldsync_fuzz_bodies`), so the fixes for what the
 //! fuzzer found stay fixed without nightly. Each input's directory names
 //! its target.
 
 use std::path::{Path, PathBuf};
 
-use fieldsync_core::fuzzing::{seeds, TARGETS};
+use fieldsync_fuzz_bodies::{seeds, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")

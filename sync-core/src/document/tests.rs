@@ -1,4 +1,13 @@
 use super::*;
+// The module's names moved into files of `document/` (issue 15); the tests
+// still see what the single file had in scope.
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
+use chrono::{DateTime, FixedOffset};
+
+use crate::identity::DeviceKey;
+use crate::ids::{CaseId, ReportId};
+use crate::model::*;
 
 pub(crate) fn t(s: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(s).unwrap()

@@ -1,7 +1,8 @@
 //! Exports of a case for the people who use the evidence: lawyers,
 //! journalists, researchers. The device exports what its replica holds.
 //!
-//! [`collect`] reads the reports of a case from a [`Replica`], filters and
+//! [`collect`] reads the reports of a case from an [`ExportSource`] (the
+//! device's replica implements it), filters and
 //! orders them and attaches each report's signed change history
 //! ([`exported_report`]); an [`Export`] is plain data from then on. Each
 //! format is a plain function over an [`Export`] that streams to an
@@ -37,18 +38,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use automerge::{Change, ChangeHash};
+use automerge::{AutoCommit, Change, ChangeHash};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::case_key::CaseSecret;
-use crate::document::rfc3339;
+use crate::document::{rfc3339, ViewError};
 use crate::envelope::{self, AttachmentMeta};
 use crate::ids::{CaseId, ReportId};
 use crate::model::{AttachmentRef, Report, ReviewStatus};
-use crate::replica::{Replica, ReplicaError};
 use crate::signed_change::attribute;
 
 pub mod csv;
@@ -217,10 +217,29 @@ impl Filters {
     }
 }
 
+/// What an export reads: the reports a device holds and their signed
+/// histories. The device's replica implements it (`replica/export_source.rs`);
+/// the export does not know how they are stored.
+pub trait ExportSource {
+    type Error: From<ViewError>;
+    /// Every report held, in id order.
+    fn report_ids(&self) -> Result<Vec<ReportId>, Self::Error>;
+    /// A report's typed view, or why it cannot be read (`Ok(Err(_))`): a
+    /// report held but unreadable is listed, not an error of the source.
+    fn read_report(&self, id: &ReportId) -> Result<Result<Report, ViewError>, Self::Error>;
+    /// A report's document, with every change.
+    fn report_document(&self, id: &ReportId) -> Result<AutoCommit, Self::Error>;
+    /// The stored signature of a change, if any.
+    fn change_signature(
+        &self,
+        id: &ReportId,
+        hash: &ChangeHash,
+    ) -> Result<Option<Vec<u8>>, Self::Error>;
+}
+
+/// A format writer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error(transparent)]
-    Replica(#[from] ReplicaError),
     #[error("writing the export failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("writing the export failed: {0}")]
@@ -254,43 +273,42 @@ pub struct UnreadableReport {
 /// The reports of `case` on this device in [`report_order`], and those it
 /// cannot read, in id order. A replica holds one case's reports; an
 /// unreadable one, whose case field cannot be trusted, is listed with it.
-pub fn case_reports(
-    replica: &Replica,
+pub fn case_reports<S: ExportSource>(
+    source: &S,
     case: &CaseId,
-) -> Result<(Vec<Report>, Vec<UnreadableReport>), ReplicaError> {
-    let (reports, unreadable) = read_case(replica, case)?;
+) -> Result<(Vec<Report>, Vec<UnreadableReport>), S::Error> {
+    let (reports, unreadable) = read_case(source, case)?;
     Ok((reports.into_iter().map(|(_, r)| r).collect(), unreadable))
 }
 
 /// The reports of `case` on this device that pass `filters`, in
 /// [`report_order`], each with its history; and those it cannot read.
-pub fn collect(
-    replica: &Replica,
+pub fn collect<S: ExportSource>(
+    source: &S,
     case: &CaseId,
     filters: &Filters,
-) -> Result<(Vec<ExportedReport>, Vec<UnreadableReport>), ReplicaError> {
-    let (reports, unreadable) = read_case(replica, case)?;
+) -> Result<(Vec<ExportedReport>, Vec<UnreadableReport>), S::Error> {
+    let (reports, unreadable) = read_case(source, case)?;
     let mut out = Vec::with_capacity(reports.len());
     for (id, report) in reports.into_iter().filter(|(_, r)| filters.matches(r)) {
-        out.push(exported_report_with(replica, &id, report)?);
+        out.push(exported_report_with(source, &id, report)?);
     }
     Ok((out, unreadable))
 }
 
 type ReadCase = (Vec<(ReportId, Report)>, Vec<UnreadableReport>);
 
-fn read_case(replica: &Replica, case: &CaseId) -> Result<ReadCase, ReplicaError> {
+fn read_case<S: ExportSource>(source: &S, case: &CaseId) -> Result<ReadCase, S::Error> {
     let mut reports = Vec::new();
     let mut unreadable = Vec::new();
-    for id in replica.report_ids()? {
-        match replica.report(&id) {
+    for id in source.report_ids()? {
+        match source.read_report(&id)? {
             Ok(report) if report.case == case.as_str() => reports.push((id, report)),
             Ok(_) => {}
-            Err(ReplicaError::View(e)) => unreadable.push(UnreadableReport {
+            Err(e) => unreadable.push(UnreadableReport {
                 id,
                 reason: e.to_string(),
             }),
-            Err(e) => return Err(e),
         }
     }
     reports.sort_by(|a, b| report_order(&a.1, &b.1));
@@ -298,19 +316,25 @@ fn read_case(replica: &Replica, case: &CaseId) -> Result<ReadCase, ReplicaError>
 }
 
 /// One report with its signed change history, each signature checked.
-pub fn exported_report(replica: &Replica, id: &ReportId) -> Result<ExportedReport, ReplicaError> {
-    exported_report_with(replica, id, replica.report(id)?)
+pub fn exported_report<S: ExportSource>(
+    source: &S,
+    id: &ReportId,
+) -> Result<ExportedReport, S::Error> {
+    let report = source.read_report(id)??;
+    exported_report_with(source, id, report)
 }
 
-fn exported_report_with(
-    replica: &Replica,
+fn exported_report_with<S: ExportSource>(
+    source: &S,
     id: &ReportId,
     report: Report,
-) -> Result<ExportedReport, ReplicaError> {
-    let mut doc = replica.document(id)?;
+) -> Result<ExportedReport, S::Error> {
+    let mut doc = source.report_document(id)?;
     let mut history = Vec::new();
     for change in history_order(doc.get_changes(&[])) {
-        let signature = replica.signature(id, &change.hash())?.unwrap_or_default();
+        let signature = source
+            .change_signature(id, &change.hash())?
+            .unwrap_or_default();
         history.push(history_entry(&change, signature));
     }
     Ok(ExportedReport { report, history })

@@ -12,6 +12,7 @@ use crate::envelope::AttachmentMeta;
 use crate::model::{
     AttachmentRef, Edit, Person, Place, Report, Review, ReviewStatus, Role, TimelineEntry,
 };
+use crate::replica::Replica;
 use crate::{NewReport, ReportId};
 
 pub(crate) const CASE_ID: &str = "00112233445566778899aabbccddeeff";

@@ -38,6 +38,7 @@ use crate::sync::device::{
 
 pub mod bundles;
 pub mod case_keys;
+mod export_source;
 pub mod imports;
 pub mod outbox;
 pub mod roster;

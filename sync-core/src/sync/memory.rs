@@ -31,7 +31,7 @@ impl MemoryStore {
         }
     }
 
-    pub fn enroll(&mut self, key: PublicKey, role: super::policy::DeviceRole) {
+    pub fn enroll(&mut self, key: PublicKey, role: crate::model::DeviceRole) {
         self.members.insert(
             key,
             Member {

@@ -1,42 +1,13 @@
 //! Who may read and write what. Plain functions over documents and changes;
 //! the server applies them to every change it is offered, whoever relays it.
 
-use automerge::legacy::{Key, ObjectId};
-use automerge::{Automerge, Change, ObjId, ReadDoc, ROOT};
+use automerge::{Automerge, Change};
 
-use crate::document::{IMMUTABLE_KEYS, REVIEW_KEY};
+use crate::document::{fields_touched, Depth, Field, TouchedField};
 use crate::ids::DeviceId;
+// issue 15: callers move after merge
+pub use crate::model::DeviceRole;
 use crate::protocol::Refusal;
-
-/// A device's role in its case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceRole {
-    Reporter,
-    Coordinator,
-}
-
-impl DeviceRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceRole::Reporter => "reporter",
-            DeviceRole::Coordinator => "coordinator",
-        }
-    }
-}
-
-impl std::str::FromStr for DeviceRole {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "reporter" => Ok(DeviceRole::Reporter),
-            "coordinator" => Ok(DeviceRole::Coordinator),
-            other => Err(format!(
-                "unknown role {other:?}; expected reporter or coordinator"
-            )),
-        }
-    }
-}
 
 /// An enrolled device as the server knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,38 +40,34 @@ pub fn check_change(
         }
     }
     // A change to an existing report is never its creation, whatever its
-    // dependencies say (`handle_sync` refuses one without any).
+    // dependencies say (`handle_sync` refuses one without any). A creation
+    // may write every field; `check_creation` checks what it wrote.
     let is_creation = creator.is_none() && change.deps().is_empty();
-    let expanded = change.decode();
-    let review_objects: Vec<ObjId> = doc
-        .get_all(ROOT, REVIEW_KEY)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, id)| id)
-        .collect();
-    for op in &expanded.operations {
-        let root_key = match (&op.obj, &op.key) {
-            (ObjectId::Root, Key::Map(k)) => Some(k.as_str()),
-            _ => None,
+    if is_creation {
+        return Ok(());
+    }
+    for touch in fields_touched(doc, change) {
+        let field = match &touch.field {
+            TouchedField::Layout(field) => Some(*field),
+            TouchedField::Other(_) => None,
         };
-        if !is_creation && root_key.is_some_and(|k| IMMUTABLE_KEYS.contains(&k)) {
+        if touch.depth == Depth::Key && field.is_some_and(Field::is_immutable) {
             return Err((
                 Refusal::ImmutableField,
                 format!(
                     "`{}` is written once, when the report is created",
-                    root_key.unwrap_or_default()
+                    touch.field.key()
                 ),
             ));
         }
-        if author.role != DeviceRole::Coordinator && !is_creation {
-            let in_review = root_key == Some(REVIEW_KEY)
-                || review_objects.iter().any(|obj| same_object(obj, &op.obj));
-            if in_review {
-                return Err((
-                    Refusal::ReviewIsForCoordinators,
-                    "review status, reviewer and note are set by coordinators only".into(),
-                ));
-            }
+        // The review map's own keys; objects further down are not part of
+        // the review a reader sees.
+        let in_review = field == Some(Field::Review) && touch.depth != Depth::Below;
+        if author.role != DeviceRole::Coordinator && in_review {
+            return Err((
+                Refusal::ReviewIsForCoordinators,
+                "review status, reviewer and note are set by coordinators only".into(),
+            ));
         }
     }
     Ok(())
@@ -133,14 +100,4 @@ pub fn check_creation(
         ));
     }
     Ok(())
-}
-
-fn same_object(obj: &ObjId, legacy: &ObjectId) -> bool {
-    match (obj, legacy) {
-        (ObjId::Root, ObjectId::Root) => true,
-        (ObjId::Id(counter, actor, _), ObjectId::Id(op)) => {
-            *counter == op.counter() && actor == op.actor()
-        }
-        _ => false,
-    }
 }

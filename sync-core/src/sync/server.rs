@@ -23,7 +23,8 @@ use crate::signed_change::{
     VerifiedChange,
 };
 
-use super::policy::{check_change, check_creation, may_read, DeviceRole, Member};
+use super::policy::{check_change, check_creation, may_read, Member};
+use crate::model::DeviceRole;
 
 /// A document as the server store holds it.
 pub struct StoredDocument {

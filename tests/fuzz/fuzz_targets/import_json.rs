@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fieldsync_core::fuzzing::import_json(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fieldsync_fuzz_bodies::import_json(data));

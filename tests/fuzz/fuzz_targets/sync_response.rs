@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fieldsync_core::fuzzing::sync_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fieldsync_fuzz_bodies::sync_response(data));

@@ -10,7 +10,7 @@ fn main() -> std::io::Result<()> {
             .nth(1)
             .unwrap_or_else(|| "tests/fuzz/seeds".into()),
     );
-    for (target, name, bytes) in fieldsync_core::fuzzing::seeds() {
+    for (target, name, bytes) in fieldsync_fuzz_bodies::seeds() {
         let target_dir = dir.join(target);
         std::fs::create_dir_all(&target_dir)?;
         std::fs::write(target_dir.join(&name), bytes)?;

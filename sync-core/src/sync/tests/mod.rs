@@ -12,10 +12,11 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::document::NewReport;
 use crate::ids::{CaseId, ReportId};
+use crate::model::DeviceRole;
 use crate::protocol::{SyncRequest, SyncResponse};
 use crate::replica::Replica;
 use crate::sync::memory::MemoryStore;
-use crate::sync::policy::{DeviceRole, Member};
+use crate::sync::policy::Member;
 use crate::sync::server::{handle_sync, ServerLimits};
 use crate::PublicKey;
 
