@@ -36,9 +36,9 @@ pub const UPLOADS_DIR: &str = "uploads";
 /// Bytes read at a time when hashing a file.
 const HASH_CHUNK: usize = 1 << 20;
 
-/// A blob's id: the SHA-256 of its ciphertext, 64 lowercase hex characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BlobId(String);
+/// A blob's id (the SHA-256 of its ciphertext) is the core's: a signed
+/// report names its attachments by it.
+pub use fieldsync_core::BlobId;
 
 /// An upload's id: 128 random bits, 32 lowercase hex characters; only the
 /// device that created the upload is ever told it.
@@ -67,27 +67,6 @@ fn parse_hex(s: &str, len: usize, kind: &'static str) -> Result<String, BlobIdEr
             len,
             got: s.chars().take(80).collect(),
         })
-    }
-}
-
-impl BlobId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The id of these bytes.
-    pub fn of(bytes: &[u8]) -> BlobId {
-        BlobId(hex::encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            bytes,
-        )))
-    }
-}
-
-impl FromStr for BlobId {
-    type Err = BlobIdError;
-    fn from_str(s: &str) -> Result<Self, BlobIdError> {
-        parse_hex(s, 64, "a blob id (SHA-256 of the ciphertext)").map(BlobId)
     }
 }
 
@@ -127,7 +106,7 @@ macro_rules! display_id {
         }
     )+};
 }
-display_id!(BlobId, UploadId);
+display_id!(UploadId);
 
 /// A file operation failed. Never sent to a client.
 #[derive(Debug, thiserror::Error)]
@@ -432,7 +411,12 @@ fn hash_file(path: &Path) -> Result<BlobId, BlobStoreError> {
         }
         context.update(&buf[..n]);
     }
-    Ok(BlobId(hex::encode(context.finish())))
+    let digest = context.finish();
+    let digest: &[u8; 32] = digest
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes");
+    Ok(BlobId::from_sha256(digest))
 }
 
 fn remove_file(path: &Path) -> Result<bool, BlobStoreError> {

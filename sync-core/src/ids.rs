@@ -127,6 +127,12 @@ impl BlobId {
             bytes,
         )))
     }
+
+    /// The id of a SHA-256 digest computed elsewhere (a file hashed as it
+    /// streams).
+    pub fn from_sha256(digest: &[u8; 32]) -> BlobId {
+        BlobId(hex::encode(digest))
+    }
 }
 
 impl ReportId {

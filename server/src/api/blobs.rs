@@ -10,7 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
 use super::state::{audited, authenticate, blocking, AppState};
-use crate::blob_store::{read_chunk, BlobId, BlobIdError};
+use crate::blob_store::{read_chunk, BlobId};
+use fieldsync_core::ids::IdError;
 use crate::store::{BlobAccess, DeviceRecord};
 
 /// Bytes of a blob read from disk per response chunk.
@@ -36,7 +37,7 @@ pub(super) async fn serve_blob(
 ) -> Result<HttpResponse, ApiError> {
     let blob: BlobId = raw_id
         .parse()
-        .map_err(|e: BlobIdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e: IdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (st, dev, b) = (state.clone(), device.clone(), blob.clone());
     let size = match blocking(move || st.store.blob_access(&dev, &b)).await? {
         BlobAccess::Readable { size } => size,

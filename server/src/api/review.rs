@@ -1,9 +1,7 @@
 //! The review web app: its static page and the JSON API the page calls.
 //!
-//! Moved as it was from `web.rs` (issue 15): `report_json`, `changed_fields`
-//! and `conflicts` still decode `automerge::legacy` ops and name the
-//! report's keys themselves, until the core's typed `fields_touched` and
-//! `conflicts` replace them.
+//! What a change touched and which fields conflict come from the core's
+//! `document` queries: no key of the report's layout is named here.
 //!
 //! Routes: `GET /`, `/login`, `/report/{id}` (the page), `GET /assets/{file}`,
 //! `POST /web/session`, `POST /web/logout`, and under `/web/api/`: `me`,
@@ -26,11 +24,11 @@
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use automerge::{AutoCommit, Automerge, Change, ReadDoc, ROOT};
+use automerge::{AutoCommit, Automerge, Change};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use fieldsync_core::document::read_report;
+use fieldsync_core::document::{self, read_report};
 use fieldsync_core::identity::Signature;
 use fieldsync_core::model::{Edit, Place, ReviewStatus};
 use fieldsync_core::signed_change::{attribute, SignedChange};
@@ -350,73 +348,29 @@ fn report_json(stored: &StoredReport) -> Result<Value, ApiError> {
 /// The id (`counter@actor`) of each root map a review edit writes into, for
 /// the page's check that a prepared change writes into these and no other.
 fn edited_maps(doc: &Automerge) -> serde_json::Map<String, Value> {
-    ["review", "place", "tags"]
+    document::review_edit_objects(doc)
         .into_iter()
-        .filter_map(|key| match doc.get(ROOT, key) {
-            Ok(Some((automerge::Value::Object(_), id))) => {
-                Some((key.to_owned(), json!(id.to_string())))
-            }
-            _ => None,
-        })
+        .map(|(field, id)| (field.key().to_owned(), json!(id.to_string())))
         .collect()
 }
 
-/// The top-level fields a change writes (`place`, `review`, `tags`, …).
+/// The top-level fields a change writes (`place`, `review`, `tags`, …),
+/// each once, in key order.
 fn changed_fields(doc: &Automerge, change: &Change) -> Vec<String> {
-    use automerge::legacy::{Key, ObjectId};
-    let mut fields = std::collections::BTreeSet::new();
-    for op in change.decode().operations {
-        let field = match (&op.obj, &op.key) {
-            (ObjectId::Root, Key::Map(k)) => Some(k.to_string()),
-            (ObjectId::Id(id), _) => doc
-                .import(&format!("{}@{}", id.counter(), id.actor()))
-                .ok()
-                .and_then(|(obj, _)| doc.parents(obj).ok()?.last())
-                .and_then(|parent| match parent.prop {
-                    automerge::Prop::Map(k) => Some(k),
-                    automerge::Prop::Seq(_) => None,
-                }),
-            _ => None,
-        };
-        if let Some(f) = field {
-            fields.insert(f);
-        }
-    }
+    let fields: std::collections::BTreeSet<String> = document::fields_touched(doc, change)
+        .into_iter()
+        .map(|touch| touch.field.key().to_owned())
+        .collect();
     fields.into_iter().collect()
 }
 
 /// Single-valued fields that hold more than one value after concurrent
 /// writes: the review page shows every one.
 fn conflicts(doc: &Automerge) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut check = |label: &str, obj: &automerge::ObjId, key: &str| {
-        let values: Vec<String> = doc
-            .get_all(obj, key)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(v, _)| match v {
-                automerge::Value::Scalar(s) => match s.as_ref() {
-                    automerge::ScalarValue::Str(t) => t.to_string(),
-                    other => other.to_string(),
-                },
-                automerge::Value::Object(t) => format!("({t})"),
-            })
-            .collect();
-        if values.len() > 1 {
-            out.push(json!({"field": label, "values": values}));
-        }
-    };
-    for key in ["title", "occurred_at", "approximate"] {
-        check(key, &ROOT, key);
-    }
-    if let Ok(Some((_, place))) = doc.get(ROOT, "place") {
-        check("place.name", &place, "name");
-    }
-    if let Ok(Some((_, review))) = doc.get(ROOT, "review") {
-        check("review.status", &review, "status");
-        check("review.note", &review, "note");
-    }
-    out
+    document::conflicts(doc)
+        .into_iter()
+        .map(|c| json!({"field": c.field.label(), "values": c.values}))
+        .collect()
 }
 
 /// An edit the review page asks for.

@@ -7,7 +7,7 @@ use fieldsync_core::DeviceId;
 use fieldsync_core::ReportId;
 
 /// Schema version of the database this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Longest case name, in bytes.
 pub(super) const MAX_CASE_NAME_BYTES: usize = 100;

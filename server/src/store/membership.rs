@@ -21,6 +21,10 @@ pub struct CaseRecord {
     pub id: CaseId,
     pub name: String,
     pub created_at: String,
+    /// The zone imports read times without an offset in (an IANA name or
+    /// an offset such as `+06:00`), checked by the caller; `None` when the
+    /// case has none.
+    pub timezone: Option<String>,
 }
 
 /// An enrolled device.
@@ -53,6 +57,16 @@ impl DeviceRecord {
 impl Store {
     /// Creates a case under a new random id. Names are unique.
     pub fn create_case(&self, name: &str) -> Result<CaseRecord, StoreError> {
+        self.create_case_in_zone(name, None)
+    }
+
+    /// Creates a case with a time zone (already checked as one by the
+    /// caller: the store knows no zone names), in one transaction.
+    pub fn create_case_in_zone(
+        &self,
+        name: &str,
+        timezone: Option<&str>,
+    ) -> Result<CaseRecord, StoreError> {
         validate_case_name(name)?;
         let id = CaseId::random().map_err(|_| StoreError::Random)?;
         let mut conn = self.conn()?;
@@ -64,14 +78,17 @@ impl Store {
             id,
             name: name.to_owned(),
             created_at: now_text(),
+            timezone: timezone.map(str::to_owned),
         };
         tx.execute(
-            "INSERT INTO cases (id, name, created_at, import_salt) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO cases (id, name, created_at, import_salt, timezone)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 record.id.as_str(),
                 record.name,
                 record.created_at,
-                random_token()?
+                random_token()?,
+                record.timezone,
             ],
         )?;
         write_audit(
@@ -82,6 +99,43 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(record)
+    }
+
+    /// Sets or clears a case's time zone; devices learn it on their next
+    /// sync.
+    pub fn set_case_timezone(
+        &self,
+        name: &str,
+        timezone: Option<&str>,
+    ) -> Result<CaseRecord, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut record) = case_by_name(&tx, name)? else {
+            return Err(StoreError::UnknownCase(name.to_owned()));
+        };
+        tx.execute(
+            "UPDATE cases SET timezone = ?2 WHERE id = ?1",
+            params![record.id.as_str(), timezone],
+        )?;
+        write_audit(
+            &tx,
+            "case-timezone",
+            None,
+            &format!("case {} ({}): {}", name, record.id, timezone.unwrap_or("none")),
+        )?;
+        tx.commit()?;
+        record.timezone = timezone.map(str::to_owned);
+        Ok(record)
+    }
+
+    /// A case's time zone, by id: what a sync answer tells devices.
+    pub fn case_timezone(&self, case: &CaseId) -> Result<Option<String>, StoreError> {
+        let conn = self.conn()?;
+        let zone = conn
+            .prepare_cached("SELECT timezone FROM cases WHERE id = ?1")?
+            .query_row([case.as_str()], |r| r.get::<_, Option<String>>(0))
+            .optional()?;
+        Ok(zone.flatten())
     }
 
     pub fn case_by_name(&self, name: &str) -> Result<Option<CaseRecord>, StoreError> {
@@ -295,15 +349,17 @@ pub(super) fn case_by_name(
     conn: &Connection,
     name: &str,
 ) -> Result<Option<CaseRecord>, StoreError> {
-    let row: Option<(String, String, String)> = conn
-        .prepare_cached("SELECT id, name, created_at FROM cases WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    type Row = (String, String, String, Option<String>);
+    let row: Option<Row> = conn
+        .prepare_cached("SELECT id, name, created_at, timezone FROM cases WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    row.map(|(id, name, created_at)| {
+    row.map(|(id, name, created_at, timezone)| {
         Ok(CaseRecord {
             id: parse_stored(&id, "case id")?,
             name,
             created_at,
+            timezone,
         })
     })
     .transpose()

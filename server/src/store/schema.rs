@@ -80,6 +80,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(include_str!("../../migrations/007_case_public_keys.sql"))?;
         set_version(&tx, 7)?;
     }
+    if version < 8 {
+        // A time zone per case (issue 15), which devices learn on sync.
+        tx.execute_batch(include_str!("../../migrations/008_case_timezone.sql"))?;
+        set_version(&tx, 8)?;
+    }
     tx.commit()?;
     Ok(())
 }

@@ -30,6 +30,7 @@ pub trait MembershipStore {
     fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError>;
     fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError>;
     fn import_salt(&self, case: &CaseId) -> Result<String, StoreError>;
+    fn case_timezone(&self, case: &CaseId) -> Result<Option<String>, StoreError>;
     fn use_nonce(
         &self,
         device: &DeviceId,
@@ -128,6 +129,9 @@ impl MembershipStore for Store {
     }
     fn import_salt(&self, case: &CaseId) -> Result<String, StoreError> {
         Store::import_salt(self, case)
+    }
+    fn case_timezone(&self, case: &CaseId) -> Result<Option<String>, StoreError> {
+        Store::case_timezone(self, case)
     }
     fn use_nonce(
         &self,
