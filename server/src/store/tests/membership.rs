@@ -30,6 +30,43 @@ fn case_names_are_unique_and_validated() {
 }
 
 #[test]
+fn a_case_keeps_its_time_zone_until_it_is_changed_or_cleared() {
+    let (_dir, store) = open();
+    let plain = store.create_case("plain").unwrap();
+    assert_eq!(plain.timezone, None);
+    assert_eq!(store.case_timezone(&plain.id).unwrap(), None);
+
+    let almaty = store
+        .create_case_in_zone("almaty", Some("Asia/Almaty"))
+        .unwrap();
+    assert_eq!(almaty.timezone.as_deref(), Some("Asia/Almaty"));
+    assert_eq!(
+        store.case_timezone(&almaty.id).unwrap().as_deref(),
+        Some("Asia/Almaty")
+    );
+    let read = store.case_by_name("almaty").unwrap().unwrap();
+    assert_eq!(read.timezone.as_deref(), Some("Asia/Almaty"));
+
+    store.set_case_timezone("plain", Some("+03:00")).unwrap();
+    assert_eq!(
+        store.case_timezone(&plain.id).unwrap().as_deref(),
+        Some("+03:00")
+    );
+    store.set_case_timezone("almaty", None).unwrap();
+    assert_eq!(store.case_timezone(&almaty.id).unwrap(), None);
+    assert!(matches!(
+        store.set_case_timezone("nope", Some("UTC")),
+        Err(StoreError::UnknownCase(_))
+    ));
+    let audit = store.audit_log().unwrap();
+    assert_eq!(
+        audit.iter().filter(|row| row.1 == "case-timezone").count(),
+        2,
+        "{audit:?}"
+    );
+}
+
+#[test]
 fn an_invited_device_enrolls_once_and_only_the_token_hash_is_stored() {
     let (_dir, store) = open();
     let case = store.create_case("rally").unwrap();

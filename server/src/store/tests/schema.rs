@@ -141,7 +141,8 @@ fn a_version_3_database_gets_its_tag_index_on_upgrade_and_keeps_it() {
     assert_eq!(before[0], "Water cannon");
     // What schema 3 had: the timeline without its tag index (and
     // changes without the feed columns of schema 5, cases without the
-    // import salt of schema 6, no case public keys of schema 7).
+    // import salt of schema 6, no case public keys of schema 7, cases
+    // without the time zone of schema 8).
     raw(&store)
         .execute_batch(
             "DROP TRIGGER timeline_tags_insert;
@@ -153,6 +154,7 @@ fn a_version_3_database_gets_its_tag_index_on_upgrade_and_keeps_it() {
              ALTER TABLE changes DROP COLUMN doc_creator;
              ALTER TABLE cases DROP COLUMN import_salt;
              DROP TABLE case_public_keys;
+             ALTER TABLE cases DROP COLUMN timezone;
              PRAGMA user_version = 3;",
         )
         .unwrap();
