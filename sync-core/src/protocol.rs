@@ -49,6 +49,12 @@ pub struct SyncResponse {
     pub cursor: u64,
     /// The feed holds more for this device than fit: sync again.
     pub more: bool,
+    /// The case's time zone (an IANA name or an offset such as `+06:00`),
+    /// which imports on the device use for times written without an
+    /// offset; absent when the case has none, and from servers before
+    /// issue 15. Filled by the HTTP layer, not by [`crate::sync::server`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_timezone: Option<String>,
 }
 
 /// What the server sends for one document.
@@ -189,6 +195,9 @@ pub struct EnrollResponse {
     /// one. Absent from servers before issue 14.
     #[serde(default)]
     pub case_keys: Vec<crate::case_key_trust::PublishedCaseKey>,
+    /// The case's time zone, as in [`SyncResponse::case_timezone`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_timezone: Option<String>,
 }
 
 /// `GET /v1/case`, for coordinators' devices.

@@ -72,7 +72,13 @@ pub(super) async fn enroll(
     };
     let st = state.clone();
     let case = device.case_id.clone();
-    let case_keys = blocking(move || st.store.case_public_keys(&case)).await?;
+    let (case_keys, case_timezone) = blocking(move || {
+        Ok::<_, StoreError>((
+            st.store.case_public_keys(&case)?,
+            st.store.case_timezone(&case)?,
+        ))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(EnrollResponse {
         device_id: device.device_id.to_string(),
         case_id: device.case_id.to_string(),
@@ -80,5 +86,6 @@ pub(super) async fn enroll(
         role: device.role,
         import_salt,
         case_keys,
+        case_timezone,
     }))
 }

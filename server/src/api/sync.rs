@@ -36,10 +36,14 @@ pub(super) async fn sync(
                 SyncError::<StoreError>::from(e).to_string(),
             )
         })?;
-        st.store
+        let mut response = st
+            .store
             .sync_verified(&dev, verified, limits, None)
-            .map(|r| (r, offered))
-            .map_err(sync_refusal)
+            .map_err(sync_refusal)?;
+        // Read after the round's commit, outside its write lock: a zone
+        // set by `admin case timezone` reaches devices on their next sync.
+        response.case_timezone = st.store.case_timezone(&dev.case_id)?;
+        Ok::<_, ApiError>((response, offered))
     })
     .await?;
     let received: usize = response.docs.iter().map(|d| d.changes.len()).sum();

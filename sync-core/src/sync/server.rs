@@ -264,6 +264,7 @@ pub fn respond(mut docs: Vec<DocUpdate>, feed: FeedAnswer) -> SyncResponse {
         docs,
         cursor: feed.cursor,
         more: feed.more,
+        case_timezone: None,
     }
 }
 

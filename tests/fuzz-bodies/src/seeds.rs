@@ -111,6 +111,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }],
         cursor: 3,
         more: false,
+        case_timezone: None,
     };
     out.push(("sync_response", "answer.json".into(), answer.to_json()));
 
