@@ -8,9 +8,6 @@
 //! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
 //!   functions over data for both sides.
 //! - [`replica`]: the device-side SQLite store.
-//! - [`device`]: the device application over the replica: enrollment, a
-//!   full sync in order, resumable transfers over a [`device::Transport`]
-//!   the client supplies, import ids.
 //! - [`export`]: a case's reports and their signed history as JSON, CSV,
 //!   GeoJSON, TimelineJS or Markdown.
 //! - [`web_login`]: the certificate by which a coordinator's device lends a
