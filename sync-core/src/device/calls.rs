@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::transport::{Body, Request, Transport, TransportError};
 use crate::case_key_trust::PublishedCaseKey;
-use crate::identity::DeviceKey;
+use crate::identity::PublicKey;
 use crate::protocol::{
     CaseInfo, CaseKeysResponse, EnrollRequest, EnrollResponse, InviteRequest, InviteResponse,
     PublishResponse, SyncRequest, SyncResponse,
@@ -49,15 +49,15 @@ fn get<T: DeserializeOwned>(t: &impl Transport, path: &str) -> Result<T, Transpo
     serde_json::from_slice(&response.bytes()?).map_err(bad)
 }
 
-/// Enrolls `key` with a one-time `token`.
+/// Enrolls the device whose key is `public_key` with a one-time `token`.
 pub fn enroll(
     t: &impl Transport,
-    key: &DeviceKey,
+    public_key: &PublicKey,
     token: &str,
 ) -> Result<EnrollResponse, TransportError> {
     let body = serde_json::to_vec(&EnrollRequest {
         token: token.to_owned(),
-        public_key: hex::encode(key.public_key().as_bytes()),
+        public_key: hex::encode(public_key.as_bytes()),
     })
     .map_err(bad)?;
     serde_json::from_slice(&post(t, "/v1/enroll", &body)?).map_err(bad)

@@ -4,7 +4,7 @@
 use super::calls;
 use super::meta_keys as keys;
 use super::transport::{Transport, TransportError};
-use super::upload_outbox::{OutboxProgress, UploadSummary};
+use super::upload_outbox::{self, OutboxProgress, UploadSummary};
 use crate::protocol::EnrollResponse;
 use crate::replica::{Replica, ReplicaError, RoundReport, SyncFailure, SyncSummary};
 use crate::sync::policy::DeviceRole;
@@ -34,7 +34,7 @@ pub enum DeviceError {
     /// The changes did not get through; `left` of them wait on the device.
     #[error("sync failed: {failure}\nnothing was lost: {left} changes stay on this device")]
     SyncFailed {
-        failure: SyncFailure<TransportError>,
+        failure: Box<SyncFailure<TransportError>>,
         left: usize,
     },
     #[error(transparent)]
@@ -65,7 +65,7 @@ pub struct SyncAll {
 
 /// A device home: the replica and what the device application keeps in it.
 pub struct Device {
-    pub(super) replica: Replica,
+    replica: Replica,
 }
 
 impl Device {
@@ -166,7 +166,10 @@ impl Device {
             Ok(summary) => summary,
             Err(failure) => {
                 let left = self.replica.pending_change_count().unwrap_or(pending);
-                return Err(DeviceError::SyncFailed { failure, left });
+                return Err(DeviceError::SyncFailed {
+                    failure: Box::new(failure),
+                    left,
+                });
             }
         };
         let uploads = self.upload_outbox(t, progress)?;
@@ -187,6 +190,16 @@ impl Device {
             }
         }
         Ok(SyncAll { changes, uploads })
+    }
+
+    /// Uploads every attachment waiting in the outbox (see
+    /// [`upload_outbox::upload_outbox`]).
+    pub fn upload_outbox(
+        &mut self,
+        t: &impl Transport,
+        progress: &dyn OutboxProgress,
+    ) -> Result<UploadSummary, ReplicaError> {
+        upload_outbox::upload_outbox(&mut self.replica, t, progress)
     }
 
     fn keep_offset(

@@ -6,7 +6,7 @@
 //! can know the case, the file's name and its rows, could compute an id an
 //! import will use and create a report under it first, blocking the import.
 
-use super::{Device, DeviceError, Enrollment};
+use super::enrollment::{Device, DeviceError, Enrollment};
 use crate::import::ImportedReport;
 use crate::ReportId;
 

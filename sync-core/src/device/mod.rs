@@ -11,28 +11,14 @@
 mod calls;
 mod enrollment;
 mod import_ids;
+pub mod meta_keys;
 mod transfer;
 mod transport;
 mod upload_outbox;
 
 pub use calls::{case_info, case_keys, enroll, invite, publish_case_key, roster, sync_round};
-pub use enrollment::{Device, DeviceError, Enrollment, SyncAll, SyncEvent};
+pub use enrollment::{clock_offset, Device, DeviceError, Enrollment, SyncAll, SyncEvent};
 pub use import_ids::ImportIds;
 pub use transfer::{download, upload, Progress, TransferError, UploadEvent};
 pub use transport::{Body, Request, Response, Transport, TransportError};
 pub use upload_outbox::{FailedUpload, OutboxProgress, UploadSummary};
-
-/// Where the device home keeps its enrollment and what it learned from the
-/// server. The names are the device home's on-disk format: homes made by
-/// any earlier fieldsync open unchanged.
-pub mod meta_keys {
-    pub const SERVER: &str = "server";
-    pub const CASE_ID: &str = "case_id";
-    pub const CASE_NAME: &str = "case_name";
-    pub const ROLE: &str = "role";
-    /// The case's import salt (coordinators' devices only).
-    pub const IMPORT_SALT: &str = "import_salt";
-    /// Seconds the device's clock is off the server's, learned from a
-    /// server that refused a request for its time.
-    pub const CLOCK_OFFSET: &str = "clock_offset_secs";
-}

@@ -190,8 +190,7 @@ pub fn download(
             break;
         }
         let result = fetch_from(t, blob, size, have, partial, progress);
-        if let Err(TransferError::Transport(TransportError::Refused { status: 416, .. })) = result
-        {
+        if let Err(TransferError::Transport(TransportError::Refused { status: 416, .. })) = result {
             // The server's blob is shorter than the report says it is.
             let _ = std::fs::remove_file(partial);
             return Err(TransferError::Mismatch);

@@ -4,8 +4,7 @@ use serde::Serialize;
 
 use super::transfer::{self, Progress, TransferError, UploadEvent};
 use super::transport::Transport;
-use super::Device;
-use crate::replica::ReplicaError;
+use crate::replica::{Replica, ReplicaError};
 
 /// What uploading the outbox did.
 #[derive(Debug, Default, Serialize)]
@@ -44,68 +43,65 @@ impl OutboxProgress for () {
     fn finish(&self) {}
 }
 
-impl Device {
-    /// Uploads every attachment waiting in the outbox, resuming partial
-    /// ones. A failed attachment stays in the outbox for the next sync; the
-    /// others still go, unless the server cannot be reached at all.
-    pub fn upload_outbox(
-        &mut self,
-        t: &impl Transport,
-        progress: &dyn OutboxProgress,
-    ) -> Result<UploadSummary, ReplicaError> {
-        let replica = &mut self.replica;
-        replica.sweep_outbox()?;
-        let entries = replica.outbox()?;
-        let mut summary = UploadSummary::default();
-        if entries.is_empty() {
-            return Ok(summary);
-        }
-        progress.begin(entries.iter().map(|e| e.size).sum());
-        let mut base = 0u64;
-        for entry in entries {
-            progress.attachment(&entry.attachment_id);
-            let result = transfer::upload(t, &entry, progress, base, &mut |event| {
-                let url = match event {
-                    UploadEvent::Created(url) => Some(url),
-                    UploadEvent::Forgotten => None,
-                };
-                replica
-                    .set_upload_url(&entry.blob, url)
-                    .map_err(|e| TransferError::Io {
-                        what: "cannot save the upload's place on this device".into(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-            });
-            match result {
-                Ok(()) => {
-                    replica.upload_done(&entry.blob)?;
-                    summary.uploaded += 1;
-                    summary.bytes += entry.size;
-                }
-                Err(e) => {
-                    let unreachable = matches!(
-                        e,
-                        TransferError::GaveUp {
-                            unreachable: true,
-                            ..
-                        }
-                    );
-                    summary.failed.push(FailedUpload {
-                        report: entry.report.to_string(),
-                        attachment: entry.attachment_id.clone(),
-                        error: e.to_string(),
-                        will_retry: matches!(e, TransferError::GaveUp { .. }),
-                        damaged_locally: matches!(e, TransferError::LocalDamaged),
-                    });
-                    if unreachable {
-                        // No point waiting out every other attachment too.
-                        break;
+/// Uploads every attachment waiting in the outbox, resuming partial ones.
+/// A failed attachment stays in the outbox for the next sync; the others
+/// still go, unless the server cannot be reached at all.
+pub fn upload_outbox(
+    replica: &mut Replica,
+    t: &impl Transport,
+    progress: &dyn OutboxProgress,
+) -> Result<UploadSummary, ReplicaError> {
+    replica.sweep_outbox()?;
+    let entries = replica.outbox()?;
+    let mut summary = UploadSummary::default();
+    if entries.is_empty() {
+        return Ok(summary);
+    }
+    progress.begin(entries.iter().map(|e| e.size).sum());
+    let mut base = 0u64;
+    for entry in entries {
+        progress.attachment(&entry.attachment_id);
+        let result = transfer::upload(t, &entry, progress, base, &mut |event| {
+            let url = match event {
+                UploadEvent::Created(url) => Some(url),
+                UploadEvent::Forgotten => None,
+            };
+            replica
+                .set_upload_url(&entry.blob, url)
+                .map_err(|e| TransferError::Io {
+                    what: "cannot save the upload's place on this device".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+        });
+        match result {
+            Ok(()) => {
+                replica.upload_done(&entry.blob)?;
+                summary.uploaded += 1;
+                summary.bytes += entry.size;
+            }
+            Err(e) => {
+                let unreachable = matches!(
+                    e,
+                    TransferError::GaveUp {
+                        unreachable: true,
+                        ..
                     }
+                );
+                summary.failed.push(FailedUpload {
+                    report: entry.report.to_string(),
+                    attachment: entry.attachment_id.clone(),
+                    error: e.to_string(),
+                    will_retry: matches!(e, TransferError::GaveUp { .. }),
+                    damaged_locally: matches!(e, TransferError::LocalDamaged),
+                });
+                if unreachable {
+                    // No point waiting out every other attachment too.
+                    break;
                 }
             }
-            base += entry.size;
         }
-        progress.finish();
-        Ok(summary)
+        base += entry.size;
     }
+    progress.finish();
+    Ok(summary)
 }

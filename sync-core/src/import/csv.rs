@@ -333,7 +333,7 @@ pub(super) fn parse(
         };
         match result {
             Ok(report) => reports.push(report),
-            Err(reason) => refused.push(RefusedRow { line, reason }),
+            Err(reason) => refused.push(RefusedRow::new(line, reason)),
         }
     }
     let reports = fields::refuse_repeated_keys(reports, &mut refused);

@@ -46,13 +46,13 @@ pub(crate) fn refuse_repeated_keys(
     let mut kept = Vec::with_capacity(reports.len());
     for report in reports {
         match first_line.get(&report.source_key) {
-            Some(line) => refused.push(RefusedRow {
-                line: report.line,
-                reason: format!(
+            Some(line) => refused.push(RefusedRow::new(
+                report.line,
+                format!(
                     "id {:?} is already the id of the report at line {line}; give each report its own id",
                     report.source_key
                 ),
-            }),
+            )),
             None => {
                 first_line.insert(report.source_key.clone(), report.line);
                 kept.push(report);

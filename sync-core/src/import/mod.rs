@@ -151,6 +151,9 @@ pub struct ImportOptions {
     /// For reports that give no date at all (text), or a time without a
     /// date (CSV `time` column without a date column).
     pub default_date: Option<NaiveDate>,
+    /// The year of dates written without one ("21 May"), before any year
+    /// the text itself implies.
+    pub year: Option<i32>,
 }
 
 /// One report read from a file, ready to become a [`NewReport`].
@@ -181,6 +184,19 @@ pub struct RefusedRow {
     pub line: usize,
     /// What is wrong and how to fix it.
     pub reason: String,
+    /// A date has no year and nothing gave one: the caller may offer a way
+    /// to give it ([`ImportOptions::year`]).
+    pub needs_year: bool,
+}
+
+impl RefusedRow {
+    pub fn new(line: usize, reason: String) -> Self {
+        Self {
+            line,
+            reason,
+            needs_year: false,
+        }
+    }
 }
 
 /// Things a parser noticed but did not put into any field: the coordinator

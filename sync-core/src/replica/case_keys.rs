@@ -30,9 +30,9 @@ use crate::ids::CaseId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaseKeyStoreError {
-    #[error("this device already holds a key for case {case:?} (epoch {epoch}); to make a new one use `fieldsync key rotate --case {case}`")]
+    #[error("this device already holds a key for case {case:?} (epoch {epoch})")]
     AlreadyHasKey { case: String, epoch: u32 },
-    #[error("this device holds no key for case {0:?}; on a coordinator's device make one with `fieldsync key new --case {0}`; a reporter's device receives the case's public key when it enrolls or syncs (`fieldsync sync`)")]
+    #[error("this device holds no key for case {0:?}")]
     NoKey(String),
     #[error("this device holds a different key for case {case:?} epoch {epoch}; the share code belongs to another case or was made on another coordinator device. Ask the coordinator for the current code")]
     EpochClash { case: String, epoch: u32 },

@@ -68,7 +68,7 @@ pub enum ReplicaError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the device store was written by a newer fieldsync (schema {found}, this build knows {REPLICA_SCHEMA}); update fieldsync")]
     NewerSchema { found: i64 },
-    #[error("this device has no identity yet; run `fieldsync device init` first")]
+    #[error("this device has no identity yet")]
     NoIdentity,
     #[error("this device already has an identity ({0}); it is never replaced, because its reports are signed with it")]
     IdentityExists(DeviceId),

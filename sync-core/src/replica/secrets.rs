@@ -54,7 +54,7 @@ pub enum SecretsError {
     NoPassphrase(String),
     #[error("the passphrase is too short: use at least {MIN_PASSPHRASE_CHARS} characters")]
     TooShort,
-    #[error("this device home already has a passphrase; change it with `fieldsync device passphrase change`")]
+    #[error("this device home already has a passphrase")]
     AlreadySet,
     #[error("this device home has no passphrase")]
     NotSet,
@@ -64,7 +64,7 @@ pub enum SecretsError {
         "the passphrase settings stored in this device home are damaged or out of bounds: {0}"
     )]
     BadRecord(String),
-    #[error("another process holds this device home open, so old copies of its keys may remain in its files; close other fieldsync processes on it and run `fieldsync device passphrase change` (or `set`) again")]
+    #[error("another process holds this device home open, so old copies of its keys may remain in its files")]
     ScrubBusy,
     #[error("the system random number generator failed")]
     Random,
