@@ -1,6 +1,7 @@
 //! Support for fieldsync's cross-crate scenarios (`scenarios/`): helpers
 //! that start processes and make test data. Never used by the product.
 
+pub mod busy;
 pub mod http;
 pub mod proxy;
 

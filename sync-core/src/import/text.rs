@@ -51,7 +51,7 @@ type Parsed = (Vec<ImportedReport>, Vec<RefusedRow>, Candidates);
 
 /// How a refusal for a date without a year ends; a caller can offer its
 /// way to give the year ([`super::ImportOptions::year`]).
-const NO_YEAR: &str = "add the year, or give the year such dates are in";
+pub(super) const NO_YEAR: &str = "add the year, or give the year such dates are in";
 
 pub(super) fn parse(
     text: &str,
