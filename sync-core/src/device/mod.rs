@@ -22,3 +22,5 @@ pub use import_ids::ImportIds;
 pub use transfer::{download, upload, Progress, TransferError, UploadEvent};
 pub use transport::{Body, Request, Response, Transport, TransportError};
 pub use upload_outbox::{FailedUpload, OutboxProgress, UploadSummary};
+#[cfg(test)]
+mod tests;
