@@ -10,7 +10,7 @@ use crate::document::{
 };
 use crate::model::{Person, Role};
 
-use super::{ImportedReport, RefusedRow};
+use super::types::{ImportedReport, RefusedRow};
 
 /// The report if it passes the checks an edit makes, else the reason.
 /// An empty title is refused here too: the model allows it, an import

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::dates::{self, parse_datetime};
 use super::fields;
-use super::{ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
+use super::types::{ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
 use crate::model::{Person, Place, Role, TimelineEntry};
 
 /// The `format` of the project's export.

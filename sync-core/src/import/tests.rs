@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use proptest::prelude::*;
 
 use super::*;
 use crate::document::ReportDocument;
 use crate::identity::DeviceKey;
+use crate::ids::{CaseId, ReportId};
 
 const SAMPLE: &str = include_str!("../../tests/samples/almaty-2016-05-21-rally-arrests.txt");
 const CSV: &str = "title,date,place\nArrest at the bus stop,21.05.2016 10:40,Almaty\n";

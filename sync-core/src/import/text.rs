@@ -43,14 +43,14 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 use super::candidates;
 use super::dates::{self, FoundDate};
 use super::fields;
-use super::{Candidates, ImportError, ImportOptions, ImportedReport, RefusedRow};
+use super::types::{Candidates, ImportError, ImportOptions, ImportedReport, RefusedRow};
 use crate::document::{MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES};
 use crate::model::{Place, TimelineEntry};
 
 type Parsed = (Vec<ImportedReport>, Vec<RefusedRow>, Candidates);
 
 /// How a refusal for a date without a year ends; a caller can offer its
-/// way to give the year ([`super::ImportOptions::year`]).
+/// way to give the year ([`ImportOptions::year`]).
 pub(super) const NO_YEAR: &str = "add the year, or give the year such dates are in";
 
 pub(super) fn parse(

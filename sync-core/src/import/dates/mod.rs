@@ -18,7 +18,7 @@ use chrono::{Offset, TimeZone};
 
 pub(crate) use self::tokens::month_number;
 use self::tokens::{number_word, tokenize, valid_day, Cursor, Kind, Tok};
-use super::Zone;
+use super::types::Zone;
 
 /// A date with perhaps a time and an offset, as written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
