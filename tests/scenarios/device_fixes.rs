@@ -2,10 +2,8 @@
 //! dates written without one, `sync` against a busy server, and the clock
 //! offset kept by `attachment get` and `export --with-attachments`.
 
-use fieldsync_core::device::{clock_offset, meta_keys};
-use fieldsync_core::replica::Replica;
 use fieldsync_tests::busy::BusyServer;
-use fieldsync_tests::{enrolled_device, DeviceHome, ServerProcess};
+use fieldsync_tests::{enrolled_device, ServerProcess};
 use serde_json::Value;
 
 const YEARLESS: &str =
@@ -45,11 +43,6 @@ fn import_year_gives_the_year_of_a_narrative_written_without_one() {
     assert!(at.starts_with("2024-05-21"), "{at}");
 }
 
-fn pointed_at(device: &DeviceHome, url: &str) {
-    let mut replica = Replica::open(device.dir.path()).unwrap();
-    replica.set_meta(meta_keys::SERVER, url).unwrap();
-}
-
 #[test]
 fn sync_retries_a_busy_server_then_says_nothing_was_lost() {
     let data = tempfile::tempdir().unwrap();
@@ -60,7 +53,7 @@ fn sync_retries_a_busy_server_then_says_nothing_was_lost() {
 
     // Busy twice, then the real server: the sync goes through.
     let busy_twice = BusyServer::start(&server.addr, 2);
-    pointed_at(&reporter, &busy_twice.url);
+    reporter.set_server(&busy_twice.url);
     let printed = reporter.ok(&["sync"]);
     assert!(printed.contains("sent 1 changes"), "{printed}");
     assert!(busy_twice.requests() >= 3, "{}", busy_twice.requests());
@@ -68,7 +61,7 @@ fn sync_retries_a_busy_server_then_says_nothing_was_lost() {
     // Busy for good: a few tries, then the user hears that nothing was lost.
     reporter.record("almaty", "Second arrest", &[]);
     let always = BusyServer::start(&server.addr, u64::MAX);
-    pointed_at(&reporter, &always.url);
+    reporter.set_server(&always.url);
     let out = reporter.run(&["sync"]);
     assert_eq!(out.status.code(), Some(1));
     let message = String::from_utf8_lossy(&out.stderr);
@@ -98,7 +91,7 @@ fn attachment_get_and_export_keep_the_clock_offset_they_learn() {
     let listed = coordinator.attachments(&report);
     assert_eq!(listed[0]["waiting_for_upload"], Value::Bool(false));
     let id = listed[0]["id"].as_str().unwrap().to_owned();
-    let offset = || clock_offset(&Replica::open(coordinator.dir.path()).unwrap()).unwrap();
+    let offset = || coordinator.clock_offset();
     let skewed = |args: &[&str]| {
         let mut all = vec!["--simulate-clock-skew", "-86400"];
         all.extend_from_slice(args);
