@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{
+use super::error::ReplicaError;
+use super::store::{
     append_changes, format_heads, is_dirty, load_document, now, store_signature, Replica,
-    ReplicaError,
 };
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
