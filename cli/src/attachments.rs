@@ -12,17 +12,16 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::Subcommand;
 use fieldsync_core::case_key::CaseSecret;
+use fieldsync_core::device::{self, Device, OutboxProgress};
 use fieldsync_core::envelope::{self, AttachmentMeta};
-use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::model::AttachmentRef;
 use fieldsync_core::replica::Replica;
 use fieldsync_core::ReportId;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::client::Client;
-use crate::commands::{enrollment, open, Enrollment};
-use crate::transfer::{self, UploadEvent};
+use crate::client::{client_of, keep_clock_offset};
+use crate::home::{enrollment, open, Enrollment};
+use crate::progress::Bar;
 
 #[derive(Subcommand)]
 pub enum AttachmentCommand {
@@ -102,89 +101,6 @@ pub fn discard(replica: &Replica, sealed: &[AttachmentRef]) {
             let _ = std::fs::remove_file(dir.join(&attachment.blob));
         }
     }
-}
-
-/// What uploading the outbox did.
-#[derive(Debug, Default, Serialize)]
-pub struct UploadSummary {
-    pub uploaded: usize,
-    pub bytes: u64,
-    pub failed: Vec<FailedUpload>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FailedUpload {
-    pub report: String,
-    pub attachment: String,
-    pub error: String,
-    /// The next sync tries again (a network failure); false when the
-    /// server refused it or the local copy is damaged.
-    pub will_retry: bool,
-}
-
-/// Uploads every attachment waiting in the outbox, resuming partial ones,
-/// with one progress bar over all of them. A failed attachment stays in
-/// the outbox for the next sync; the others still go.
-pub fn upload_outbox(
-    replica: &mut Replica,
-    client: &Client,
-    key: &DeviceKey,
-    quiet: bool,
-) -> Result<UploadSummary> {
-    replica.sweep_outbox()?;
-    let entries = replica.outbox()?;
-    let mut summary = UploadSummary::default();
-    if entries.is_empty() {
-        return Ok(summary);
-    }
-    let total: u64 = entries.iter().map(|e| e.size).sum();
-    let progress = bar(total, quiet, "uploading");
-    let mut base = 0u64;
-    for entry in entries {
-        progress.set_message(format!("attachment {}", short(&entry.attachment_id)));
-        let result = transfer::upload(client, key, &entry, &progress, base, &mut |event| {
-            let url = match event {
-                UploadEvent::Created(url) => Some(url),
-                UploadEvent::Forgotten => None,
-            };
-            replica
-                .set_upload_url(&entry.blob, url)
-                .map_err(|e| transfer::TransferError::Io {
-                    what: "cannot save the upload's place on this device".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-        });
-        match result {
-            Ok(()) => {
-                replica.upload_done(&entry.blob)?;
-                summary.uploaded += 1;
-                summary.bytes += entry.size;
-            }
-            Err(e) => {
-                let will_retry = matches!(e, transfer::TransferError::GaveUp { .. });
-                let unreachable = matches!(
-                    e,
-                    transfer::TransferError::GaveUp {
-                        unreachable: true,
-                        ..
-                    }
-                );
-                summary.failed.push(FailedUpload {
-                    report: entry.report.to_string(),
-                    attachment: entry.attachment_id.clone(),
-                    error: e.to_string(),
-                    will_retry,
-                });
-                if unreachable {
-                    // No point waiting out every other attachment too.
-                    break;
-                }
-            }
-        }
-        base += entry.size;
-    }
-    progress.finish_and_clear();
-    Ok(summary)
 }
 
 #[derive(Serialize)]
@@ -271,7 +187,7 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
     }
     let keys = replica.case_keys(&enrollment.case_name)?;
     let meta = fetch_to_path(
-        &replica,
+        &mut Device::new(replica),
         home,
         &enrollment,
         &keys,
@@ -298,7 +214,7 @@ fn get(home: &Path, attachment_id: &str, out: &Path, force: bool) -> Result<Exit
 /// before downloading anything when `keys` lack the attachment's epoch.
 /// `out` is written only when everything authenticated.
 pub(crate) fn fetch_to_path(
-    replica: &Replica,
+    device: &mut Device,
     home: &Path,
     enrollment: &Enrollment,
     keys: &[CaseSecret],
@@ -316,27 +232,25 @@ pub(crate) fn fetch_to_path(
     }
     // Fail before downloading anything when the key is missing.
     header_meta(attachment, keys)?;
-    let (source, downloaded) = match replica.outbox_file(&attachment.blob)? {
+    let (source, downloaded) = match device.replica().outbox_file(&attachment.blob)? {
         Some(local) => (local, false),
         None => {
-            let key = replica
-                .device_key()?
-                .context("this device has no identity")?;
+            let client = client_of(device.replica(), &enrollment.server)?;
             let dir = home.join("downloads");
             fieldsync_core::private_fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let partial = dir.join(format!("{}.part", attachment.blob));
-            let client = crate::commands::client_for(replica, &enrollment.server)?;
-            let progress = bar(attachment.size, false, "downloading");
-            let fetched = transfer::download(
+            let progress = Bar::with_total(attachment.size, false, "downloading");
+            let fetched = device::download(
                 &client,
-                &key,
                 &attachment.blob,
                 attachment.size,
                 &partial,
                 &progress,
             );
-            progress.finish_and_clear();
+            progress.finish();
+            // As `sync` does: a clock the server corrected stays corrected.
+            keep_clock_offset(device, &client)?;
             fetched.with_context(|| {
                 format!(
                     "downloading attachment {} of report {report}",
@@ -395,27 +309,4 @@ fn header_meta(attachment: &AttachmentRef, keys: &[CaseSecret]) -> Result<Attach
 
 fn lookup(keys: &[CaseSecret]) -> impl Fn(u32) -> Option<CaseSecret> + '_ {
     move |epoch| keys.iter().find(|k| k.epoch() == epoch).cloned()
-}
-
-fn bar(total: u64, quiet: bool, verb: &str) -> ProgressBar {
-    let progress = ProgressBar::with_draw_target(
-        Some(total),
-        if quiet {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
-    progress.set_style(
-        ProgressStyle::with_template(&format!(
-            "{verb} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    progress
-}
-
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
 }

@@ -12,7 +12,7 @@ use clap::Subcommand;
 use fieldsync_core::bundle::{self, BundleManifest, BundleReader};
 use fieldsync_core::sync::policy::DeviceRole;
 
-use crate::commands::{enrollment, open};
+use crate::home::{enrollment, open};
 
 #[derive(Subcommand)]
 pub enum BundleCommand {

@@ -1,39 +1,19 @@
-//! The device's HTTP client: signed requests to a fieldsync server.
+//! The device's HTTP client: the core's [`Transport`] over `ureq`, signing
+//! each request with the device key and the clock the server implies.
 
 use std::cell::Cell;
+use std::io::Read;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use fieldsync_core::case_key_trust::PublishedCaseKey;
+use anyhow::{Context, Result};
+use fieldsync_core::device::{self, Body, Device, Request, Response, Transport};
 use fieldsync_core::identity::DeviceKey;
-use fieldsync_core::protocol::{
-    CaseInfo, CaseKeysResponse, EnrollRequest, EnrollResponse, ErrorBody, InviteRequest,
-    InviteResponse, PublishResponse, SyncRequest, SyncResponse,
-};
-use fieldsync_core::replica::RosterEntry;
+use fieldsync_core::protocol::ErrorBody;
+use fieldsync_core::replica::Replica;
 use fieldsync_core::request_auth::{corrected_offset, describe_offset, RequestAuth};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("could not reach the server at {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("the server refused the request ({status}): {message}")]
-    Refused { status: u16, message: String },
-    #[error("the server's answer could not be read: {0}")]
-    BadResponse(String),
-    /// Refused for the request's time; the client has corrected its
-    /// signing clock by `skew_secs`, so a new request goes through.
-    #[error("the server refused the request's time ({skew_secs} s off): {message}")]
-    Clock { skew_secs: i64, message: String },
-    /// Refused for the request's time by more than the client corrects
-    /// by itself ([`MAX_CLOCK_CORRECTION_SECS`]); nothing was changed.
-    #[error("the server says this device's clock is {} the server's, more than the 48 hours fieldsync corrects by itself; set this device's clock (date, time and time zone), then try again ({message})", describe_offset(*offset_secs))]
-    ClockTooFar { offset_secs: i64, message: String },
-    /// Refused because a copy of this very request reached the server
-    /// first (a network that duplicates requests).
-    #[error("the server had already received this request ({message})")]
-    Replayed { message: String },
-}
+pub use fieldsync_core::device::TransportError as ClientError;
 
 /// The largest clock offset the client signs with: 48 hours. The offset
 /// comes from an error body, which is not authenticated, so whoever
@@ -61,6 +41,7 @@ fn device_clock() -> i64 {
 
 pub struct Client {
     base: String,
+    key: DeviceKey,
     agent: ureq::Agent,
     /// Sync traffic, for `sync --json` and the benchmarks.
     pub traffic: Cell<Traffic>,
@@ -78,9 +59,10 @@ pub struct Traffic {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, key: DeviceKey) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
+            key,
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(15))
                 .timeout_read(Duration::from_secs(120))
@@ -101,35 +83,16 @@ impl Client {
         self
     }
 
-    /// The offset requests are signed with now; changed by a server's
-    /// clock refusal.
-    pub fn clock_offset(&self) -> i64 {
-        self.clock_offset.get()
-    }
-
-    /// A request to `path` (with query) signed by `key` over an empty body.
-    /// Blob transfers are signed this way: the bytes are authenticated by
-    /// the blob id (their SHA-256), not by the request signature.
-    pub fn signed(
-        &self,
-        key: &DeviceKey,
-        method: &str,
-        path: &str,
-    ) -> Result<ureq::Request, ClientError> {
-        self.signed_over(key, method, path, b"")
-    }
-
-    /// A request to `path` signed by `key` over `body`, which the caller
-    /// must then send unchanged.
+    /// A request to `path` signed over `body`, which the caller must then
+    /// send unchanged.
     fn signed_over(
         &self,
-        key: &DeviceKey,
         method: &str,
         path: &str,
         body: &[u8],
     ) -> Result<ureq::Request, ClientError> {
         let now = device_clock().saturating_add(self.clock_offset.get());
-        let auth = RequestAuth::sign(key, method, path, body, now)
+        let auth = RequestAuth::sign(&self.key, method, path, body, now)
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         let mut request = self
             .agent
@@ -140,46 +103,19 @@ impl Client {
         Ok(request)
     }
 
-    /// Where the server is, for messages.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// A signed POST. Refused for its time, it is signed again once with
-    /// the clock the server's answer implies.
-    fn post(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        match self.post_once(key, path, body) {
-            Err(ClientError::Clock { .. }) => self.post_once(key, path, body),
-            other => other,
-        }
-    }
-
-    fn post_once(&self, key: &DeviceKey, path: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let result = self
-            .signed_over(key, "POST", path, body)?
-            .set("content-type", "application/json")
-            .send_bytes(body);
-        let answer = read_all(self.outcome(result)?);
-        let mut traffic = self.traffic.get();
-        traffic.requests += 1;
-        traffic.bytes_sent += body.len() as u64;
-        traffic.bytes_received += answer.as_ref().map(|a| a.len() as u64).unwrap_or(0);
-        self.traffic.set(traffic);
-        answer
-    }
-
     /// Turns ureq's result into a response or a [`ClientError`] carrying
     /// the server's own message. A refusal for the request's time corrects
     /// the clock offset, so the next request is signed right, unless the
     /// offset would pass [`MAX_CLOCK_CORRECTION_SECS`]; either is said on
     /// stderr.
-    pub fn outcome(
+    fn outcome(
         &self,
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<ureq::Response, ClientError> {
         match result {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
+                let upload_offset = response.header("Upload-Offset").map(str::to_owned);
                 let body = read_all(response).unwrap_or_default();
                 let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
                 let skew = parsed.as_ref().and_then(|e| e.clock_skew_secs);
@@ -204,7 +140,11 @@ impl Client {
                         Err(ClientError::Clock { skew_secs, message })
                     }
                     _ if status == 401 && replayed => Err(ClientError::Replayed { message }),
-                    _ => Err(ClientError::Refused { status, message }),
+                    _ => Err(ClientError::Refused {
+                        status,
+                        message,
+                        upload_offset,
+                    }),
                 }
             }
             Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
@@ -213,88 +153,112 @@ impl Client {
             }),
         }
     }
+}
 
-    pub fn enroll(&self, key: &DeviceKey, token: &str) -> Result<EnrollResponse, ClientError> {
-        let body = serde_json::to_vec(&EnrollRequest {
-            token: token.to_owned(),
-            public_key: hex::encode(key.public_key().as_bytes()),
+impl Transport for Client {
+    fn send(&self, request: Request<'_>) -> Result<Response, ClientError> {
+        let signed_body: &[u8] = match &request.body {
+            Body::Json(bytes) => bytes,
+            Body::Empty | Body::Stream(_) => b"",
+        };
+        let mut call = self.signed_over(request.method, &request.path, signed_body)?;
+        for (name, value) in &request.headers {
+            call = call.set(name, value);
+        }
+        let result = match request.body {
+            Body::Json(bytes) => {
+                let response = self.outcome(call.send_bytes(bytes))?;
+                let status = response.status();
+                let headers = headers(&response);
+                // The signed JSON calls are what `sync --json` counts.
+                let answer = read_all(response);
+                let mut traffic = self.traffic.get();
+                traffic.requests += 1;
+                traffic.bytes_sent += bytes.len() as u64;
+                traffic.bytes_received += answer.as_ref().map(|a| a.len() as u64).unwrap_or(0);
+                self.traffic.set(traffic);
+                return Ok(Response {
+                    status,
+                    headers,
+                    body: Box::new(std::io::Cursor::new(answer?)),
+                });
+            }
+            Body::Stream(reader) => call.send(reader),
+            Body::Empty if matches!(request.method, "GET" | "HEAD") => call.call(),
+            Body::Empty => call.send_bytes(b""),
+        };
+        let response = self.outcome(result)?;
+        Ok(Response {
+            status: response.status(),
+            headers: headers(&response),
+            body: Box::new(response.into_reader()),
         })
-        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        let answer = self.post(key, "/v1/enroll", &body)?;
-        serde_json::from_slice(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
     }
 
-    pub fn sync(
-        &self,
-        key: &DeviceKey,
-        request: &SyncRequest,
-    ) -> Result<SyncResponse, ClientError> {
-        let body = request.to_json();
-        // The server applies a sync request at most once and answers a
-        // repeated one as if new, so when a duplicate of ours got there
-        // first, the same request signed afresh gets our answer.
-        let answer = match self.post(key, "/v1/sync", &body) {
-            Err(ClientError::Replayed { .. }) => self.post(key, "/v1/sync", &body),
-            other => other,
-        }?;
-        SyncResponse::from_json(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn clock_offset(&self) -> i64 {
+        self.clock_offset.get()
     }
 }
 
-impl Client {
-    /// The case, with its import salt (coordinators only).
-    pub fn case_info(&self, key: &DeviceKey) -> Result<CaseInfo, ClientError> {
-        let response = self.outcome(self.signed(key, "GET", "/v1/case")?.call())?;
-        serde_json::from_slice(&read_all(response)?)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
-
-    /// The case's devices (coordinators only).
-    pub fn roster(&self, key: &DeviceKey) -> Result<Vec<RosterEntry>, ClientError> {
-        let response = self.outcome(self.signed(key, "GET", "/v1/devices")?.call())?;
-        serde_json::from_slice(&read_all(response)?)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
-
-    /// The case's published public keys (`GET /v1/case-keys`).
-    pub fn case_keys(&self, key: &DeviceKey) -> Result<Vec<PublishedCaseKey>, ClientError> {
-        let response = self.outcome(self.signed(key, "GET", "/v1/case-keys")?.call())?;
-        let answer: CaseKeysResponse = serde_json::from_slice(&read_all(response)?)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        Ok(answer.case_keys)
-    }
-
-    /// Publishes a case public key this (coordinator's) device signed.
-    /// `true` if the server did not have it yet.
-    pub fn publish_case_key(
-        &self,
-        key: &DeviceKey,
-        published: &PublishedCaseKey,
-    ) -> Result<bool, ClientError> {
-        let body =
-            serde_json::to_vec(published).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        let answer: PublishResponse =
-            serde_json::from_slice(&self.post(key, "/v1/case-keys", &body)?)
-                .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        Ok(answer.stored)
-    }
-
-    /// A one-time enrollment token for this (coordinator's) device's case.
-    pub fn invite(
-        &self,
-        key: &DeviceKey,
-        request: &InviteRequest,
-    ) -> Result<InviteResponse, ClientError> {
-        let body =
-            serde_json::to_vec(request).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        serde_json::from_slice(&self.post(key, "/v1/invites", &body)?)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))
-    }
+fn headers(response: &ureq::Response) -> Vec<(String, String)> {
+    response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name, value))
+        })
+        .collect()
 }
 
 fn read_all(response: ureq::Response) -> Result<Vec<u8>, ClientError> {
     let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body)
+    response
+        .into_reader()
+        .read_to_end(&mut body)
         .map_err(|e| ClientError::BadResponse(e.to_string()))?;
     Ok(body)
+}
+
+/// A client for `server`, signing as `key` with the clock offset this
+/// device home learned from the server, if any.
+pub fn client_for(replica: &Replica, server: &str, key: DeviceKey) -> Result<Client> {
+    let offset = device::clock_offset(replica)?;
+    Ok(Client::new(server, key).with_clock_offset(offset))
+}
+
+/// A client for this device's server; the device key is loaded (asking
+/// for the passphrase if the home has one).
+pub fn client_of(replica: &Replica, server: &str) -> Result<Client> {
+    let key = replica
+        .device_key()?
+        .context("this device has no identity")?;
+    client_for(replica, server, key)
+}
+
+/// Keeps a clock offset the client learned in the device home and tells
+/// the user their clock is off. The times a user records are never
+/// changed by it; only request signatures use it.
+pub fn keep_clock_offset(device: &mut Device, client: &Client) -> Result<()> {
+    if let Some(offset) = device.keep_clock_offset(client.clock_offset())? {
+        say_clock_offset(offset);
+    }
+    Ok(())
+}
+
+/// Tells the user the clock offset the device home now keeps.
+pub fn say_clock_offset(offset: i64) {
+    if offset == 0 {
+        eprintln!("this device's clock now agrees with the server's");
+    } else {
+        eprintln!(
+            "warning: this device's clock is {} the server's; fieldsync signs its requests with the server's time from now on. \
+             Times you record (--at, --timeline) are kept exactly as you give them, but set this device's clock: times it stamps by itself are off by as much",
+            describe_offset(offset)
+        );
+    }
 }

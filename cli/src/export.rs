@@ -10,12 +10,13 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{SubsecRound, Utc};
 use clap::{Args, ValueEnum};
+use fieldsync_core::device::Device;
 use fieldsync_core::export::{self, Export, Filters, TimeBound};
 use fieldsync_core::model::ReviewStatus;
 use fieldsync_core::ReportId;
 
 use crate::attachments::fetch_to_path;
-use crate::commands::{check_case, enrollment, open, warn_unreadable};
+use crate::home::{check_case, enrollment, open, warn_unreadable, Enrollment};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -121,7 +122,14 @@ pub fn run(home: &Path, args: ExportArgs) -> Result<ExitCode> {
         export.case
     );
     match &args.with_attachments {
-        Some(dir) => save_attachments(&replica, home, &enrollment, &keys, &export, dir),
+        Some(dir) => save_attachments(
+            &mut Device::new(replica),
+            home,
+            &enrollment,
+            &keys,
+            &export,
+            dir,
+        ),
         None => Ok(ExitCode::SUCCESS),
     }
 }
@@ -197,9 +205,9 @@ fn write_file(path: &Path, body: impl FnOnce(&mut dyn Write) -> Result<()>) -> R
 /// Decrypts every attachment of the exported reports into `dir`. One that
 /// fails does not stop the others; the command then fails, naming each.
 fn save_attachments(
-    replica: &fieldsync_core::replica::Replica,
+    device: &mut Device,
     home: &Path,
-    enrollment: &crate::commands::Enrollment,
+    enrollment: &Enrollment,
     keys: &[fieldsync_core::case_key::CaseSecret],
     export: &Export,
     dir: &Path,
@@ -216,9 +224,7 @@ fn save_attachments(
                 .map(|meta| meta.name.as_str())
                 .unwrap_or_default();
             let target = dir.join(format!("{}-{}", attachment.id, sanitise(name)));
-            match fetch_to_path(
-                replica, home, enrollment, keys, &report, attachment, &target,
-            ) {
+            match fetch_to_path(device, home, enrollment, keys, &report, attachment, &target) {
                 Ok(_) => saved += 1,
                 Err(e) => failed.push(format!("{e:#}")),
             }

@@ -3,19 +3,15 @@
 //! video become encrypted attachments of `--report`; a sync bundle is
 //! recognised by its magic and relayed (see `bundle.rs`).
 //!
-//! Imports repeat safely: a report's id derives from the case's import
-//! salt, the case, the file's name and the report's key inside the file,
-//! so importing again changes nothing and a corrected file updates the
-//! reports it made. The salt is a secret the server gives coordinators'
-//! devices only: without it a reporter, who can know the case, the file's
-//! name and its rows, could compute an id an import will use and create a
-//! report under it first, blocking the import.
+//! Imports repeat safely: the ids come from
+//! [`fieldsync_core::device::ImportIds`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use fieldsync_core::device::{Device, ImportIds};
 use fieldsync_core::import::{
     self, Candidates, Format, ImportOptions, ImportedReport, ParsedFile, Zone,
 };
@@ -25,7 +21,7 @@ use fieldsync_core::ReportId;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::commands::{check_case, enrollment, open, Enrollment};
+use crate::home::{check_case, enrollment, open, Enrollment};
 
 /// Reports written per transaction: a 100,000-row file costs ten commits,
 /// and the progress bar still moves every fraction of a second. Report ids
@@ -33,9 +29,6 @@ use crate::commands::{check_case, enrollment, open, Enrollment};
 /// each commit writes every page it touched: at 1,000 per batch the
 /// commits took 2.9 s of a 100,000-row import's 8.6 s.
 const BATCH: usize = 10_000;
-
-/// Where the device home keeps its case's import salt.
-pub const IMPORT_SALT: &str = "import_salt";
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -56,6 +49,9 @@ pub struct ImportArgs {
     /// (Asia/Almaty) or an offset (+06:00).
     #[arg(long, allow_hyphen_values = true)]
     pub timezone: Option<String>,
+    /// The year of dates written without one ("21 May").
+    #[arg(long, allow_hyphen_values = true)]
+    pub year: Option<i32>,
     /// Images, audio and video named among FILE become encrypted
     /// attachments of this report.
     #[arg(long)]
@@ -119,8 +115,8 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
     let case = args.case.as_deref().ok_or_else(|| {
         anyhow!("give the case the reports go into with --case NAME (bundles need none)")
     })?;
-    let mut replica = open(home)?;
-    let enrollment = enrollment(&replica)?;
+    let mut device = Device::new(open(home)?);
+    let enrollment = enrollment(device.replica())?;
     check_case(&enrollment, case)?;
     let options = options(&args)?;
     let (media, documents): (Vec<&PathBuf>, Vec<&PathBuf>) =
@@ -128,14 +124,19 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
 
     let mut summaries = Vec::new();
     if !media.is_empty() {
-        summaries.push(attach_media(&mut replica, &enrollment, &args, &media)?);
+        summaries.push(attach_media(
+            device.replica_mut(),
+            &enrollment,
+            &args,
+            &media,
+        )?);
     }
     if !documents.is_empty() {
-        import_salt(&replica)?;
+        device.import_salt()?;
     }
     for file in documents {
         summaries.push(import_file(
-            &mut replica,
+            &mut device,
             &enrollment,
             &options,
             &args,
@@ -180,11 +181,12 @@ fn options(args: &ImportArgs) -> Result<ImportOptions> {
         map,
         timezone,
         default_date: None,
+        year: args.year,
     })
 }
 
 fn import_file(
-    replica: &mut Replica,
+    device: &mut Device,
     enrollment: &Enrollment,
     options: &ImportOptions,
     args: &ImportArgs,
@@ -219,7 +221,11 @@ fn import_file(
         .into_iter()
         .map(|r| Refused {
             line: r.line,
-            reason: r.reason,
+            reason: if r.needs_year {
+                format!("{}{}", r.reason, crate::hints::YEAR)
+            } else {
+                r.reason
+            },
         })
         .collect();
 
@@ -240,27 +246,16 @@ fn import_file(
         bar.set_message(name.clone());
         bar
     };
-    let salt = import_salt(replica)?;
-    let unsalted = imported_unsalted(replica, enrollment, &name, &parsed.reports)?;
+    let ids = ImportIds::for_file(device, enrollment, &name, &parsed.reports)?;
     for chunk in parsed.reports.chunks(BATCH) {
         let rows: Vec<(ReportId, &ImportedReport)> = chunk
             .iter()
-            .map(|imported| {
-                let id = if unsalted {
-                    unsalted_id(enrollment, &name, imported)
-                } else {
-                    ReportId::derived_from(&[
-                        b"import v2",
-                        salt.as_bytes(),
-                        enrollment.case_id.as_str().as_bytes(),
-                        name.as_bytes(),
-                        imported.source_key.as_bytes(),
-                    ])
-                };
-                (id, imported)
-            })
+            .map(|imported| (ids.id(imported), imported))
             .collect();
-        let outcomes = replica.import_reports(&enrollment.case_id, &rows, args.dry_run)?;
+        let outcomes =
+            device
+                .replica_mut()
+                .import_reports(&enrollment.case_id, &rows, args.dry_run)?;
         for outcome in outcomes {
             match outcome {
                 ImportOutcome::Created => summary.created += 1,
@@ -272,45 +267,6 @@ fn import_file(
     }
     progress.finish_and_clear();
     Ok(summary)
-}
-
-/// The case's import salt, which the server gives coordinators' devices at
-/// enrollment and on every sync.
-fn import_salt(replica: &Replica) -> Result<String> {
-    replica.meta(IMPORT_SALT)?.filter(|s| !s.is_empty()).ok_or_else(|| {
-        anyhow!("this device does not have its case's import salt yet (it keeps imported reports' ids unpredictable, and only coordinators' devices get it); run `fieldsync sync` once while connected, then import again")
-    })
-}
-
-/// The id an import made before ids were salted.
-fn unsalted_id(enrollment: &Enrollment, name: &str, imported: &ImportedReport) -> ReportId {
-    ReportId::derived_from(&[
-        b"import v1",
-        enrollment.case_id.as_str().as_bytes(),
-        name.as_bytes(),
-        imported.source_key.as_bytes(),
-    ])
-}
-
-/// Whether this device imported this file before ids were salted: one of
-/// its first rows is a report this device created under the unsalted id.
-/// Such a file keeps its ids, so importing it again still changes nothing
-/// and a corrected file still updates its reports. A reporter cannot fake
-/// this: the server takes a report only with its author as creator.
-fn imported_unsalted(
-    replica: &Replica,
-    enrollment: &Enrollment,
-    name: &str,
-    reports: &[ImportedReport],
-) -> Result<bool> {
-    let Some(me) = replica.device_key()?.map(|k| k.device_id().to_string()) else {
-        return Ok(false);
-    };
-    Ok(reports.iter().take(8).any(|imported| {
-        replica
-            .report(&unsalted_id(enrollment, name, imported))
-            .is_ok_and(|report| report.created_by == me)
-    }))
 }
 
 /// Files named beside the documents that are photos, recordings or video.

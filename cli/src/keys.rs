@@ -13,14 +13,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fieldsync_core::case_key::{CasePublicKey, CaseSecret};
 use fieldsync_core::case_key_trust::{PublishedCaseKey, RefusedCaseKey};
-use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::InviteRequest;
 use fieldsync_core::replica::{KeyAdded, Replica};
 use fieldsync_core::sync::policy::DeviceRole;
 use serde::Serialize;
 
-use crate::client::{Client, ClientError};
-use crate::commands::{check_case, client_for, enrollment, open, Enrollment};
+use crate::client::{client_for, Client, ClientError};
+use crate::home::{check_case, enrollment, open, Enrollment};
 
 /// Where a reporter's device keeps the fingerprint its invite gave.
 pub(crate) const PINNED_FINGERPRINT: &str = "case_key_fingerprint";
@@ -196,8 +195,8 @@ fn publish_now(replica: &mut Replica) -> Result<()> {
     let device = replica
         .device_key()?
         .context("this device has no identity")?;
-    let client = client_for(replica, &enrollment.server)?;
-    match publish_own(replica, &client, &device, &enrollment) {
+    let client = client_for(replica, &enrollment.server, device)?;
+    match publish_own(replica, &client, &enrollment) {
         Ok(published) => {
             for epoch in published {
                 eprintln!(
@@ -215,17 +214,12 @@ fn publish_now(replica: &mut Replica) -> Result<()> {
 
 /// Publishes the public keys of this coordinator device's key pairs that
 /// the server lacks. Returns the epochs published.
-fn publish_own(
-    replica: &Replica,
-    client: &Client,
-    device: &DeviceKey,
-    enrollment: &Enrollment,
-) -> Result<Vec<u32>> {
+fn publish_own(replica: &Replica, client: &Client, enrollment: &Enrollment) -> Result<Vec<u32>> {
     let mine = replica.case_key_publications(&enrollment.case_name, &enrollment.case_id)?;
     if mine.is_empty() {
         return Ok(vec![]);
     }
-    let held = client.case_keys(device)?;
+    let held = fieldsync_core::device::case_keys(client)?;
     let mut published = Vec::new();
     for key in mine {
         match held.iter().find(|h| h.epoch == key.epoch) {
@@ -235,7 +229,7 @@ fn publish_own(
                 key.epoch
             ),
             None => {
-                client.publish_case_key(device, &key)?;
+                fieldsync_core::device::publish_case_key(client, &key)?;
                 published.push(key.epoch);
             }
         }
@@ -261,14 +255,13 @@ pub(crate) struct KeyRefresh {
 pub(crate) fn refresh(
     replica: &mut Replica,
     client: &Client,
-    device: &DeviceKey,
     enrollment: &Enrollment,
 ) -> Result<KeyRefresh> {
     let mut report = KeyRefresh::default();
     if enrollment.role == DeviceRole::Coordinator {
         // A coordinator's keys come from its own hand (made or added in
         // person), never from the server.
-        match publish_own(replica, client, device, enrollment) {
+        match publish_own(replica, client, enrollment) {
             Ok(published) => report.published = published,
             Err(e) => {
                 eprintln!("warning: could not publish this device's case keys: {e:#}; the next sync tries again");
@@ -277,7 +270,7 @@ pub(crate) fn refresh(
         }
         return Ok(report);
     }
-    match client.case_keys(device) {
+    match fieldsync_core::device::case_keys(client) {
         Ok(offered) => take(replica, enrollment, &offered, &mut report)?,
         Err(e) => report.error = Some(e.to_string()),
     }
@@ -350,7 +343,7 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
         );
     }
     let role: DeviceRole = args.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let ttl = crate::commands::parse_duration(&args.expires)?;
+    let ttl = crate::parse::parse_duration(&args.expires)?;
     if let Some(base) = &args.link {
         crate::app_link::invite_link(base, "", None)?;
     }
@@ -371,17 +364,16 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
     let device = replica
         .device_key()?
         .context("this device has no identity")?;
-    let client = client_for(&replica, &enrolled.server)?;
-    publish_own(&replica, &client, &device, &enrolled)
+    let client = client_for(&replica, &enrolled.server, device)?;
+    publish_own(&replica, &client, &enrolled)
         .context("cannot publish this device's case key before inviting")?;
-    let minted = client
-        .invite(
-            &device,
-            &InviteRequest {
-                role,
-                expires_secs: ttl.as_secs(),
-            },
-        )
+    let minted = fieldsync_core::device::invite(
+        &client,
+        &InviteRequest {
+            role,
+            expires_secs: ttl.as_secs(),
+        },
+    )
         .map_err(|e| match e {
             ClientError::Refused { status: 404, .. } => anyhow::anyhow!(
                 "the server at {} does not mint invites for devices; update it, or use `fieldsync admin invite` on the server",

@@ -1,22 +1,33 @@
-//! The `fieldsync` command: argument parsing and printing only. Every
-//! command calls `fieldsync-core` or `fieldsync-server`.
+//! The `fieldsync` command: argument parsing, printing, prompting, and the
+//! `ureq` transport. What a device does (enrollment, the order of a sync,
+//! resumable transfers, import ids) is `fieldsync_core::device`; the server
+//! is `fieldsync-server`. This file parses and dispatches only; each
+//! command's module holds its arguments and its printing.
 
+mod admin;
 mod app_link;
 mod attachments;
 mod bundle;
 mod client;
-mod commands;
+mod device;
 mod export;
+mod hints;
+mod home;
 mod import;
 mod keys;
+mod parse;
 mod passphrase;
-mod transfer;
+mod progress;
+mod reports;
+mod serve;
+mod sync;
 mod transport;
 mod web_login;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -73,15 +84,15 @@ pub enum Command {
         #[arg(long, default_value = "./fieldsync-data")]
         data: PathBuf,
         #[command(subcommand)]
-        command: AdminCommand,
+        command: admin::AdminCommand,
     },
     /// This device's identity and enrollment.
     #[command(subcommand)]
-    Device(DeviceCommand),
+    Device(device::DeviceCommand),
     /// Records a new report on this device; needs no network. Prints its id.
-    Record(commands::RecordArgs),
+    Record(reports::RecordArgs),
     /// Changes a report on this device; needs no network.
-    Edit(commands::EditArgs),
+    Edit(reports::EditArgs),
     /// Sends what this device recorded and receives what it lacks.
     Sync {
         #[arg(long)]
@@ -91,7 +102,7 @@ pub enum Command {
         max_request_bytes: usize,
     },
     /// The reports on this device, in the order they happened.
-    Timeline(commands::TimelineArgs),
+    Timeline(reports::TimelineArgs),
     /// Case keys that seal attachments; kept on devices, never sent.
     #[command(subcommand)]
     Key(keys::KeyCommand),
@@ -123,75 +134,6 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand)]
-pub enum AdminCommand {
-    /// Cases.
-    #[command(subcommand)]
-    Case(CaseCommand),
-    /// Issues a one-time enrollment token for a case and a role.
-    Invite {
-        #[arg(long)]
-        case: String,
-        #[arg(long)]
-        role: String,
-        /// How long the token is valid: 90s, 30m, 24h, 7d.
-        #[arg(long, default_value = "24h")]
-        expires: String,
-        /// Print {token, case, role, case_keys: [{epoch, fingerprint}]} (and link).
-        #[arg(long)]
-        json: bool,
-        /// The server's address as phones reach it: print the phone app's
-        /// invite link, URL/app/#invite=TOKEN, instead of the bare token.
-        #[arg(long, value_name = "URL")]
-        link: Option<String>,
-        /// Also draw the link (or the token) as a QR code.
-        #[arg(long)]
-        qr: bool,
-    },
-    /// Lists enrolled devices.
-    Devices {
-        #[arg(long)]
-        case: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revokes a device (a seized phone): refused from its next request on.
-    Revoke { device_id: String },
-}
-
-#[derive(Subcommand)]
-pub enum CaseCommand {
-    /// Creates a case and prints its id.
-    Create { name: String },
-}
-
-#[derive(Subcommand)]
-pub enum DeviceCommand {
-    /// Makes this device's key pair and prints its device id.
-    Init,
-    /// Enrolls this device with a server using a one-time token.
-    Enroll {
-        #[arg(long)]
-        server: String,
-        /// Tokens may begin with "-".
-        #[arg(long, allow_hyphen_values = true)]
-        token: String,
-        /// Allow a plain http:// server that is not this machine (a lab
-        /// network you control); serve over TLS instead.
-        #[arg(long)]
-        insecure_http: bool,
-        /// The case key fingerprint the invite carries: the server's case
-        /// public key is taken only if it matches. Without it the key is
-        /// taken on trust, with a warning.
-        #[arg(long, allow_hyphen_values = true)]
-        case_key_fingerprint: Option<String>,
-    },
-    /// Protects this device's keys with a passphrase (for coordinators'
-    /// laptops): set, change, remove, status.
-    #[command(subcommand)]
-    Passphrase(passphrase::PassphraseCommand),
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
@@ -200,12 +142,63 @@ fn main() -> ExitCode {
     if let Some(secs) = cli.simulate_clock_skew {
         client::simulate_clock_skew(secs);
     }
-    match commands::run(cli) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hints::with_hint(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs a parsed command line.
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            max_request_bytes,
+            max_blob_bytes,
+            device_quota_bytes,
+            upload_expiry_secs,
+            trust_proxy,
+            audit_retention_days,
+        } => {
+            let mut config = fieldsync_server::Config::new(data);
+            config.max_request_bytes = max_request_bytes;
+            config.max_blob_bytes = max_blob_bytes;
+            config.device_quota_bytes = device_quota_bytes;
+            config.upload_expiry_secs = upload_expiry_secs;
+            config.trust_proxy = trust_proxy;
+            config.audit_retention_days = audit_retention_days;
+            serve::serve(config, &listen)
+        }
+        Command::Admin { data, command } => admin::run(&data, command),
+        Command::Device(command) => device::run(&home(cli.home)?, command),
+        Command::Record(args) => reports::record(&home(cli.home)?, args),
+        Command::Edit(args) => reports::edit(&home(cli.home)?, args),
+        Command::Sync {
+            json,
+            max_request_bytes,
+        } => sync::sync(&home(cli.home)?, json, max_request_bytes),
+        Command::Timeline(args) => reports::timeline(&home(cli.home)?, args),
+        Command::Show { report_id, json } => reports::show(&home(cli.home)?, &report_id, json),
+        Command::Key(command) => keys::run(&home(cli.home)?, command),
+        Command::Attachment(command) => attachments::run(&home(cli.home)?, command),
+        Command::Bundle(command) => bundle::run(&home(cli.home)?, command),
+        Command::Import(args) => import::run(&home(cli.home)?, args),
+        Command::Export(args) => export::run(&home(cli.home)?, args),
+        Command::WebLogin(args) => web_login::run(&home(cli.home)?, args),
+        Command::Invite(args) => keys::invite(&home(cli.home)?, args),
+    }
+}
+
+fn home(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(home) => Ok(home),
+        None => Ok(dirs::data_dir()
+            .context("no --home given, FIELDSYNC_HOME is not set and this platform has no data directory; pass --home DIR")?
+            .join("fieldsync")),
     }
 }
 

@@ -17,7 +17,7 @@ use clap::Args;
 use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::web_login::{LoginCertificate, SessionKey};
 
-use crate::commands::{enrollment, open};
+use crate::home::{enrollment, open};
 
 #[derive(Args)]
 pub struct WebLoginArgs {

@@ -38,6 +38,7 @@ pub mod bundle;
 pub mod case_key;
 pub mod case_key_trust;
 pub mod change_limits;
+pub mod device;
 pub mod document;
 pub mod envelope;
 pub mod export;

@@ -7,6 +7,7 @@ mod bundles;
 mod chaos;
 mod cli_output;
 mod clock_skew;
+mod device_fixes;
 mod disk_full;
 mod export;
 mod fuzz_corpus;

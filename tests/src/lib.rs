@@ -1,6 +1,7 @@
 //! Support for fieldsync's cross-crate scenarios (`scenarios/`): helpers
 //! that start processes and make test data. Never used by the product.
 
+pub mod busy;
 pub mod http;
 pub mod proxy;
 
@@ -265,6 +266,30 @@ impl DeviceHome {
 
     pub fn path(&self) -> &str {
         self.dir.path().to_str().expect("utf-8 temp path")
+    }
+
+    /// The home opened as the core's [`Device`], as the CLI opens it (no
+    /// passphrase source: for homes without one).
+    ///
+    /// [`Device`]: fieldsync_core::device::Device
+    pub fn device(&self) -> fieldsync_core::device::Device {
+        let replica =
+            fieldsync_core::replica::Replica::open(self.dir.path()).expect("open the device home");
+        fieldsync_core::device::Device::new(replica)
+    }
+
+    /// Points this enrolled device at another server address (a proxy, a
+    /// server that lies), as its enrollment keeps it.
+    pub fn set_server(&self, url: &str) {
+        self.device()
+            .replica_mut()
+            .set_meta(fieldsync_core::device::meta_keys::SERVER, url)
+            .expect("keep the server address");
+    }
+
+    /// The clock offset this home keeps (0 when none).
+    pub fn clock_offset(&self) -> i64 {
+        self.device().clock_offset().expect("read the clock offset")
     }
 
     /// Runs a device command: `fieldsync --home H ARGS`.

@@ -50,7 +50,7 @@ use chrono::{DateTime, FixedOffset, NaiveTime, Offset, Utc};
 
 use super::dates::{self, parse_datetime, parse_time};
 use super::fields;
-use super::{ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
+use super::types::{quoted_list, ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
 use crate::model::Place;
 
 /// What a column holds.
@@ -333,7 +333,7 @@ pub(super) fn parse(
         };
         match result {
             Ok(report) => reports.push(report),
-            Err(reason) => refused.push(RefusedRow { line, reason }),
+            Err(reason) => refused.push(RefusedRow::new(line, reason)),
         }
     }
     let reports = fields::refuse_repeated_keys(reports, &mut refused);
@@ -397,7 +397,7 @@ fn layout(names: Vec<String>, options: &ImportOptions, file: &str) -> Result<Lay
                 entry: entry(),
                 reason: format!(
                     "{file} has no column {column:?}; its columns are: {}",
-                    super::quoted_list(&names)
+                    quoted_list(&names)
                 ),
             })?;
         fields[index] = Some(target_field);

@@ -10,7 +10,7 @@ use crate::document::{
 };
 use crate::model::{Person, Role};
 
-use super::{ImportedReport, RefusedRow};
+use super::types::{ImportedReport, RefusedRow};
 
 /// The report if it passes the checks an edit makes, else the reason.
 /// An empty title is refused here too: the model allows it, an import
@@ -46,13 +46,13 @@ pub(crate) fn refuse_repeated_keys(
     let mut kept = Vec::with_capacity(reports.len());
     for report in reports {
         match first_line.get(&report.source_key) {
-            Some(line) => refused.push(RefusedRow {
-                line: report.line,
-                reason: format!(
+            Some(line) => refused.push(RefusedRow::new(
+                report.line,
+                format!(
                     "id {:?} is already the id of the report at line {line}; give each report its own id",
                     report.source_key
                 ),
-            }),
+            )),
             None => {
                 first_line.insert(report.source_key.clone(), report.line);
                 kept.push(report);

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::dates::{self, parse_datetime};
 use super::fields;
-use super::{ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
+use super::types::{ImportError, ImportOptions, ImportedReport, RefusedRow, Zone};
 use crate::model::{Person, Place, Role, TimelineEntry};
 
 /// The `format` of the project's export.
@@ -130,17 +130,17 @@ pub(super) fn parse(
     for (index, item) in items.iter().enumerate() {
         let line = lines.get(index).copied().unwrap_or(1);
         let Value::Object(object) = item else {
-            refused.push(RefusedRow {
+            refused.push(RefusedRow::new(
                 line,
-                reason: format!("item {index} is {}, not a report object", kind(item)),
-            });
+                format!("item {index} is {}, not a report object", kind(item)),
+            ));
             continue;
         };
         let fields = known_fields(object, &renames, export, line, file)?;
         let result = report(&fields, index, line, zone, options).and_then(fields::check);
         match result {
             Ok(report) => reports.push(report),
-            Err(reason) => refused.push(RefusedRow { line, reason }),
+            Err(reason) => refused.push(RefusedRow::new(line, reason)),
         }
     }
     let reports = fields::refuse_repeated_keys(reports, &mut refused);

@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use proptest::prelude::*;
 
 use super::*;
 use crate::document::ReportDocument;
 use crate::identity::DeviceKey;
+use crate::ids::{CaseId, ReportId};
 
 const SAMPLE: &str = include_str!("../../tests/samples/almaty-2016-05-21-rally-arrests.txt");
 const CSV: &str = "title,date,place\nArrest at the bus stop,21.05.2016 10:40,Almaty\n";
@@ -398,4 +400,34 @@ fn hostile_inputs_parse_in_time_linear_in_their_size() {
         assert_eq!(parsed.reports.len() + parsed.refused.len(), 1);
         assert!(elapsed < Duration::from_secs(20), "{file}: {elapsed:?}");
     }
+}
+
+#[test]
+fn a_date_without_a_year_takes_the_year_option_and_is_refused_without_it() {
+    let text =
+        b"Arrest at the bus stop on May 21\n\nAt 10:40 Aleksey was arrested at the bus stop.\n";
+    let without = parse(text, &options(Format::Text, "note.txt")).unwrap();
+    assert!(without.reports.is_empty());
+    let refusal = &without.refused[0];
+    assert!(refusal.needs_year, "{refusal:?}");
+    assert!(
+        refusal.reason.contains("has no year") && refusal.reason.ends_with(super::text::NO_YEAR),
+        "{}",
+        refusal.reason
+    );
+
+    let with = parse(
+        text,
+        &ImportOptions {
+            year: Some(2024),
+            ..options(Format::Text, "note.txt")
+        },
+    )
+    .unwrap();
+    assert!(with.refused.is_empty(), "{:?}", with.refused);
+    let at = with.reports[0].occurred_at;
+    assert_eq!(
+        at.date_naive(),
+        NaiveDate::from_ymd_opt(2024, 5, 21).unwrap()
+    );
 }

@@ -43,11 +43,15 @@ use chrono::{Datelike, NaiveDate, NaiveTime};
 use super::candidates;
 use super::dates::{self, FoundDate};
 use super::fields;
-use super::{Candidates, ImportError, ImportOptions, ImportedReport, RefusedRow};
+use super::types::{Candidates, ImportError, ImportOptions, ImportedReport, RefusedRow};
 use crate::document::{MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES};
 use crate::model::{Place, TimelineEntry};
 
 type Parsed = (Vec<ImportedReport>, Vec<RefusedRow>, Candidates);
+
+/// How a refusal for a date without a year ends; a caller can offer its
+/// way to give the year ([`ImportOptions::year`]).
+pub(super) const NO_YEAR: &str = "add the year, or give the year such dates are in";
 
 pub(super) fn parse(
     text: &str,
@@ -62,11 +66,13 @@ pub(super) fn parse(
     let (title_start, title_end) = lines.range(title_line);
     let title_text = &text[title_start..title_end];
     let refuse = |reason: String, candidates: Candidates| {
+        let needs_year = reason.ends_with(NO_YEAR);
         Ok((
             vec![],
             vec![RefusedRow {
                 line: title_line + 1,
                 reason,
+                needs_year,
             }],
             candidates,
         ))
@@ -109,7 +115,7 @@ pub(super) fn parse(
     let date_of = |d: &FoundDate| -> Result<NaiveDate, String> {
         let written = &text[d.start..d.end];
         let none = || format!("the date {written:?} is not a real date");
-        if let Some(year) = d.year {
+        if let Some(year) = d.year.or(options.year) {
             return NaiveDate::from_ymd_opt(year, d.month, d.day).ok_or_else(none);
         }
         match (reference, options.default_date) {
@@ -129,8 +135,7 @@ pub(super) fn parse(
             }
             (None, None) => Err(format!(
                 "the date of the events, {written:?}, has no year and the text has no full date \
-                 (such as \"Originally published on 22.05.2016\") to take it from; add the year, \
-                 or give a default date"
+                 (such as \"Originally published on 22.05.2016\") to take it from; {NO_YEAR}"
             )),
         }
     };

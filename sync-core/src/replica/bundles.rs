@@ -8,8 +8,9 @@ use std::path::Path;
 
 use rusqlite::TransactionBehavior;
 
-use super::outbox::{self, OutboxError};
-use super::{absorb_update, load_document, Replica, ReplicaError, RoundReport};
+use super::error::{OutboxError, ReplicaError};
+use super::rounds::{absorb_update, RoundReport};
+use super::store::{insert_row, load_document, Replica};
 use crate::bundle::{BundleAttachment, BundleDoc};
 use crate::protocol::DocUpdate;
 use crate::signed_change::SignedChange;
@@ -103,7 +104,7 @@ impl Replica {
                 path: target.clone(),
                 source,
             })?;
-        outbox::insert_row(
+        insert_row(
             &self.conn,
             &attachment.blob,
             &attachment.report,

@@ -20,31 +20,15 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use zeroize::Zeroizing;
 
-use super::secrets::{Vault, Wrapped};
-use super::{now, Replica, ReplicaError};
-use crate::case_key::{CaseKeyError, CasePrivateKey, CasePublicKey, CaseSecret};
+pub use super::error::CaseKeyStoreError;
+use super::error::ReplicaError;
+use super::store::{now, Replica};
+use super::vault::{Vault, Wrapped};
+use crate::case_key::{CasePrivateKey, CasePublicKey, CaseSecret};
 use crate::case_key_trust::{decide, PublishedCaseKey, TrustDecision, VerifiedCaseKey};
 use crate::envelope::SealingKey;
 use crate::identity::{PublicKey, Signature};
 use crate::ids::CaseId;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CaseKeyStoreError {
-    #[error("this device already holds a key for case {case:?} (epoch {epoch}); to make a new one use `fieldsync key rotate --case {case}`")]
-    AlreadyHasKey { case: String, epoch: u32 },
-    #[error("this device holds no key for case {0:?}; on a coordinator's device make one with `fieldsync key new --case {0}`; a reporter's device receives the case's public key when it enrolls or syncs (`fieldsync sync`)")]
-    NoKey(String),
-    #[error("this device holds a different key for case {case:?} epoch {epoch}; the share code belongs to another case or was made on another coordinator device. Ask the coordinator for the current code")]
-    EpochClash { case: String, epoch: u32 },
-    #[error("the key store holds a malformed key for case {case:?} epoch {epoch}")]
-    Malformed { case: String, epoch: u32 },
-    #[error("this share code holds the case's private key, which a reporter's device never keeps: a seized phone would open every attachment of the case. It was not stored; destroy the code. A reporter's device seals to the case's public key, which it receives when it enrolls or syncs")]
-    PrivateKeyOnReporter,
-    #[error("this reporter's device already seals to the case's public key (epoch {0}); an old symmetric key would let it open attachments again, so it is not stored. Destroy the code")]
-    SymmetricAfterPublic(u32),
-    #[error(transparent)]
-    Key(#[from] CaseKeyError),
-}
 
 /// What adding a share code did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,7 +309,7 @@ fn trust_own(
     case: &str,
     key: &CasePrivateKey,
 ) -> Result<(), ReplicaError> {
-    let device = super::load_key(conn, vault)?.ok_or(ReplicaError::NoIdentity)?;
+    let device = super::store::load_key(conn, vault)?.ok_or(ReplicaError::NoIdentity)?;
     // The signature names no case id here: trust_own's rows are this
     // device's own and never verified again; only the signer matters.
     let signature = device.sign(crate::identity::Domain::CaseKey, key.public().bytes());

@@ -15,9 +15,8 @@
 
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{
-    edit_in, for_each_creating_change, insert_created, load_document, Replica, ReplicaError,
-};
+use super::error::ReplicaError;
+use super::store::{edit_in, for_each_creating_change, insert_created, load_document, Replica};
 use crate::document::ReportDocument;
 use crate::ids::{CaseId, ReportId};
 use crate::import::{plan, ImportedReport};

@@ -9,40 +9,16 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
-use super::{now, Replica, ReplicaError};
+pub use super::error::OutboxError;
+use super::error::ReplicaError;
+use super::store::Replica;
 use crate::envelope::{self, EnvelopeError};
 use crate::ids::ReportId;
-use crate::model::{AttachmentRef, Edit};
+use crate::model::AttachmentRef;
 
 const OUTBOX_DIR: &str = "outbox";
-
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
-    #[error("attachments need a device home on disk")]
-    NoHome,
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write the sealed attachment into {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("encrypting {path} failed: {source}")]
-    Seal {
-        path: PathBuf,
-        #[source]
-        source: EnvelopeError,
-    },
-    #[error("attachment {blob} was not sealed on this device (no file in the outbox)")]
-    NotSealed { blob: String },
-}
 
 /// An attachment waiting for upload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,60 +219,6 @@ impl Replica {
             Err(source) => Err(OutboxError::Write { path, source }.into()),
         }
     }
-}
-
-/// Queues the attachments among `edits` for upload, inside the caller's
-/// transaction. Each must have been sealed into `outbox` first.
-pub(super) fn enqueue(
-    tx: &Transaction<'_>,
-    outbox: Option<&Path>,
-    report: &ReportId,
-    edits: &[Edit],
-) -> Result<(), ReplicaError> {
-    for edit in edits {
-        let Edit::AddAttachment(attachment) = edit else {
-            continue;
-        };
-        let sealed = outbox
-            .map(|dir| dir.join(&attachment.blob))
-            .is_some_and(|path| path.is_file());
-        if !sealed {
-            return Err(OutboxError::NotSealed {
-                blob: attachment.blob.clone(),
-            }
-            .into());
-        }
-        insert_row(
-            tx,
-            &attachment.blob,
-            report,
-            &attachment.id,
-            attachment.size,
-        )?;
-    }
-    Ok(())
-}
-
-/// Puts a sealed blob in the outbox table (its file is already in place).
-pub(super) fn insert_row(
-    conn: &rusqlite::Connection,
-    blob: &str,
-    report: &ReportId,
-    attachment_id: &str,
-    size: u64,
-) -> Result<(), ReplicaError> {
-    conn.execute(
-        "INSERT INTO outbox (blob, report_id, attachment_id, size, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (blob) DO NOTHING",
-        params![
-            blob,
-            report.as_str(),
-            attachment_id,
-            i64::try_from(size).unwrap_or(i64::MAX),
-            now().to_rfc3339()
-        ],
-    )?;
-    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

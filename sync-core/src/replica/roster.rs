@@ -6,7 +6,8 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use super::{now, Replica, ReplicaError};
+use super::error::ReplicaError;
+use super::store::{now, Replica};
 
 /// One device of the case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub(crate) fn import_options(name: &str, format: Format) -> ImportOptions {
         map: vec![],
         timezone: Some(Zone::Named(chrono_tz::Asia::Almaty)),
         default_date: NaiveDate::from_ymd_opt(2016, 5, 21),
+        year: None,
     }
 }
 

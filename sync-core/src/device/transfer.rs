@@ -1,11 +1,8 @@
-//! Moving sealed blobs to and from the server: resumable uploads in the
-//! manner of tus 1.0 (create, ask the offset, append from it) and ranged
-//! downloads. Every step that a dropped connection can interrupt is
-//! retried from what the server (or the local file) already holds, so a
-//! bad network costs time, not bytes sent twice.
-//!
-//! Requests are signed over an empty body (see `Client::signed`); the
-//! bytes themselves are checked against the blob id, their SHA-256.
+//! Attachment transfers that survive a bad network: uploads by the tus
+//! resumable upload protocol (create, ask the offset, send from it), and
+//! downloads by HTTP ranges into a partial file. Requests are signed over
+//! an empty body (see [`Body::Stream`]); the bytes themselves are checked
+//! against the blob id, their SHA-256.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,21 +11,34 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use fieldsync_core::hashing::sha256_file;
-use fieldsync_core::identity::DeviceKey;
-use fieldsync_core::replica::OutboxEntry;
-use indicatif::ProgressBar;
 
-use crate::client::{Client, ClientError};
+use super::transport::{Body, Request, Response, Transport, TransportError};
+use crate::hashing::sha256_file;
+use crate::replica::OutboxEntry;
 
 const TUS_RESUMABLE: &str = "1.0.0";
 /// Failed attempts in a row, with no byte gained, before giving up.
 const MAX_FAILURES_WITHOUT_PROGRESS: u32 = 6;
 
+/// Where a transfer is, for a progress bar.
+pub trait Progress {
+    fn set_position(&self, bytes: u64);
+    fn inc(&self, bytes: u64);
+    /// A line to show beside the bar (an interruption being resumed).
+    fn note(&self, line: &str);
+}
+
+/// No progress shown.
+impl Progress for () {
+    fn set_position(&self, _: u64) {}
+    fn inc(&self, _: u64) {}
+    fn note(&self, _: &str) {}
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Transport(#[from] TransportError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -52,7 +62,9 @@ pub enum TransferError {
     Expired,
     #[error("the server received bytes that do not hash to the blob id and discarded them; uploading again")]
     UploadMismatch,
-    #[error("the sealed copy of this attachment on this device is damaged (it no longer matches its id); attach the original file again with `fieldsync edit REPORT_ID --attach FILE`")]
+    /// The sealed copy no longer matches its id: only attaching the
+    /// original file again helps.
+    #[error("the sealed copy of this attachment on this device is damaged (it no longer matches its id)")]
     LocalDamaged,
 }
 
@@ -62,15 +74,21 @@ pub enum UploadEvent<'a> {
     Forgotten,
 }
 
+fn unreachable(e: &TransferError) -> bool {
+    matches!(
+        e,
+        TransferError::Transport(TransportError::Unreachable { .. })
+    )
+}
+
 /// Uploads one sealed blob, resuming a partial upload when the server
 /// still has it. `remember` persists the upload URL as it changes, so a
 /// later run resumes too. `progress` counts bytes from `base` (what came
 /// before this blob). Returns once the server holds the whole blob.
 pub fn upload(
-    client: &Client,
-    key: &DeviceKey,
+    t: &impl Transport,
     entry: &OutboxEntry,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
     base: u64,
     remember: &mut dyn FnMut(UploadEvent<'_>) -> Result<(), TransferError>,
 ) -> Result<(), TransferError> {
@@ -82,13 +100,13 @@ pub fn upload(
             let location = match &url {
                 Some(location) => location.clone(),
                 None => {
-                    let location = create(client, key, entry)?;
+                    let location = create(t, entry)?;
                     remember(UploadEvent::Created(&location))?;
                     url = Some(location.clone());
                     location
                 }
             };
-            let Some(offset) = head(client, key, &location)? else {
+            let Some(offset) = head(t, &location)? else {
                 remember(UploadEvent::Forgotten)?;
                 url = None;
                 return Err(TransferError::Expired);
@@ -103,8 +121,8 @@ pub fn upload(
             // Even with every byte on the server, only a PATCH answered at
             // the full length means verified and stored; with nothing left
             // to send, an empty PATCH asks for exactly that.
-            match patch(client, key, &location, entry, offset, progress) {
-                Err(TransferError::Client(ClientError::Refused { status: 422, .. })) => {
+            match patch(t, &location, entry, offset, progress) {
+                Err(TransferError::Transport(TransportError::Refused { status: 422, .. })) => {
                     // The server discarded bytes that did not hash to the id.
                     remember(UploadEvent::Forgotten)?;
                     url = None;
@@ -126,14 +144,11 @@ pub fn upload(
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
                     return Err(TransferError::GaveUp {
                         attempts: failures,
-                        unreachable: matches!(
-                            e,
-                            TransferError::Client(ClientError::Unreachable { .. })
-                        ),
+                        unreachable: unreachable(&e),
                         last: e.to_string(),
                     });
                 }
-                progress.println(format!("  interrupted ({e}); resuming"));
+                progress.note(&format!("  interrupted ({e}); resuming"));
                 std::thread::sleep(backoff(failures));
             }
         }
@@ -160,12 +175,11 @@ fn check_local_copy(entry: &OutboxEntry) -> Result<(), TransferError> {
 /// there, and checks the whole file against the blob id; a file that does
 /// not match is deleted.
 pub fn download(
-    client: &Client,
-    key: &DeviceKey,
+    t: &impl Transport,
     blob: &str,
     size: u64,
     partial: &Path,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<(), TransferError> {
     let len = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut failures = 0u32;
@@ -175,8 +189,8 @@ pub fn download(
         if have >= size {
             break;
         }
-        let result = fetch_from(client, key, blob, size, have, partial, progress);
-        if let Err(TransferError::Client(ClientError::Refused { status: 416, .. })) = result {
+        let result = fetch_from(t, blob, size, have, partial, progress);
+        if let Err(TransferError::Transport(TransportError::Refused { status: 416, .. })) = result {
             // The server's blob is shorter than the report says it is.
             let _ = std::fs::remove_file(partial);
             return Err(TransferError::Mismatch);
@@ -190,10 +204,7 @@ pub fn download(
         if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
             return Err(TransferError::GaveUp {
                 attempts: failures,
-                unreachable: matches!(
-                    result,
-                    Err(TransferError::Client(ClientError::Unreachable { .. }))
-                ),
+                unreachable: result.as_ref().is_err_and(unreachable),
                 last: match result {
                     Err(e) => e.to_string(),
                     Ok(()) => "the server sent no new bytes".into(),
@@ -201,7 +212,7 @@ pub fn download(
             });
         }
         if let Err(e) = result {
-            progress.println(format!("  interrupted ({e}); resuming"));
+            progress.note(&format!("  interrupted ({e}); resuming"));
             std::thread::sleep(backoff(failures.max(1)));
         }
     }
@@ -219,25 +230,29 @@ pub fn download(
 /// One GET from `have` on, appended to `partial`. Bytes that arrived
 /// before a failure are kept for the next attempt.
 fn fetch_from(
-    client: &Client,
-    key: &DeviceKey,
+    t: &impl Transport,
     blob: &str,
     size: u64,
     have: u64,
     partial: &Path,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<(), TransferError> {
     let io = |source| TransferError::Io {
         what: format!("cannot write {}", partial.display()),
         source,
     };
-    let mut request = client.signed(key, "GET", &format!("/v1/blobs/{blob}"))?;
+    let mut headers = Vec::new();
     if have > 0 {
-        request = request.set("Range", &format!("bytes={have}-"));
+        headers.push(("Range", format!("bytes={have}-")));
     }
-    let response = client.outcome(request.call())?;
-    let resumed = response.status() == 206;
-    let mut file = fieldsync_core::private_fs::open_options()
+    let response = t.send(Request {
+        method: "GET",
+        path: format!("/v1/blobs/{blob}"),
+        headers,
+        body: Body::Empty,
+    })?;
+    let resumed = response.status == 206;
+    let mut file = crate::private_fs::open_options()
         .create(true)
         .write(true)
         .append(resumed)
@@ -248,7 +263,7 @@ fn fetch_from(
         progress.set_position(0);
     }
     // Never more than the blob (plus one byte, to notice a longer one).
-    let mut reader = response.into_reader().take(size + 1);
+    let mut reader = response.body.take(size + 1);
     let mut buf = vec![0u8; 256 * 1024];
     let outcome = loop {
         match reader.read(&mut buf) {
@@ -259,8 +274,8 @@ fn fetch_from(
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                break Err(ClientError::Unreachable {
-                    url: client.base().to_owned(),
+                break Err(TransportError::Unreachable {
+                    url: t.base().to_owned(),
                     reason: e.to_string(),
                 }
                 .into())
@@ -271,57 +286,63 @@ fn fetch_from(
     outcome
 }
 
-fn create(client: &Client, key: &DeviceKey, entry: &OutboxEntry) -> Result<String, TransferError> {
+fn tus(method: &'static str, path: String, headers: &[(&'static str, String)]) -> Request<'static> {
+    let mut all = vec![("Tus-Resumable", TUS_RESUMABLE.to_owned())];
+    all.extend_from_slice(headers);
+    Request {
+        method,
+        path,
+        headers: all,
+        body: Body::Empty,
+    }
+}
+
+fn create(t: &impl Transport, entry: &OutboxEntry) -> Result<String, TransferError> {
     let metadata = format!(
         "blob {},report {}",
         STANDARD.encode(&entry.blob),
         STANDARD.encode(entry.report.as_str())
     );
-    let response = client.outcome(
-        client
-            .signed(key, "POST", "/v1/uploads")?
-            .set("Tus-Resumable", TUS_RESUMABLE)
-            .set("Upload-Length", &entry.size.to_string())
-            .set("Upload-Metadata", &metadata)
-            .send_bytes(b""),
-    )?;
+    let response = t.send(tus(
+        "POST",
+        "/v1/uploads".into(),
+        &[
+            ("Upload-Length", entry.size.to_string()),
+            ("Upload-Metadata", metadata),
+        ],
+    ))?;
     let location = response
         .header("Location")
         .ok_or(TransferError::Header("Location"))?;
-    Ok(path_of(client, location))
+    Ok(path_of(t, location))
 }
 
 /// The server's offset for an upload; `None` when it no longer knows it
 /// (expired, or lost), so it must be created again.
-fn head(client: &Client, key: &DeviceKey, location: &str) -> Result<Option<u64>, TransferError> {
-    let result = client.outcome(
-        client
-            .signed(key, "HEAD", location)?
-            .set("Tus-Resumable", TUS_RESUMABLE)
-            .call(),
-    );
-    match result {
-        Ok(response) => Ok(Some(
-            response
-                .header("Upload-Offset")
-                .and_then(|v| v.parse().ok())
-                .ok_or(TransferError::Header("Upload-Offset"))?,
-        )),
-        Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+fn head(t: &impl Transport, location: &str) -> Result<Option<u64>, TransferError> {
+    match t.send(tus("HEAD", location.to_owned(), &[])) {
+        Ok(response) => Ok(Some(upload_offset(&response)?)),
+        Err(TransportError::Refused { status: 404, .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+fn upload_offset(response: &Response) -> Result<u64, TransferError> {
+    response
+        .header("Upload-Offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or(TransferError::Header("Upload-Offset"))
 }
 
 /// Sends the sealed file from `offset` to its end in one request (nothing,
 /// at the end: the server then says whether the blob is stored); returns
 /// the server's new offset.
 fn patch(
-    client: &Client,
-    key: &DeviceKey,
+    t: &impl Transport,
     location: &str,
     entry: &OutboxEntry,
     offset: u64,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<u64, TransferError> {
     let io = |source| TransferError::Io {
         what: format!("cannot read the sealed attachment {}", entry.path.display()),
@@ -333,35 +354,34 @@ fn patch(
     }
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let left = entry.size - offset;
-    let body = Counting {
+    let mut request = tus(
+        "PATCH",
+        location.to_owned(),
+        &[
+            ("Content-Type", "application/offset+octet-stream".to_owned()),
+            ("Upload-Offset", offset.to_string()),
+            ("Content-Length", left.to_string()),
+        ],
+    );
+    request.body = Body::Stream(Box::new(Counting {
         inner: file.take(left),
         progress,
-    };
-    let result = client
-        .signed(key, "PATCH", location)?
-        .set("Tus-Resumable", TUS_RESUMABLE)
-        .set("Content-Type", "application/offset+octet-stream")
-        .set("Upload-Offset", &offset.to_string())
-        .set("Content-Length", &left.to_string())
-        .send(body);
-    // A body the server saw end early (or stall) is kept up to an offset
-    // it names: an interruption to resume from, not a refusal.
-    if let Err(ureq::Error::Status(400, response)) = &result {
-        if response.header("Upload-Offset").is_some() {
-            return Err(ClientError::Unreachable {
-                url: client.base().to_owned(),
-                reason: "the upload was cut short".into(),
-            }
-            .into());
+    }));
+    match t.send(request) {
+        Ok(response) => upload_offset(&response),
+        // A body the server saw end early (or stall) is kept up to an
+        // offset it names: an interruption to resume from, not a refusal.
+        Err(TransportError::Refused {
+            status: 400,
+            upload_offset: Some(_),
+            ..
+        }) => Err(TransportError::Unreachable {
+            url: t.base().to_owned(),
+            reason: "the upload was cut short".into(),
         }
-    }
-    match client.outcome(result) {
-        Ok(response) => response
-            .header("Upload-Offset")
-            .and_then(|v| v.parse().ok())
-            .ok_or(TransferError::Header("Upload-Offset")),
+        .into()),
         // Someone (an earlier attempt) moved the offset: ask again.
-        Err(ClientError::Refused { status: 409, .. }) => Ok(offset),
+        Err(TransportError::Refused { status: 409, .. }) => Ok(offset),
         Err(e) => Err(e.into()),
     }
 }
@@ -371,20 +391,21 @@ fn patch(
 /// will not change by retrying.
 fn retryable(e: &TransferError) -> bool {
     match e {
-        TransferError::Client(ClientError::Unreachable { .. }) => true,
-        TransferError::Client(ClientError::Refused { status, .. }) => {
+        TransferError::Transport(TransportError::Unreachable { .. }) => true,
+        TransferError::Transport(TransportError::Refused { status, .. }) => {
             // 500 is a fault on the server that seconds will not mend;
             // 503 is its "busy, try again".
             matches!(status, 408 | 423 | 429 | 502..=504)
         }
-        TransferError::Client(ClientError::BadResponse(_)) => true,
-        // The client corrected its clock from the answer.
-        TransferError::Client(ClientError::Clock { .. }) => true,
+        TransferError::Transport(TransportError::BadResponse(_)) => true,
+        TransferError::Transport(TransportError::Busy { .. }) => true,
+        // The transport corrected its clock from the answer.
+        TransferError::Transport(TransportError::Clock { .. }) => true,
         // Only setting the device's clock helps.
-        TransferError::Client(ClientError::ClockTooFar { .. }) => false,
+        TransferError::Transport(TransportError::ClockTooFar { .. }) => false,
         // A copy got there first; the next try is signed afresh and starts
         // from the offset the server reports, so nothing is written twice.
-        TransferError::Client(ClientError::Replayed { .. }) => true,
+        TransferError::Transport(TransportError::Replayed { .. }) => true,
         TransferError::Mismatch | TransferError::Expired | TransferError::UploadMismatch => true,
         TransferError::Io { .. }
         | TransferError::GaveUp { .. }
@@ -398,16 +419,16 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// Location may be absolute or a path; requests are signed over the path.
-fn path_of(client: &Client, location: &str) -> String {
+fn path_of(t: &impl Transport, location: &str) -> String {
     location
-        .strip_prefix(client.base())
+        .strip_prefix(t.base())
         .unwrap_or(location)
         .to_owned()
 }
 
 struct Counting<'a, R> {
     inner: R,
-    progress: &'a ProgressBar,
+    progress: &'a dyn Progress,
 }
 
 impl<R: Read> Read for Counting<'_, R> {

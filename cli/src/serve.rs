@@ -1,0 +1,31 @@
+//! `fieldsync serve`: the server, in this same binary.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+pub fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = std::net::TcpListener::bind(listen).with_context(|| {
+        format!("cannot listen on {listen}; is another server using that port?")
+    })?;
+    let addr = listener.local_addr()?;
+    let data = config.data_dir.clone();
+    actix_web::rt::System::new().block_on(async move {
+        let server = fieldsync_server::run(listener, config)
+            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+        println!(
+            "fieldsync listening on http://{addr} (data in {})",
+            data.display()
+        );
+        std::io::stdout().flush().ok();
+        server.await.context("the server stopped with an error")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

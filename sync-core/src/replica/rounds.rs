@@ -1,0 +1,314 @@
+//! The device side of a sync round: which changes are pending, the next
+//! bounded request, and absorbing the server's answer in one transaction.
+
+use std::collections::HashSet;
+
+use automerge::{AutoCommit, ChangeHash};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::error::ReplicaError;
+use super::store::{
+    append_changes, format_heads, is_dirty, load_document, now, store_signature, Replica,
+};
+use crate::ids::ReportId;
+use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
+use crate::signed_change::SignedChange;
+use crate::sync::device::{absorb, pending_changes, PendingDoc, RequestBuilder, RequestPlan};
+
+/// What one sync round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Changes this device sent.
+    pub sent: usize,
+    /// Changes received that the device did not have.
+    pub received: usize,
+    /// Reports this device had never seen before.
+    pub new_reports: usize,
+    /// Changes the server refused in this round, with reasons.
+    pub refused: Vec<(ReportId, RefusedChange)>,
+    /// Another round is needed.
+    pub more: bool,
+}
+
+/// What a whole sync (all rounds) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncSummary {
+    pub rounds: usize,
+    pub sent: usize,
+    pub received: usize,
+    pub new_reports: usize,
+    pub refused: Vec<RefusedReport>,
+}
+
+/// A refused change, for the user.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedReport {
+    pub report: ReportId,
+    pub change: String,
+    pub reason: crate::protocol::Refusal,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFailure<E: std::error::Error + 'static> {
+    #[error("{0}")]
+    Transport(#[source] E),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    #[error(
+        "the server answered without taking or sending anything; nothing was lost, try again later"
+    )]
+    NoProgress,
+}
+
+impl Replica {
+    /// Number of changes not yet acknowledged by the server (refused ones excluded).
+    pub fn pending_change_count(&self) -> Result<usize, ReplicaError> {
+        let mut count = 0;
+        for pending in self.pending_docs()? {
+            count += pending.changes.len();
+        }
+        Ok(count)
+    }
+
+    /// Changes the server refused, newest last.
+    pub fn refused(&self) -> Result<Vec<RefusedReport>, ReplicaError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT doc_id, hash, reason, message FROM refused ORDER BY refused_at, doc_id, hash",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(doc, hash, reason, message)| {
+                Ok(RefusedReport {
+                    report: doc
+                        .parse()
+                        .map_err(|e| ReplicaError::Corrupt(format!("{e}")))?,
+                    change: hash,
+                    reason: serde_json::from_value(serde_json::Value::String(reason.clone()))
+                        .map_err(|_| ReplicaError::Corrupt(format!("refusal reason {reason:?}")))?,
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn pending_docs(&self) -> Result<Vec<PendingDoc>, ReplicaError> {
+        let mut out = Vec::new();
+        for id in self.dirty_ids()? {
+            if let Some(pending) = self.pending_doc(&id)? {
+                out.push(pending);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn dirty_ids(&self) -> Result<Vec<ReportId>, ReplicaError> {
+        self.query_ids("SELECT id FROM documents WHERE dirty = 1 ORDER BY updated_at, id")
+    }
+
+    pub(super) fn pending_doc(&self, id: &ReportId) -> Result<Option<PendingDoc>, ReplicaError> {
+        let Some(mut stored) = load_document(&self.conn, id)? else {
+            return Ok(None);
+        };
+        let refused = refused_hashes(&self.conn, id)?;
+        let changes = pending_changes(&mut stored.doc, &stored.acked, &refused);
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let mut signed = Vec::with_capacity(changes.len());
+        for change in changes {
+            let signature = self.signature(id, &change.hash())?.ok_or_else(|| {
+                ReplicaError::Corrupt(format!(
+                    "no signature stored for change {} of report {id}",
+                    change.hash()
+                ))
+            })?;
+            signed.push(SignedChange {
+                bytes: change.raw_bytes().to_vec(),
+                signature,
+            });
+        }
+        Ok(Some(PendingDoc {
+            id: id.clone(),
+            base_heads: stored.acked,
+            changes: signed,
+        }))
+    }
+
+    /// Builds the next sync request, at most `max_bytes` long.
+    pub fn prepare_sync(&self, max_bytes: usize) -> Result<RequestPlan, ReplicaError> {
+        let mut builder = RequestBuilder::new(self.cursor()?, max_bytes);
+        // Load documents one at a time and stop once the request is full:
+        // a device with thousands of pending reports sends a few per round.
+        for id in self.dirty_ids()? {
+            if let Some(pending) = self.pending_doc(&id)? {
+                if !builder.offer(pending) {
+                    break;
+                }
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    /// Absorbs the server's answer to `request`, in one transaction.
+    pub fn complete_sync(
+        &mut self,
+        request: &SyncRequest,
+        response: &SyncResponse,
+    ) -> Result<RoundReport, ReplicaError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut report = RoundReport {
+            sent: request.docs.iter().map(|d| d.changes.len()).sum(),
+            more: response.more,
+            ..RoundReport::default()
+        };
+        for update in &response.docs {
+            absorb_update(&tx, update, &mut report)?;
+        }
+        let cursor: u64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'cursor'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('cursor', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [cursor.max(response.cursor).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Syncs until nothing is pending and the feed is drained, one bounded
+    /// request per round. `send` carries a request to the server and back.
+    /// Whatever happens, nothing recorded is lost: each round commits on its
+    /// own, and an error leaves the replica as the last good round left it.
+    pub fn sync<E, F>(
+        &mut self,
+        max_request_bytes: usize,
+        mut send: F,
+        mut on_round: impl FnMut(&RoundReport),
+    ) -> Result<SyncSummary, SyncFailure<E>>
+    where
+        E: std::error::Error + 'static,
+        F: FnMut(&SyncRequest) -> Result<SyncResponse, E>,
+    {
+        let mut summary = SyncSummary::default();
+        loop {
+            let plan = self.prepare_sync(max_request_bytes)?;
+            let cursor_before = plan.request.cursor;
+            let response = send(&plan.request).map_err(SyncFailure::Transport)?;
+            let round = self.complete_sync(&plan.request, &response)?;
+            on_round(&round);
+            summary.rounds += 1;
+            summary.sent += round.sent;
+            summary.received += round.received;
+            summary.new_reports += round.new_reports;
+            summary
+                .refused
+                .extend(round.refused.iter().map(|(report, r)| RefusedReport {
+                    report: report.clone(),
+                    change: r.hash.to_string(),
+                    reason: r.reason,
+                    message: r.message.clone(),
+                }));
+            let more = round.more || !plan.complete;
+            if !more {
+                return Ok(summary);
+            }
+            let progressed =
+                round.sent > 0 || round.received > 0 || response.cursor > cursor_before;
+            if !progressed {
+                return Err(SyncFailure::NoProgress);
+            }
+        }
+    }
+}
+
+fn refused_hashes(conn: &Connection, id: &ReportId) -> Result<HashSet<ChangeHash>, ReplicaError> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM refused WHERE doc_id = ?1")?;
+    let hashes = stmt
+        .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    hashes
+        .iter()
+        .map(|h| {
+            h.parse()
+                .map_err(|_| ReplicaError::Corrupt(format!("refused hash {h:?}")))
+        })
+        .collect()
+}
+
+pub(super) fn absorb_update(
+    tx: &Transaction<'_>,
+    update: &DocUpdate,
+    report: &mut RoundReport,
+) -> Result<(), ReplicaError> {
+    let existing = load_document(tx, &update.id)?;
+    let is_new = existing.is_none();
+    let (mut doc, log_len, acked) = match existing {
+        Some(s) => (s.doc, s.log_len, s.acked),
+        None if update.changes.is_empty() => return record_refusals(tx, update, report),
+        None => (AutoCommit::new(), 0, Vec::new()),
+    };
+    let absorbed = absorb(&mut doc, update)?;
+    let acked = absorbed.acked.unwrap_or(acked);
+    if is_new {
+        report.new_reports += 1;
+        tx.execute(
+            "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+            params![
+                update.id.as_str(),
+                doc.save(),
+                format_heads(&acked),
+                is_dirty(&mut doc, &acked),
+                now().to_rfc3339()
+            ],
+        )?;
+    } else {
+        let bytes: Vec<Vec<u8>> = absorbed
+            .applied
+            .iter()
+            .map(|v| v.signed.bytes.clone())
+            .collect();
+        append_changes(tx, &update.id, &mut doc, log_len, &bytes, &acked)?;
+    }
+    for v in &absorbed.applied {
+        store_signature(tx, &update.id, &v.hash(), &v.signed.signature)?;
+    }
+    report.received += absorbed.applied.len();
+    record_refusals(tx, update, report)
+}
+
+fn record_refusals(
+    tx: &Transaction<'_>,
+    update: &DocUpdate,
+    report: &mut RoundReport,
+) -> Result<(), ReplicaError> {
+    for refused in &update.refused {
+        let reason = serde_json::to_value(refused.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        tx.execute(
+            "INSERT OR IGNORE INTO refused (doc_id, hash, reason, message, refused_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![update.id.as_str(), refused.hash.to_string(), reason, refused.message, now().to_rfc3339()],
+        )?;
+        report.refused.push((update.id.clone(), refused.clone()));
+    }
+    Ok(())
+}
