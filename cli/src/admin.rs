@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Subcommand;
+use fieldsync_core::import::Zone;
 use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::DeviceId;
 use fieldsync_server::store::Store;
@@ -50,7 +51,35 @@ pub enum AdminCommand {
 #[derive(Subcommand)]
 pub enum CaseCommand {
     /// Creates a case and prints its id.
-    Create { name: String },
+    Create {
+        name: String,
+        /// The case's time zone: an IANA name (Asia/Almaty) or an offset
+        /// (+06:00). Devices learn it when they enroll and sync; `import`
+        /// reads times written without an offset in it when not given
+        /// `--timezone`.
+        #[arg(long, allow_hyphen_values = true)]
+        timezone: Option<String>,
+    },
+    /// Sets a case's time zone, or removes it with --clear; devices learn
+    /// it on their next sync.
+    Timezone {
+        name: String,
+        /// An IANA name (Asia/Almaty) or an offset (+06:00).
+        #[arg(allow_hyphen_values = true, required_unless_present = "clear")]
+        zone: Option<String>,
+        /// Remove the case's time zone: imports then need --timezone.
+        #[arg(long, conflicts_with = "zone")]
+        clear: bool,
+    },
+}
+
+/// The zone as the case keeps it: IANA names as the database spells them,
+/// offsets as `+06:00`. Refused here, before anything is written.
+fn case_zone(text: &str) -> Result<String> {
+    Ok(match text.parse::<Zone>()? {
+        Zone::Named(tz) => tz.name().to_owned(),
+        Zone::Fixed(offset) => offset.to_string(),
+    })
 }
 
 pub fn run(data: &Path, command: AdminCommand) -> Result<ExitCode> {
@@ -64,9 +93,26 @@ pub fn run(data: &Path, command: AdminCommand) -> Result<ExitCode> {
     let store = Store::open(data)
         .with_context(|| format!("cannot open the data directory {}", data.display()))?;
     match command {
-        AdminCommand::Case(CaseCommand::Create { name }) => {
-            let case = store.create_case(&name)?;
+        AdminCommand::Case(CaseCommand::Create { name, timezone }) => {
+            let zone = timezone.as_deref().map(case_zone).transpose()?;
+            let case = store.create_case_in_zone(&name, zone.as_deref())?;
             println!("{}", case.id);
+        }
+        AdminCommand::Case(CaseCommand::Timezone { name, zone, clear }) => {
+            let zone = if clear {
+                None
+            } else {
+                zone.as_deref().map(case_zone).transpose()?
+            };
+            store.set_case_timezone(&name, zone.as_deref())?;
+            match zone {
+                Some(zone) => {
+                    println!("case {name}: time zone {zone}; devices learn it on their next sync")
+                }
+                None => println!(
+                    "case {name}: no time zone; imports of times without an offset need --timezone"
+                ),
+            }
         }
         AdminCommand::Invite {
             case,

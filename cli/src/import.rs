@@ -78,6 +78,18 @@ struct FileSummary {
     error: Option<String>,
     /// Attachments sealed onto --report.
     attached: usize,
+    /// The zone times written without an offset are read in, and where it
+    /// came from; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<ZoneUsed>,
+}
+
+#[derive(Clone, Serialize)]
+struct ZoneUsed {
+    zone: String,
+    /// `option` (`--timezone`) or `case` (the case's time zone, as the
+    /// server last gave it to this device).
+    from: &'static str,
 }
 
 #[derive(Serialize)]
@@ -118,7 +130,7 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
     let mut device = Device::new(open(home)?);
     let enrollment = enrollment(device.replica())?;
     check_case(&enrollment, case)?;
-    let options = options(&args)?;
+    let (options, zone_used) = options(&args, device.case_timezone()?)?;
     let (media, documents): (Vec<&PathBuf>, Vec<&PathBuf>) =
         others.into_iter().partition(|f| is_media(f));
 
@@ -135,13 +147,9 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
         device.import_salt()?;
     }
     for file in documents {
-        summaries.push(import_file(
-            &mut device,
-            &enrollment,
-            &options,
-            &args,
-            file,
-        )?);
+        let mut summary = import_file(&mut device, &enrollment, &options, &args, file)?;
+        summary.timezone = zone_used.clone();
+        summaries.push(summary);
     }
     let troubled = summaries
         .iter()
@@ -158,13 +166,35 @@ pub fn run(home: &Path, args: ImportArgs) -> Result<ExitCode> {
     })
 }
 
-fn options(args: &ImportArgs) -> Result<ImportOptions> {
+/// How to read the files. Times written without an offset are read in
+/// `--timezone`, else in the case's time zone the server gave this device.
+fn options(
+    args: &ImportArgs,
+    case_zone: Option<String>,
+) -> Result<(ImportOptions, Option<ZoneUsed>)> {
     let format: Format = args.format.parse()?;
-    let timezone = args
-        .timezone
-        .as_deref()
-        .map(|z| z.parse::<Zone>())
-        .transpose()?;
+    let (timezone, used) = match (&args.timezone, case_zone) {
+        (Some(text), _) => (
+            Some(text.parse::<Zone>()?),
+            Some(ZoneUsed {
+                zone: text.trim().to_owned(),
+                from: "option",
+            }),
+        ),
+        (None, Some(text)) => {
+            let zone = text.parse::<Zone>().map_err(|_| {
+                anyhow!("the case's time zone {text:?}, as the server gave it, is not one this fieldsync knows; give --timezone")
+            })?;
+            (
+                Some(zone),
+                Some(ZoneUsed {
+                    zone: text,
+                    from: "case",
+                }),
+            )
+        }
+        (None, None) => (None, None),
+    };
     let map = args
         .map
         .iter()
@@ -175,14 +205,15 @@ fn options(args: &ImportArgs) -> Result<ImportOptions> {
                 .ok_or_else(|| anyhow!("--map {entry:?}: write COLUMN=FIELD"))
         })
         .collect::<Result<_>>()?;
-    Ok(ImportOptions {
+    let options = ImportOptions {
         format,
         file_name: String::new(),
         map,
         timezone,
         default_date: None,
         year: args.year,
-    })
+    };
+    Ok((options, used))
 }
 
 fn import_file(
@@ -337,6 +368,9 @@ fn print_summaries(summaries: &[FileSummary], dry_run: bool) {
         );
         for r in &s.refused {
             println!("  line {}: {}", r.line, r.reason);
+        }
+        if let Some(ZoneUsed { zone, from: "case" }) = &s.timezone {
+            println!("  times without an offset read in {zone}, the case's time zone (--timezone to read them in another)");
         }
         let c = &s.candidates;
         if !c.places.is_empty() {

@@ -4,6 +4,7 @@
 mod attachments;
 mod blob_api;
 mod bundles;
+mod case_timezone;
 mod chaos;
 mod cli_output;
 mod clock_skew;

@@ -121,7 +121,12 @@ impl Store {
             &tx,
             "case-timezone",
             None,
-            &format!("case {} ({}): {}", name, record.id, timezone.unwrap_or("none")),
+            &format!(
+                "case {} ({}): {}",
+                name,
+                record.id,
+                timezone.unwrap_or("none")
+            ),
         )?;
         tx.commit()?;
         record.timezone = timezone.map(str::to_owned);

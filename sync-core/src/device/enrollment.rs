@@ -105,6 +105,26 @@ impl Device {
         if let Some(salt) = &enrolled.import_salt {
             r.set_meta(keys::IMPORT_SALT, salt)?;
         }
+        self.keep_case_timezone(enrolled.case_timezone.as_deref())?;
+        Ok(())
+    }
+
+    /// The case's time zone as the server last gave it (an IANA name or an
+    /// offset, unchecked: the importer parses it), or `None`.
+    pub fn case_timezone(&self) -> Result<Option<String>, DeviceError> {
+        Ok(self
+            .replica
+            .meta(keys::CASE_TIMEZONE)?
+            .filter(|z| !z.is_empty()))
+    }
+
+    /// Keeps the zone a server answer carried; `None` clears it (the
+    /// operator removed it, or the server predates case zones).
+    fn keep_case_timezone(&mut self, zone: Option<&str>) -> Result<(), DeviceError> {
+        if self.case_timezone()?.as_deref() != zone {
+            self.replica
+                .set_meta(keys::CASE_TIMEZONE, zone.unwrap_or(""))?;
+        }
         Ok(())
     }
 
@@ -146,7 +166,7 @@ impl Device {
     /// outbox (the server accepts a blob only once it holds the report
     /// that references it); then, on a coordinator's device, the case's
     /// device list and import salt. The clock offset the transport learns
-    /// on the way is kept.
+    /// on the way is kept, and the case's time zone the answers carry.
     pub fn sync_all(
         &mut self,
         t: &impl Transport,
@@ -156,12 +176,24 @@ impl Device {
     ) -> Result<SyncAll, DeviceError> {
         let enrollment = self.enrollment()?;
         let pending = self.replica.pending_change_count()?;
+        // The last answer's case time zone: an operator may set or change
+        // it at any time (`admin case timezone`).
+        let mut zone = None;
         let result = self.replica.sync(
             max_request_bytes,
-            |request| calls::sync_round(t, request),
+            |request| {
+                let answer = calls::sync_round(t, request);
+                if let Ok(response) = &answer {
+                    zone = Some(response.case_timezone.clone());
+                }
+                answer
+            },
             |round| on_event(SyncEvent::Round(round)),
         );
         self.keep_offset(t, on_event)?;
+        if let Some(zone) = zone {
+            self.keep_case_timezone(zone.as_deref())?;
+        }
         let changes = match result {
             Ok(summary) => summary,
             Err(failure) => {

@@ -11,3 +11,6 @@ pub const IMPORT_SALT: &str = "import_salt";
 /// Seconds the device's clock is off the server's, learned from a
 /// server that refused a request for its time.
 pub const CLOCK_OFFSET: &str = "clock_offset_secs";
+/// The case's time zone as the server last gave it (empty: none), for
+/// imports of times written without an offset.
+pub const CASE_TIMEZONE: &str = "case_timezone";

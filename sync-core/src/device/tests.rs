@@ -15,6 +15,8 @@ struct Scripted {
     sent: RefCell<Vec<String>>,
     busy: bool,
     case_id: String,
+    /// What the sync answers say of the case's time zone.
+    zone: Option<&'static str>,
 }
 
 impl Transport for Scripted {
@@ -35,7 +37,7 @@ impl Transport for Scripted {
                 docs: vec![],
                 cursor: 0,
                 more: false,
-                case_timezone: None,
+                case_timezone: self.zone.map(str::to_owned),
             }
             .to_json(),
             "/v1/devices" => b"[]".to_vec(),
@@ -82,6 +84,7 @@ fn a_coordinators_full_sync_sends_changes_then_fetches_the_roster_and_the_salt()
         sent: RefCell::new(vec![]),
         busy: false,
         case_id,
+        zone: None,
     };
     let mut rounds = 0;
     let synced = device
@@ -109,6 +112,7 @@ fn a_busy_server_is_asked_a_few_times_and_nothing_is_lost() {
         sent: RefCell::new(vec![]),
         busy: true,
         case_id,
+        zone: None,
     };
     let failed = device.sync_all(&t, 1 << 20, &(), &mut |_| {});
     let Err(DeviceError::SyncFailed { failure, left }) = failed else {
@@ -134,4 +138,25 @@ fn a_device_not_enrolled_says_so() {
         device.import_salt(),
         Err(DeviceError::NoImportSalt)
     ));
+}
+
+#[test]
+fn the_case_time_zone_of_the_last_answer_is_kept_and_a_missing_one_clears_it() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut device, case_id) = enrolled(home.path(), "reporter");
+    assert_eq!(device.case_timezone().unwrap(), None);
+    let mut t = Scripted {
+        sent: RefCell::new(vec![]),
+        busy: false,
+        case_id,
+        zone: Some("Asia/Almaty"),
+    };
+    device.sync_all(&t, 1 << 20, &(), &mut |_| {}).unwrap();
+    assert_eq!(
+        device.case_timezone().unwrap().as_deref(),
+        Some("Asia/Almaty")
+    );
+    t.zone = None;
+    device.sync_all(&t, 1 << 20, &(), &mut |_| {}).unwrap();
+    assert_eq!(device.case_timezone().unwrap(), None);
 }
