@@ -2,8 +2,10 @@
 //! the command that mends it when it prints one.
 
 use fieldsync_core::device::{DeviceError, TransferError};
+use fieldsync_core::envelope::EnvelopeError;
 use fieldsync_core::replica::case_keys::CaseKeyStoreError;
 use fieldsync_core::replica::{ReplicaError, SecretsError};
+use fieldsync_server::store::StoreError;
 
 /// Said after a refused upload whose sealed copy is damaged.
 pub const REATTACH: &str =
@@ -29,6 +31,14 @@ pub fn with_hint(e: &anyhow::Error) -> String {
         }
         if let Some(TransferError::LocalDamaged) = cause.downcast_ref::<TransferError>() {
             return Some(REATTACH.to_owned());
+        }
+        if let Some(EnvelopeError::UnknownEpoch(_)) = cause.downcast_ref::<EnvelopeError>() {
+            return Some("; add it with `fieldsync key add`".to_owned());
+        }
+        if let Some(StoreError::UnknownCase(name)) = cause.downcast_ref::<StoreError>() {
+            return Some(format!(
+                "; create it with `fieldsync admin case create {name}`"
+            ));
         }
         None
     });

@@ -130,3 +130,23 @@ fn an_unknown_zone_is_refused_and_no_case_is_made() {
     let again = admin(&server, &["case", "create", "almaty"]);
     assert!(again.status.success(), "{again:?}");
 }
+
+#[test]
+fn an_unknown_case_is_named_and_the_cli_says_how_to_create_it() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
+    for args in [
+        &["case", "timezone", "nope", "UTC"][..],
+        &["invite", "--case", "nope", "--role", "reporter"][..],
+    ] {
+        let out = admin(&server, args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "there is no case named nope; create it with `fieldsync admin case create nope`"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub enum StoreError {
     // Still names the command: the store test
     // `case_names_are_unique_and_validated` pins this text, and the CLI
     // prints it as it is (issue 15 leaves it to the lead to move).
-    #[error("there is no case named {0}; create it with `fieldsync admin case create {0}`")]
+    #[error("there is no case named {0}")]
     UnknownCase(String),
     #[error("a case name must be 1 to {MAX_CASE_NAME_BYTES} bytes, without control characters or surrounding spaces, got {0:?}; choose another name")]
     InvalidCaseName(String),

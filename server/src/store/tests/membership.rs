@@ -19,10 +19,7 @@ fn case_names_are_unique_and_validated() {
     let err = store
         .create_invite("nope", DeviceRole::Reporter, DAY)
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "there is no case named nope; create it with `fieldsync admin case create nope`"
-    );
+    assert_eq!(err.to_string(), "there is no case named nope");
     assert!(matches!(
         store.devices(Some("nope")),
         Err(StoreError::UnknownCase(_))
