@@ -13,7 +13,8 @@
 //! into `blobs/` only after its SHA-256 matched its id, by a rename in the
 //! same file system followed by an fsync of the directory.
 //!
-//! All functions here block; the HTTP layer calls them in `web::block`.
+//! All functions here block; the HTTP layer calls them off the async
+//! workers (`api::state::blocking`).
 //! Ids are validated types ([`BlobId`], [`UploadId`]), so no name from
 //! outside ever reaches a path unchecked.
 

@@ -11,6 +11,10 @@
 //! - [`protocol`] and [`sync`]: the one-round-trip sync protocol, as plain
 //!   functions over data for both sides.
 //! - [`replica`]: the device-side SQLite store.
+//! - [`device`]: a client's application logic over the replica: its typed
+//!   enrollment, the order of a full sync, resumable uploads and ranged
+//!   downloads, import ids; all over a [`device::Transport`] the embedding
+//!   program gives (the CLI's is `ureq`).
 //! - [`export`]: a case's reports and their signed history as JSON, CSV,
 //!   GeoJSON, TimelineJS or Markdown, read through [`export::ExportSource`].
 //! - [`web_login`]: the certificate by which a coordinator's device lends a
@@ -27,9 +31,10 @@
 //! never names a command of the CLI in an error, and never holds a case key
 //! or an attachment's plaintext outside the device. Only `replica/` reads
 //! the clock; documents, sync, import and export are given the time. Files
-//! are touched by `replica/` and by the helpers that take a path
-//! (`envelope`, `hashing`, `private_fs`, `import`'s file reader), nowhere
-//! else.
+//! are touched by `replica/`, by `device/transfer.rs` (a download written
+//! beside its destination) and by the helpers that take a path
+//! (`envelope`, `hashing`, `private_fs`), nowhere else; `import` parses
+//! bytes the caller read.
 
 // The fuzz targets' bodies are not here: they are the crate
 // `fieldsync-fuzz-bodies` (`tests/fuzz-bodies`), over this crate's API.

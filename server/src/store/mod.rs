@@ -42,13 +42,13 @@
 //! HTTP layer reaches them through the traits of `traits.rs`, so another
 //! database can stand in without a handler changing.
 //!
-//! Tables (schema 7; schema 1 had neither the three blob tables nor
+//! Tables (schema 8; schema 1 had neither the three blob tables nor
 //! `timeline_tags`, schema 3 added the review app's `web_sessions`, see
-//! `store/web.rs`, schema 4 `timeline_tags`, schema 7 `case_public_keys`):
+//! `store/web.rs`, schema 4 `timeline_tags`, schema 7 `case_public_keys`, schema 8 `cases.timezone`):
 //!
 //! | table | holds |
 //! |---|---|
-//! | `cases` | id, unique name, and the secret salt of its import ids (schema 6; coordinators only) |
+//! | `cases` | id, unique name, the secret salt of its import ids (schema 6; coordinators only), and its time zone (schema 8; every device learns it on sync) |
 //! | `invites` | SHA-256 of each enrollment token (never the token), its case, role, expiry and use |
 //! | `devices` | enrolled devices: public key, case, role, revocation |
 //! | `documents` | each report's Automerge snapshot, creator, heads and newest feed sequence number |
@@ -59,7 +59,7 @@
 //! | `audit_log` | who did what, when; never report contents |
 //! | `uploads` | resumable blob uploads: device, case, blob id, report, length, expiry, completion; a deduplicated upload is a completed row that costs no quota. The offset is not here: it is the partial file's length (`blob_store.rs`) |
 //! | `blobs` | complete blobs per case: size, first uploader and report, when stored |
-//! | `blob_refs` | (case, blob, report): a report whose server document lists the blob, recorded when an upload is created; reporters read the blobs of their own reports through it |
+//! | `blob_refs` | (case, blob, report): a report whose server document lists the blob, recorded when an upload is created; tells a coordinator a listed blob is not uploaded yet (not unknown). A reporter reads only blobs it uploaded itself (`holds_blob`) |
 
 use std::path::Path;
 

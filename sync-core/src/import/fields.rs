@@ -1,6 +1,6 @@
 //! Field values shared by the CSV and JSON readers: people, tags,
 //! coordinates, yes/no, attachment names; and the last check of a report
-//! before it is returned (the model's own limits, see `document.rs`).
+//! before it is returned (the model's own limits, see `document/validate.rs`).
 
 use std::collections::{HashMap, HashSet};
 
