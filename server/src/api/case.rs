@@ -8,7 +8,7 @@ use fieldsync_core::sync::policy::DeviceRole;
 
 use super::error::ApiError;
 use super::state::{authenticate, blocking, AppState};
-use crate::store::TimelineQuery;
+use crate::store::{DeviceRecord, TimelineQuery};
 
 pub(super) async fn timeline(
     state: web::Data<AppState>,
@@ -16,9 +16,7 @@ pub(super) async fn timeline(
     query: web::Query<TimelineQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&state, &req, b"").await?;
-    if device.role != DeviceRole::Coordinator {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "the case timeline is for coordinators; a reporter sees its own reports with `fieldsync timeline`"));
-    }
+    coordinators_only(&device, "the case timeline is for coordinators; a reporter sees its own reports with `fieldsync timeline`")?;
     let st = state.clone();
     let page = blocking(move || st.store.timeline(&device.case_id, &query.into_inner())).await?;
     Ok(HttpResponse::Ok().json(page))
@@ -31,12 +29,7 @@ pub(super) async fn devices(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&state, &req, b"").await?;
-    if device.role != DeviceRole::Coordinator {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the list of a case's devices is for coordinators",
-        ));
-    }
+    coordinators_only(&device, "the list of a case's devices is for coordinators")?;
     let st = state.clone();
     let case = device.case_name.clone();
     let devices = blocking(move || st.store.devices(Some(&case))).await?;
@@ -61,12 +54,10 @@ pub(super) async fn case(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let device = authenticate(&state, &req, b"").await?;
-    if device.role != DeviceRole::Coordinator {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the case's import salt is for coordinators' devices",
-        ));
-    }
+    coordinators_only(
+        &device,
+        "the case's import salt is for coordinators' devices",
+    )?;
     let (st, case) = (state.clone(), device.case_id.clone());
     let import_salt = blocking(move || st.store.import_salt(&case)).await?;
     Ok(HttpResponse::Ok()
@@ -76,4 +67,13 @@ pub(super) async fn case(
             case_name: device.case_name.clone(),
             import_salt,
         }))
+}
+
+/// 403 with `refusal` unless the device is a coordinator's.
+fn coordinators_only(device: &DeviceRecord, refusal: &'static str) -> Result<(), ApiError> {
+    if device.role == DeviceRole::Coordinator {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, refusal))
+    }
 }
