@@ -412,10 +412,7 @@ fn hash_file(path: &Path) -> Result<BlobId, BlobStoreError> {
         context.update(&buf[..n]);
     }
     let digest = context.finish();
-    let digest: &[u8; 32] = digest
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes");
+    let digest: &[u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
     Ok(BlobId::from_sha256(digest))
 }
 

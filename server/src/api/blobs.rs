@@ -11,8 +11,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::ApiError;
 use super::state::{audited, authenticate, blocking, AppState};
 use crate::blob_store::{read_chunk, BlobId};
-use fieldsync_core::ids::IdError;
 use crate::store::{BlobAccess, DeviceRecord};
+use fieldsync_core::ids::IdError;
 
 /// Bytes of a blob read from disk per response chunk.
 const READ_CHUNK: usize = 256 * 1024;
