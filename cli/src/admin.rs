@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use clap::Subcommand;
 use fieldsync_core::import::Zone;
-use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::DeviceId;
 use fieldsync_server::store::Store;
 

@@ -16,7 +16,7 @@ use fieldsync_core::device::{self, Device, OutboxProgress};
 use fieldsync_core::envelope::{self, AttachmentMeta};
 use fieldsync_core::model::AttachmentRef;
 use fieldsync_core::replica::Replica;
-use fieldsync_core::ReportId;
+use fieldsync_core::{BlobId, ReportId};
 use serde::Serialize;
 
 use crate::client::{client_of, keep_clock_offset};
@@ -98,7 +98,7 @@ pub fn seal_files(replica: &Replica, case: &str, files: &[PathBuf]) -> Result<Ve
 pub fn discard(replica: &Replica, sealed: &[AttachmentRef]) {
     if let Ok(dir) = replica.outbox_dir() {
         for attachment in sealed {
-            let _ = std::fs::remove_file(dir.join(&attachment.blob));
+            let _ = std::fs::remove_file(dir.join(attachment.blob.as_str()));
         }
     }
 }
@@ -106,7 +106,7 @@ pub fn discard(replica: &Replica, sealed: &[AttachmentRef]) {
 #[derive(Serialize)]
 struct Listed {
     id: String,
-    blob: String,
+    blob: BlobId,
     /// Ciphertext bytes (what travels and what the server stores).
     ciphertext_size: u64,
     key_epoch: u64,
@@ -133,7 +133,7 @@ fn list(home: &Path, report_id: &str, json: bool) -> Result<ExitCode> {
             Err(e) => (None, Some(e.to_string())),
         };
         listed.push(Listed {
-            waiting_for_upload: replica.outbox_file(&attachment.blob)?.is_some(),
+            waiting_for_upload: replica.outbox_file(attachment.blob.as_str())?.is_some(),
             id: attachment.id,
             blob: attachment.blob,
             ciphertext_size: attachment.size,
@@ -223,16 +223,10 @@ pub(crate) fn fetch_to_path(
     out: &Path,
 ) -> Result<AttachmentMeta> {
     // The blob id names files and URLs here; it comes from a report that
-    // another device wrote.
-    if !envelope::valid_blob_id(&attachment.blob) {
-        bail!(
-            "attachment {} of report {report} names a malformed blob id; its report is damaged",
-            attachment.id
-        );
-    }
+    // another device wrote, and reading the report checked its form.
     // Fail before downloading anything when the key is missing.
     header_meta(attachment, keys)?;
-    let (source, downloaded) = match device.replica().outbox_file(&attachment.blob)? {
+    let (source, downloaded) = match device.replica().outbox_file(attachment.blob.as_str())? {
         Some(local) => (local, false),
         None => {
             let client = client_of(device.replica(), &enrollment.server)?;
@@ -243,7 +237,7 @@ pub(crate) fn fetch_to_path(
             let progress = Bar::with_total(attachment.size, false, "downloading");
             let fetched = device::download(
                 &client,
-                &attachment.blob,
+                attachment.blob.as_str(),
                 attachment.size,
                 &partial,
                 &progress,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use fieldsync_core::bundle::{self, BundleManifest, BundleReader};
-use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::model::DeviceRole;
 
 use crate::home::{enrollment, open};
 

@@ -7,13 +7,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fieldsync_core::device::{self, Body, Device, Request, Response, Transport};
+use fieldsync_core::device::{self, Body, Device, Request, Response, Transport, TransportError};
 use fieldsync_core::identity::DeviceKey;
 use fieldsync_core::protocol::ErrorBody;
 use fieldsync_core::replica::Replica;
 use fieldsync_core::request_auth::{corrected_offset, describe_offset, RequestAuth};
-
-pub use fieldsync_core::device::TransportError as ClientError;
 
 /// The largest clock offset the client signs with: 48 hours. The offset
 /// comes from an error body, which is not authenticated, so whoever
@@ -90,10 +88,10 @@ impl Client {
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Result<ureq::Request, ClientError> {
+    ) -> Result<ureq::Request, TransportError> {
         let now = device_clock().saturating_add(self.clock_offset.get());
         let auth = RequestAuth::sign(&self.key, method, path, body, now)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+            .map_err(|e| TransportError::BadResponse(e.to_string()))?;
         let mut request = self
             .agent
             .request(method, &format!("{}{}", self.base, path));
@@ -103,7 +101,7 @@ impl Client {
         Ok(request)
     }
 
-    /// Turns ureq's result into a response or a [`ClientError`] carrying
+    /// Turns ureq's result into a response or a [`TransportError`] carrying
     /// the server's own message. A refusal for the request's time corrects
     /// the clock offset, so the next request is signed right, unless the
     /// offset would pass [`MAX_CLOCK_CORRECTION_SECS`]; either is said on
@@ -111,7 +109,7 @@ impl Client {
     fn outcome(
         &self,
         result: Result<ureq::Response, ureq::Error>,
-    ) -> Result<ureq::Response, ClientError> {
+    ) -> Result<ureq::Response, TransportError> {
         match result {
             Ok(response) => Ok(response),
             Err(ureq::Error::Status(status, response)) => {
@@ -127,7 +125,7 @@ impl Client {
                     Some(skew_secs) if status == 401 => {
                         let offset = corrected_offset(self.clock_offset.get(), skew_secs);
                         if offset.saturating_abs() > MAX_CLOCK_CORRECTION_SECS {
-                            return Err(ClientError::ClockTooFar {
+                            return Err(TransportError::ClockTooFar {
                                 offset_secs: offset,
                                 message,
                             });
@@ -137,17 +135,17 @@ impl Client {
                             describe_offset(offset)
                         );
                         self.clock_offset.set(offset);
-                        Err(ClientError::Clock { skew_secs, message })
+                        Err(TransportError::Clock { skew_secs, message })
                     }
-                    _ if status == 401 && replayed => Err(ClientError::Replayed { message }),
-                    _ => Err(ClientError::Refused {
+                    _ if status == 401 && replayed => Err(TransportError::Replayed { message }),
+                    _ => Err(TransportError::Refused {
                         status,
                         message,
                         upload_offset,
                     }),
                 }
             }
-            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
+            Err(ureq::Error::Transport(t)) => Err(TransportError::Unreachable {
                 url: self.base.clone(),
                 reason: t.to_string(),
             }),
@@ -156,7 +154,7 @@ impl Client {
 }
 
 impl Transport for Client {
-    fn send(&self, request: Request<'_>) -> Result<Response, ClientError> {
+    fn send(&self, request: Request<'_>) -> Result<Response, TransportError> {
         let signed_body: &[u8] = match &request.body {
             Body::Json(bytes) => bytes,
             Body::Empty | Body::Stream(_) => b"",
@@ -215,12 +213,12 @@ fn headers(response: &ureq::Response) -> Vec<(String, String)> {
         .collect()
 }
 
-fn read_all(response: ureq::Response) -> Result<Vec<u8>, ClientError> {
+fn read_all(response: ureq::Response) -> Result<Vec<u8>, TransportError> {
     let mut body = Vec::new();
     response
         .into_reader()
         .read_to_end(&mut body)
-        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        .map_err(|e| TransportError::BadResponse(e.to_string()))?;
     Ok(body)
 }
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use fieldsync_core::device::{self, Device};
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::replica::Replica;
-use fieldsync_core::sync::policy::DeviceRole;
 
 use crate::client::{client_for, keep_clock_offset};
 use crate::home::{enrollment, open};

@@ -13,7 +13,6 @@ use clap::{Args, ValueEnum};
 use fieldsync_core::device::Device;
 use fieldsync_core::export::{self, Export, Filters, TimeBound};
 use fieldsync_core::model::ReviewStatus;
-use fieldsync_core::ReportId;
 
 use crate::attachments::fetch_to_path;
 use crate::home::{check_case, enrollment, open, warn_unreadable, Enrollment};
@@ -216,7 +215,7 @@ fn save_attachments(
     let mut saved = 0;
     let mut failed = Vec::new();
     for exported in &export.reports {
-        let report: ReportId = exported.report.id.parse()?;
+        let report = &exported.report.id;
         for attachment in &exported.report.attachments {
             let name = export
                 .attachments
@@ -224,7 +223,7 @@ fn save_attachments(
                 .map(|meta| meta.name.as_str())
                 .unwrap_or_default();
             let target = dir.join(format!("{}-{}", attachment.id, sanitise(name)));
-            match fetch_to_path(device, home, enrollment, keys, &report, attachment, &target) {
+            match fetch_to_path(device, home, enrollment, keys, report, attachment, &target) {
                 Ok(_) => saved += 1,
                 Err(e) => failed.push(format!("{e:#}")),
             }

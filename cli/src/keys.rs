@@ -13,12 +13,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use fieldsync_core::case_key::{CasePublicKey, CaseSecret};
 use fieldsync_core::case_key_trust::{PublishedCaseKey, RefusedCaseKey};
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::InviteRequest;
 use fieldsync_core::replica::{KeyAdded, Replica};
-use fieldsync_core::sync::policy::DeviceRole;
 use serde::Serialize;
 
-use crate::client::{client_for, Client, ClientError};
+use fieldsync_core::device::TransportError;
+
+use crate::client::{client_for, Client};
 use crate::home::{check_case, enrollment, open, Enrollment};
 
 /// Where a reporter's device keeps the fingerprint its invite gave.
@@ -375,7 +377,7 @@ pub fn invite(home: &Path, args: InviteArgs) -> Result<ExitCode> {
         },
     )
         .map_err(|e| match e {
-            ClientError::Refused { status: 404, .. } => anyhow::anyhow!(
+            TransportError::Refused { status: 404, .. } => anyhow::anyhow!(
                 "the server at {} does not mint invites for devices; update it, or use `fieldsync admin invite` on the server",
                 enrolled.server
             ),

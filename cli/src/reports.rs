@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use fieldsync_core::document::rfc3339;
 use fieldsync_core::export;
-use fieldsync_core::model::{Edit, Place, Report, ReviewStatus, TimelineEntry};
+use fieldsync_core::model::{DeviceRole, Edit, Place, Report, ReviewStatus, TimelineEntry};
 use fieldsync_core::signed_change::attribute;
-use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::{NewReport, ReportId};
 
 use crate::attachments::{discard, seal_files};

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use clap::Args;
-use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::web_login::{LoginCertificate, SessionKey};
 
 use crate::home::{enrollment, open};

@@ -105,8 +105,8 @@ struct Header {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sealed {
     pub meta: AttachmentMeta,
-    /// SHA-256 of the whole blob, hex: the blob id.
-    pub blob_id: String,
+    /// SHA-256 of the whole blob: the blob id.
+    pub blob_id: crate::ids::BlobId,
     pub blob_len: u64,
     pub key_epoch: u32,
     /// The blob's first bytes up to the end of the sealed header (magic,
@@ -285,7 +285,7 @@ pub fn seal_with<R: Read, W: Write>(
     out.flush()?;
     Ok(Sealed {
         meta,
-        blob_id: out.hex(),
+        blob_id: crate::ids::BlobId::of_digest(&out.digest()),
         blob_len: out.len,
         key_epoch: epoch,
         head,

@@ -78,6 +78,44 @@ macro_rules! hex_id {
             }
         }
 
+        // Comparing with text, as `String` does: a view read from a
+        // document checked against an id that arrived as text.
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -126,6 +164,11 @@ impl BlobId {
             &ring::digest::SHA256,
             bytes,
         )))
+    }
+
+    /// The id of a SHA-256 digest computed as the bytes streamed.
+    pub fn of_digest(digest: &ring::digest::Digest) -> BlobId {
+        BlobId(hex::encode(digest.as_ref()))
     }
 
     /// The id of a SHA-256 digest computed elsewhere (a file hashed as it

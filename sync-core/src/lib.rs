@@ -65,5 +65,5 @@ mod wire;
 pub use document::{NewReport, ReportDocument};
 pub use identity::{DeviceKey, PublicKey};
 pub use ids::{BlobId, CaseId, DeviceId, ReportId};
-pub use model::{Edit, Report};
+pub use model::{DeviceRole, Edit, Report};
 pub use signed_change::SignedChange;

@@ -10,6 +10,8 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{BlobId, CaseId, DeviceId, ReportId};
+
 /// The schema version this build writes. Documents of other versions are
 /// read as far as they can be: unknown fields are kept, missing ones default.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -28,9 +30,9 @@ pub const MAX_FIELD_BYTES: usize = 8 * 1024;
 /// A report as read from its document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    pub id: String,
-    pub case: String,
-    pub created_by: String,
+    pub id: ReportId,
+    pub case: CaseId,
+    pub created_by: DeviceId,
     pub created_at: Option<DateTime<FixedOffset>>,
     pub schema_version: u64,
     /// When the events happened, with the offset the reporter recorded.
@@ -104,11 +106,11 @@ pub enum ReviewStatus {
 /// A reference to an encrypted attachment. The blob itself lives on the
 /// server, encrypted; `header` is the sealed header (content key and
 /// metadata under the case key), opaque without the case key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentRef {
     pub id: String,
-    /// SHA-256 of the ciphertext, hex.
-    pub blob: String,
+    /// SHA-256 of the ciphertext.
+    pub blob: BlobId,
     /// Ciphertext size in bytes.
     pub size: u64,
     /// Sealed header, base64.

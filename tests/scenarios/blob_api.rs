@@ -232,7 +232,7 @@ pub(crate) fn attach(home: &DeviceHome, report: &str, blob: &str, size: u64) {
             &report,
             &[Edit::AddAttachment(AttachmentRef {
                 id: format!("att-{}", &blob[..8]),
-                blob: blob.to_owned(),
+                blob: blob.parse().unwrap(),
                 size,
                 header: "c2VhbGVkIGhlYWRlcg==".into(),
                 key_epoch: 1,

@@ -3,8 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::CaseInfo;
-use fieldsync_core::sync::policy::DeviceRole;
 
 use super::error::ApiError;
 use super::state::{authenticate, blocking, AppState};

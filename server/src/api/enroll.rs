@@ -4,8 +4,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fieldsync_core::identity::PublicKey;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::{EnrollRequest, EnrollResponse};
-use fieldsync_core::sync::policy::DeviceRole;
 
 use super::error::ApiError;
 use super::state::{blocking, read_body, signed_parts, AppState};

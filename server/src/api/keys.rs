@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use fieldsync_core::case_key_trust::PublishedCaseKey;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::{CaseKeysResponse, InviteRequest, InviteResponse, PublishResponse};
-use fieldsync_core::sync::policy::DeviceRole;
 
 use super::error::ApiError;
 use super::state::{authenticate, blocking, read_body, AppState};

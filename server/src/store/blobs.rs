@@ -6,7 +6,8 @@ use std::time::Duration;
 use automerge::Automerge;
 use chrono::{DateTime, Utc};
 use fieldsync_core::document::read_report;
-use fieldsync_core::sync::policy::{may_read, DeviceRole};
+use fieldsync_core::model::DeviceRole;
+use fieldsync_core::sync::policy::may_read;
 use fieldsync_core::{CaseId, DeviceId, ReportId};
 use rusqlite::{
     params, params_from_iter, Connection, OptionalExtension, Transaction, TransactionBehavior,

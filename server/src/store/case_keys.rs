@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use fieldsync_core::case_key_trust::{PublishedCaseKey, VerifiedCaseKey};
-use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::CaseId;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fieldsync_core::sync::policy::{DeviceRole, Member};
+use fieldsync_core::model::DeviceRole;
+use fieldsync_core::sync::policy::Member;
 use fieldsync_core::{CaseId, DeviceId, PublicKey};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

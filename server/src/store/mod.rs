@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use fieldsync_core::sync::policy::DeviceRole;
+//! use fieldsync_core::model::DeviceRole;
 //! use fieldsync_server::store::Store;
 //!
 //! let store = Store::open(std::path::Path::new("/var/lib/fieldsync"))?;

@@ -3,10 +3,11 @@
 //! rows a round writes for one report ([`write_document`]).
 
 use automerge::{Automerge, ChangeHash};
-use fieldsync_core::document::{read_report, ViewError};
+use fieldsync_core::document::read_report;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::{SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
-use fieldsync_core::sync::policy::{DeviceRole, Member};
+use fieldsync_core::sync::policy::Member;
 use fieldsync_core::sync::server::{
     answer_from_feed, apply_request, respond, verify_request, DocumentTip, FeedEntry, ServerLimits,
     ServerStore, StoredDocument, SyncError, VerifiedRequest,
@@ -193,11 +194,7 @@ impl ServerStore for CaseStore<'_> {
             Ok(report) => Projection::of(&report)?,
             Err(e) => {
                 // The field name only: values would be report contents.
-                let field = match &e {
-                    ViewError::WrongType { field, .. } | ViewError::InvalidValue { field, .. } => {
-                        field.as_str()
-                    }
-                };
+                let field = e.field();
                 tracing::warn!(report = %id, field, "report does not read; its timeline row is left empty");
                 Projection::empty()
             }

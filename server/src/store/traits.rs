@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fieldsync_core::case_key_trust::{PublishedCaseKey, VerifiedCaseKey};
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::SyncResponse;
-use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::sync::server::{ServerLimits, VerifiedRequest};
 use fieldsync_core::web_login::LoginCertificate;
 use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};

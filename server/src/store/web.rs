@@ -5,7 +5,7 @@
 //! copy of the database does not let anyone in. The certificate's nonce is
 //! unique, which makes a login link work once.
 
-use fieldsync_core::sync::policy::DeviceRole;
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::web_login::LoginCertificate;
 use fieldsync_core::{CaseId, PublicKey, ReportId};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};

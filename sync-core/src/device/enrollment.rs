@@ -5,9 +5,9 @@ use super::calls;
 use super::meta_keys as keys;
 use super::transport::{Transport, TransportError};
 use super::upload_outbox::{self, OutboxProgress, UploadSummary};
+use crate::model::DeviceRole;
 use crate::protocol::EnrollResponse;
 use crate::replica::{Replica, ReplicaError, RoundReport, SyncFailure, SyncSummary};
-use crate::sync::policy::DeviceRole;
 use crate::CaseId;
 
 /// The case this device belongs to and how it reaches its server.

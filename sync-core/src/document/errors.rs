@@ -1,5 +1,7 @@
 //! What goes wrong reading a document or editing one.
 
+use crate::ids::IdError;
+
 /// A field of a document does not have the type or form this build expects.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ViewError {
@@ -14,6 +16,29 @@ pub enum ViewError {
     },
     #[error("field `{field}` holds an invalid value: {reason}")]
     InvalidValue { field: String, reason: String },
+    /// An identifier (`id`, `case`, `created_by`, an attachment's `blob`)
+    /// is absent or not of its form; nothing can refer to such a report.
+    #[error("field `{field}` holds no valid identifier: {source}")]
+    InvalidId {
+        field: String,
+        #[source]
+        source: IdError,
+    },
+    #[error("field `{field}` is missing; the creating change writes it")]
+    Missing { field: String },
+}
+
+impl ViewError {
+    /// The field that does not read, without its value (which would be
+    /// report contents).
+    pub fn field(&self) -> &str {
+        match self {
+            ViewError::WrongType { field, .. }
+            | ViewError::InvalidValue { field, .. }
+            | ViewError::InvalidId { field, .. }
+            | ViewError::Missing { field } => field,
+        }
+    }
 }
 
 /// An edit was refused before it touched the document.

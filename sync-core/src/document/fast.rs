@@ -53,9 +53,9 @@ impl ReportDocument {
     /// holds the two to the same report.
     pub fn created_view(creator: &DeviceId, new: &NewReport, now: DateTime<FixedOffset>) -> Report {
         Report {
-            id: new.id.as_str().to_owned(),
-            case: new.case.as_str().to_owned(),
-            created_by: creator.as_str().to_owned(),
+            id: new.id.clone(),
+            case: new.case.clone(),
+            created_by: creator.clone(),
             created_at: Some(now),
             schema_version: SCHEMA_VERSION,
             occurred_at: Some(new.occurred_at),

@@ -49,8 +49,6 @@ pub use queries::{
     TouchedField,
 };
 pub use reading::read_report;
-// issue 15: callers move after merge (the limits live in `model`)
-pub use crate::model::{MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES};
 pub use validate::{
     validate_description, validate_person, validate_place, validate_report, validate_tag,
     validate_timeline_entry, validate_title,

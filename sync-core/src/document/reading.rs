@@ -1,18 +1,22 @@
 //! Reading the typed [`Report`] view out of a document.
 
 use std::collections::BTreeSet;
+use std::str::FromStr;
 
 use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use chrono::{DateTime, FixedOffset};
 
 use super::errors::ViewError;
 use super::layout::*;
+use crate::ids::{BlobId, CaseId, DeviceId, IdError, ReportId};
 use crate::model::*;
 
 /// Reads the typed view of any Automerge document (the device's
-/// `AutoCommit` or the server's `Automerge`). Missing fields get defaults;
-/// unknown fields are listed and left alone; a field of the wrong type is an
-/// error naming it.
+/// `AutoCommit` or the server's `Automerge`). Missing fields get defaults,
+/// except the identifiers (`id`, `case`, `created_by`, an attachment's
+/// `blob`), which have none: absent or malformed, they are an error naming
+/// the field, like a field of the wrong type. Unknown fields are listed and
+/// left alone.
 pub fn read_report(doc: &impl ReadDoc) -> Result<Report, ViewError> {
     let mut unknown_fields: Vec<String> = doc
         .keys(ROOT)
@@ -99,7 +103,7 @@ pub fn read_report(doc: &impl ReadDoc) -> Result<Report, ViewError> {
             };
             attachments.push(AttachmentRef {
                 id: get_str(doc, &obj, ID, &format!("{field}.id"))?.unwrap_or_default(),
-                blob: get_str(doc, &obj, BLOB, &format!("{field}.blob"))?.unwrap_or_default(),
+                blob: get_id::<BlobId>(doc, &obj, BLOB, &format!("{field}.blob"))?,
                 size: get_u64(doc, &obj, SIZE, &format!("{field}.size"))?.unwrap_or(0),
                 header: get_str(doc, &obj, HEADER, &format!("{field}.header"))?.unwrap_or_default(),
                 key_epoch: get_u64(doc, &obj, KEY_EPOCH, &format!("{field}.key_epoch"))?
@@ -127,17 +131,28 @@ pub fn read_report(doc: &impl ReadDoc) -> Result<Report, ViewError> {
             })
         }
     };
+    // Read where they always were, so a field of the wrong type is still
+    // the error a document with several faults reports first; required
+    // only once every other field has read.
+    let id = get_str(doc, &ROOT, ID, "id")?;
+    let case = get_str(doc, &ROOT, CASE, "case")?;
+    let created_by = get_str(doc, &ROOT, CREATED_BY, "created_by")?;
+    let created_at = get_time(doc, &ROOT, CREATED_AT, "created_at")?;
+    let schema_version =
+        get_u64(doc, &ROOT, SCHEMA_VERSION_KEY, "schema_version")?.unwrap_or(SCHEMA_VERSION);
+    let occurred_at = get_time(doc, &ROOT, OCCURRED_AT, "occurred_at")?;
+    let approximate = get_bool(doc, &ROOT, APPROXIMATE, "approximate")?.unwrap_or(false);
+    let title = get_str(doc, &ROOT, TITLE, "title")?.unwrap_or_default();
     Ok(Report {
-        id: get_str(doc, &ROOT, ID, "id")?.unwrap_or_default(),
-        case: get_str(doc, &ROOT, CASE, "case")?.unwrap_or_default(),
-        created_by: get_str(doc, &ROOT, CREATED_BY, "created_by")?.unwrap_or_default(),
-        created_at: get_time(doc, &ROOT, CREATED_AT, "created_at")?,
-        schema_version: get_u64(doc, &ROOT, SCHEMA_VERSION_KEY, "schema_version")?
-            .unwrap_or(SCHEMA_VERSION),
-        occurred_at: get_time(doc, &ROOT, OCCURRED_AT, "occurred_at")?,
-        approximate: get_bool(doc, &ROOT, APPROXIMATE, "approximate")?.unwrap_or(false),
+        id: required_id::<ReportId>(id, "id")?,
+        case: required_id::<CaseId>(case, "case")?,
+        created_by: required_id::<DeviceId>(created_by, "created_by")?,
+        created_at,
+        schema_version,
+        occurred_at,
+        approximate,
         place,
-        title: get_str(doc, &ROOT, TITLE, "title")?.unwrap_or_default(),
+        title,
         description,
         people,
         tags,
@@ -146,6 +161,30 @@ pub fn read_report(doc: &impl ReadDoc) -> Result<Report, ViewError> {
         attachments,
         unknown_fields,
     })
+}
+
+/// An identifier the document must hold: absent or malformed, the report
+/// cannot be read.
+fn required_id<T: FromStr<Err = IdError>>(
+    text: Option<String>,
+    field: &str,
+) -> Result<T, ViewError> {
+    let text = text.ok_or_else(|| ViewError::Missing {
+        field: field.into(),
+    })?;
+    text.parse().map_err(|source| ViewError::InvalidId {
+        field: field.into(),
+        source,
+    })
+}
+
+fn get_id<T: FromStr<Err = IdError>>(
+    doc: &impl ReadDoc,
+    obj: &ObjId,
+    key: &str,
+    field: &str,
+) -> Result<T, ViewError> {
+    required_id(get_str(doc, obj, key, field)?, field)
 }
 
 pub(super) fn get_object<P: Into<automerge::Prop>>(

@@ -71,6 +71,14 @@ fn a_new_report_reads_back_every_field() {
 #[test]
 fn missing_fields_read_as_defaults() {
     let mut doc = AutoCommit::new();
+    // The identity fields have no default (issue 15: typed ids): a
+    // document must hold them to read. Every other field may be missing.
+    doc.put(ROOT, "id", "0123456789abcdef0123456789abcdef")
+        .unwrap();
+    doc.put(ROOT, "case", "00112233445566778899aabbccddeeff")
+        .unwrap();
+    doc.put(ROOT, "created_by", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .unwrap();
     doc.put(ROOT, "title", "only a title").unwrap();
     let r = ReportDocument::from_automerge(doc).view().unwrap();
     assert_eq!(r.title, "only a title");
@@ -186,6 +194,54 @@ fn wrong_types_are_errors_that_name_the_field() {
         let err = ReportDocument::from_automerge(doc).view().unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&format!("`{field}`")), "{field}: {text}");
+    }
+}
+
+#[test]
+fn identity_fields_that_are_missing_or_malformed_are_errors_that_name_the_field() {
+    type Build = Box<dyn Fn(&mut AutoCommit)>;
+    let valid = |d: &mut AutoCommit| {
+        d.put(ROOT, "id", "0123456789abcdef0123456789abcdef")
+            .unwrap();
+        d.put(ROOT, "case", "00112233445566778899aabbccddeeff")
+            .unwrap();
+        d.put(ROOT, "created_by", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+            .unwrap();
+    };
+    let cases: Vec<(&str, Build)> = vec![
+        ("id", Box::new(move |d| d.delete(ROOT, "id").unwrap())),
+        ("id", Box::new(|d| d.put(ROOT, "id", "../etc").unwrap())),
+        ("case", Box::new(|d| d.put(ROOT, "case", "").unwrap())),
+        (
+            "created_by",
+            Box::new(|d| {
+                d.put(ROOT, "created_by", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+                    .unwrap()
+            }),
+        ),
+        (
+            "attachments[0].blob",
+            Box::new(|d| {
+                let l = d.put_object(ROOT, "attachments", ObjType::List).unwrap();
+                let a = d.insert_object(&l, 0, ObjType::Map).unwrap();
+                d.put(&a, "blob", "not/a/hash").unwrap();
+            }),
+        ),
+        (
+            "attachments[0].blob",
+            Box::new(|d| {
+                let l = d.put_object(ROOT, "attachments", ObjType::List).unwrap();
+                d.insert_object(&l, 0, ObjType::Map).unwrap();
+            }),
+        ),
+    ];
+    for (field, build) in cases {
+        let mut doc = AutoCommit::new();
+        valid(&mut doc);
+        build(&mut doc);
+        let err = ReportDocument::from_automerge(doc).view().unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+        assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
     }
 }
 

@@ -313,7 +313,7 @@ fn vector(description: &str, plain: &[u8], plaintext: String, full_ciphertext: b
         } else {
             hex::encode(&blob[..header_end(&blob) + 64])
         },
-        blob_sha256: sealed.blob_id,
+        blob_sha256: sealed.blob_id.into(),
     }
 }
 
@@ -465,7 +465,7 @@ fn vector_v2(
         nonce_prefix: hex::encode(random.nonce_prefix),
         plaintext,
         blob: hex::encode(&blob),
-        blob_id: sealed.blob_id,
+        blob_id: sealed.blob_id.into(),
         fingerprint: public.fingerprint(),
         share_code: private.share_code(),
     }

@@ -78,7 +78,7 @@ pub fn write_reports<W: Write>(out: W, export: &Export) -> Result<(), ExportErro
         let tags: Vec<&str> = r.tags.iter().map(String::as_str).collect();
         let (lat, lon) = coordinates(r);
         csv.write_record([
-            text(&r.id),
+            text(r.id.as_str()),
             time(r.occurred_at.as_ref()),
             r.approximate.to_string(),
             text(&r.title),
@@ -91,7 +91,7 @@ pub fn write_reports<W: Write>(out: W, export: &Export) -> Result<(), ExportErro
             r.review.status.to_string(),
             text(r.review.reviewer.as_deref().unwrap_or_default()),
             text(&r.review.note),
-            text(&r.created_by),
+            text(r.created_by.as_str()),
             time(r.created_at.as_ref()),
             text(&attachments.join(";")),
         ])?;
@@ -109,7 +109,7 @@ pub fn write_timeline_rows<W: Write>(out: W, export: &Export) -> Result<(), Expo
         let (lat, lon) = coordinates(r);
         for entry in timeline_in_order(r) {
             csv.write_record([
-                text(&r.id),
+                text(r.id.as_str()),
                 text(&r.title),
                 rfc3339(&entry.at),
                 entry.approximate.to_string(),

@@ -77,13 +77,13 @@ pub fn write<W: Write>(mut out: W, export: &Export) -> Result<Written, ExportErr
         }
         features.push(Feature {
             kind: "Feature",
-            id: &r.id,
+            id: r.id.as_str(),
             geometry: Point {
                 kind: "Point",
                 coordinates: [lon, lat],
             },
             properties: Properties {
-                id: &r.id,
+                id: r.id.as_str(),
                 title: &r.title,
                 occurred_at: r.occurred_at.as_ref().map(rfc3339),
                 approximate: r.approximate,

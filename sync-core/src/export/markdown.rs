@@ -83,7 +83,7 @@ fn report<W: Write>(
     writeln!(out)?;
     writeln!(out, "### {time} — {title}")?;
     writeln!(out)?;
-    writeln!(out, "- Report: {}", inline(&r.id))?;
+    writeln!(out, "- Report: {}", inline(r.id.as_str()))?;
     let mut place = inline(&r.place.name);
     if let (Some(lat), Some(lon)) = (r.place.lat, r.place.lon) {
         place = format!("{place} ({lat}, {lon})").trim_start().to_owned();
@@ -91,7 +91,11 @@ fn report<W: Write>(
     if !place.is_empty() {
         writeln!(out, "- Place: {place}")?;
     }
-    write!(out, "- Reported by: device {}", inline(&r.created_by))?;
+    write!(
+        out,
+        "- Reported by: device {}",
+        inline(r.created_by.as_str())
+    )?;
     if let Some(created) = &r.created_at {
         write!(
             out,

@@ -25,9 +25,9 @@ pub(crate) fn t(text: &str) -> DateTime<FixedOffset> {
 
 fn report(id: &str, title: &str, at: Option<&str>) -> Report {
     Report {
-        id: id.into(),
-        case: CASE_ID.into(),
-        created_by: REPORTER.into(),
+        id: id.parse().unwrap(),
+        case: CASE_ID.parse().unwrap(),
+        created_by: REPORTER.parse().unwrap(),
         created_at: Some(t("2016-05-21T12:00:00+06:00")),
         schema_version: 1,
         occurred_at: at.map(t),
@@ -61,7 +61,7 @@ pub(crate) fn entry(hash_digit: char, verified: bool) -> HistoryEntry {
 fn attachment(id: &str) -> AttachmentRef {
     AttachmentRef {
         id: id.into(),
-        blob: "b".repeat(64),
+        blob: "b".repeat(64).parse().unwrap(),
         size: 1234,
         header: STANDARD.encode(b"sealed"),
         key_epoch: 1,
@@ -283,7 +283,7 @@ fn a_day_bound_is_the_day_in_the_reports_own_offset() {
 fn reports_without_a_time_pass_only_unbounded_filters_and_sort_last() {
     let mut undated = sample().reports[0].report.clone();
     undated.occurred_at = None;
-    undated.id = "00000000000000000000000000000000".into();
+    undated.id = "00000000000000000000000000000000".parse().unwrap();
     assert!(Filters::default().matches(&undated));
     assert!(!Filters {
         to: Some("2030-01-01".parse().unwrap()),

@@ -99,7 +99,7 @@ pub fn write<W: Write>(mut out: W, export: &Export) -> Result<Written, ExportErr
                 text: report_text(r),
             },
             group,
-            unique_id: r.id.clone(),
+            unique_id: r.id.to_string(),
         });
         for (n, entry) in timeline_in_order(r).into_iter().enumerate() {
             events.push(Event {
@@ -109,7 +109,7 @@ pub fn write<W: Write>(mut out: W, export: &Export) -> Result<Written, ExportErr
                     text: format!(
                         "<p>Part of report <em>{}</em> ({})</p>",
                         escape(&r.title),
-                        escape(&r.id)
+                        escape(r.id.as_str())
                     ),
                 },
                 group,

@@ -44,8 +44,7 @@ use super::candidates;
 use super::dates::{self, FoundDate};
 use super::fields;
 use super::types::{Candidates, ImportError, ImportOptions, ImportedReport, RefusedRow};
-use crate::document::{MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES};
-use crate::model::{Place, TimelineEntry};
+use crate::model::{Place, TimelineEntry, MAX_DESCRIPTION_BYTES, MAX_FIELD_BYTES, MAX_TITLE_BYTES};
 
 type Parsed = (Vec<ImportedReport>, Vec<RefusedRow>, Candidates);
 

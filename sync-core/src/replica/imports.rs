@@ -151,8 +151,8 @@ fn record_digest(
 mod tests {
     use super::*;
     use crate::import::{parse, ImportOptions};
+    use crate::model::DeviceRole;
     use crate::model::Edit;
-    use crate::sync::policy::DeviceRole;
     use crate::sync::tests::World;
 
     const ROWS: &str = "id,title,occurred_at,place,description,tags\n\
@@ -335,7 +335,7 @@ mod tests {
         let mut news: Vec<NewReport> = (0..300)
             .map(|i| w.new_report(&format!("report {i}")))
             .collect();
-        news[250].title = "x".repeat(crate::document::MAX_TITLE_BYTES + 1);
+        news[250].title = "x".repeat(crate::model::MAX_TITLE_BYTES + 1);
         let replica = &mut w.devices[0].replica;
         assert!(matches!(
             replica.write_batch(&news, &[]),

@@ -99,7 +99,7 @@ impl Replica {
             })?;
             let file = output.into_inner().map_err(|e| write_err(e.into_error()))?;
             file.sync_all().map_err(write_err)?;
-            std::fs::rename(&sealing, dir.join(&sealed.blob_id)).map_err(write_err)?;
+            std::fs::rename(&sealing, dir.join(sealed.blob_id.as_str())).map_err(write_err)?;
             sync_dir(&dir).map_err(write_err)?;
             Ok::<_, OutboxError>(sealed)
         })();
@@ -297,7 +297,7 @@ mod tests {
         .unwrap();
         assert_eq!(out, plain);
 
-        replica.upload_done(&attachment.blob).unwrap();
+        replica.upload_done(attachment.blob.as_str()).unwrap();
         assert!(replica.outbox().unwrap().is_empty());
         assert!(!outbox[0].path.exists());
     }
@@ -308,7 +308,7 @@ mod tests {
         let mut replica = enrolled_replica(home.path());
         let foreign = AttachmentRef {
             id: "a".into(),
-            blob: "00".repeat(32),
+            blob: "00".repeat(32).parse().unwrap(),
             size: 10,
             header: String::new(),
             key_epoch: 1,

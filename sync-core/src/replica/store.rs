@@ -679,17 +679,17 @@ pub(super) fn enqueue(
             continue;
         };
         let sealed = outbox
-            .map(|dir| dir.join(&attachment.blob))
+            .map(|dir| dir.join(attachment.blob.as_str()))
             .is_some_and(|path| path.is_file());
         if !sealed {
             return Err(OutboxError::NotSealed {
-                blob: attachment.blob.clone(),
+                blob: attachment.blob.to_string(),
             }
             .into());
         }
         insert_row(
             tx,
-            &attachment.blob,
+            attachment.blob.as_str(),
             report,
             &attachment.id,
             attachment.size,

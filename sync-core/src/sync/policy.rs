@@ -5,8 +5,7 @@ use automerge::{Automerge, Change};
 
 use crate::document::{fields_touched, Depth, Field, TouchedField};
 use crate::ids::DeviceId;
-// issue 15: callers move after merge
-pub use crate::model::DeviceRole;
+use crate::model::DeviceRole;
 use crate::protocol::Refusal;
 
 /// An enrolled device as the server knows it.

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use chrono::{DateTime, FixedOffset};
-use fieldsync_core::model::Place;
+use fieldsync_core::model::{DeviceRole, Place};
 use fieldsync_core::request_auth::RequestAuth;
-use fieldsync_core::sync::policy::DeviceRole;
 use fieldsync_core::{CaseId, DeviceKey, NewReport, ReportId};
 use fieldsync_server::store::TimelineQuery;
 use fieldsync_server::Store;

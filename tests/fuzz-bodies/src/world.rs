@@ -5,12 +5,12 @@ use chrono::{DateTime, FixedOffset};
 
 use fieldsync_core::document::{NewReport, ReportDocument};
 use fieldsync_core::identity::DeviceKey;
-use fieldsync_core::ids::{CaseId, ReportId};
-use fieldsync_core::model::{Edit, Person, Report, ReviewStatus, Role};
+use fieldsync_core::ids::{CaseId, DeviceId, ReportId};
+use fieldsync_core::model::{DeviceRole, Edit, Person, Report, ReviewStatus, Role};
 use fieldsync_core::protocol::{DocOffer, SyncRequest, PROTOCOL_VERSION};
 use fieldsync_core::signed_change::SignedChange;
 use fieldsync_core::sync::memory::MemoryStore;
-use fieldsync_core::sync::policy::{DeviceRole, Member};
+use fieldsync_core::sync::policy::Member;
 use fieldsync_core::sync::server::{handle_sync, ServerLimits};
 use fieldsync_core::web_login::DELEGATED_SIGNATURE_LEN;
 
@@ -220,7 +220,13 @@ pub(crate) fn state(store: &MemoryStore) -> StoreState {
 /// Fields no change after the creating one may alter.
 pub(crate) fn immutable(
     report: &Report,
-) -> (String, String, String, Option<DateTime<FixedOffset>>, u64) {
+) -> (
+    ReportId,
+    CaseId,
+    DeviceId,
+    Option<DateTime<FixedOffset>>,
+    u64,
+) {
     (
         report.id.clone(),
         report.case.clone(),

@@ -33,9 +33,9 @@ fn t(s: &str) -> DateTime<chrono::FixedOffset> {
 
 fn exported_report() -> Report {
     Report {
-        id: "0123456789abcdef0123456789abcdef".into(),
-        case: "fedcba9876543210fedcba9876543210".into(),
-        created_by: "00112233445566778899aabbccddeeff".into(),
+        id: "0123456789abcdef0123456789abcdef".parse().unwrap(),
+        case: "fedcba9876543210fedcba9876543210".parse().unwrap(),
+        created_by: "00112233445566778899aabbccddeeff".parse().unwrap(),
         created_at: Some(t("2016-05-21T12:00:00+06:00")),
         schema_version: 1,
         occurred_at: Some(t("2016-05-21T10:40:00+06:00")),
@@ -66,7 +66,7 @@ fn exported_report() -> Report {
         },
         attachments: vec![AttachmentRef {
             id: "a1".into(),
-            blob: "ab".repeat(32),
+            blob: "ab".repeat(32).parse().unwrap(),
             size: 1234,
             header: "c2VhbGVk".into(),
             key_epoch: 1,
