@@ -39,8 +39,9 @@ fn occurred_at(device: &DeviceHome, case: &str) -> String {
     reports[0]["occurred_at"].as_str().unwrap().to_owned()
 }
 
-#[test]
-fn an_import_without_timezone_uses_the_case_zone_and_says_so() {
+/// A server (in a temporary data directory) with the case `almaty`
+/// created in Asia/Almaty time, and an enrolled coordinator's device.
+fn coordinator_of_a_case_in_almaty_time() -> (tempfile::TempDir, ServerProcess, DeviceHome) {
     let data = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), "127.0.0.1:0");
     let created = admin(
@@ -49,6 +50,12 @@ fn an_import_without_timezone_uses_the_case_zone_and_says_so() {
     );
     assert!(created.status.success(), "{created:?}");
     let coordinator = enrolled_device(&server, "almaty", "coordinator");
+    (data, server, coordinator)
+}
+
+#[test]
+fn an_import_without_timezone_uses_the_case_zone_and_says_so() {
+    let (_data, _server, coordinator) = coordinator_of_a_case_in_almaty_time();
 
     let summary = coordinator.ok(&["import", "--case", "almaty", SAMPLE]);
     assert!(summary.contains("1 created"), "{summary}");
@@ -94,14 +101,7 @@ fn a_zone_set_after_enrollment_reaches_the_device_on_its_next_sync() {
 
 #[test]
 fn an_explicit_timezone_wins_over_the_case_zone() {
-    let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    let created = admin(
-        &server,
-        &["case", "create", "almaty", "--timezone", "Asia/Almaty"],
-    );
-    assert!(created.status.success(), "{created:?}");
-    let coordinator = enrolled_device(&server, "almaty", "coordinator");
+    let (_data, _server, coordinator) = coordinator_of_a_case_in_almaty_time();
 
     let (code, summary, stderr) = import_json(
         &coordinator,
