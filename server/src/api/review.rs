@@ -145,6 +145,22 @@ fn me_json(session: &WebSession) -> Value {
     })
 }
 
+/// What both change routes read first, in this order: the live session
+/// (before any body is read), the report id, then the body, bounded by
+/// `MAX_BODY` before it is parsed.
+async fn change_request<T: for<'de> Deserialize<'de>>(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    path: &str,
+    payload: web::Payload,
+    what: &str,
+) -> Result<(WebSession, ReportId, T), ApiError> {
+    let session = session_for_change(state, req).await?;
+    let id = parse_report_id(path)?;
+    let body = read_body(payload, MAX_BODY).await?;
+    Ok((session, id, json_body(&body, what)?))
+}
+
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
@@ -462,10 +478,8 @@ pub(super) async fn prepare(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session_for_change(&state, &req).await?;
-    let id = parse_report_id(&path)?;
-    let body = read_body(payload, MAX_BODY).await?;
-    let PrepareBody { edits } = json_body(&body, "edit request")?;
+    let (session, id, PrepareBody { edits }) =
+        change_request(&state, &req, &path, payload, "edit request").await?;
     let now = Utc::now().fixed_offset();
     let edits = to_edits(edits, session.device.device_id.as_str(), now)?;
     let stored = stored_report(&state, &session, &id).await?;
@@ -496,10 +510,8 @@ pub(super) async fn commit(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session_for_change(&state, &req).await?;
-    let id = parse_report_id(&path)?;
-    let body = read_body(payload, MAX_BODY).await?;
-    let CommitBody { change, sig } = json_body(&body, "commit request")?;
+    let (session, id, CommitBody { change, sig }) =
+        change_request(&state, &req, &path, payload, "commit request").await?;
     let bytes = STANDARD
         .decode(change.as_bytes())
         .map_err(|_| unprocessable("`change` is not base64"))?;
