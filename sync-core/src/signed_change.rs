@@ -237,17 +237,31 @@ pub fn check_applicable(
     pending: &mut PendingObjects,
     change: &Change,
 ) -> Result<(), String> {
+    let made = objects_applicable(doc, pending, change, &change.decode().operations)?;
+    pending.extend(made);
+    Ok(())
+}
+
+/// [`check_applicable`] over the change's operations, decoded once by the
+/// caller, leaving `pending` as it is: returns the objects the change
+/// makes, for the caller to add once it admits the change.
+pub fn objects_applicable(
+    doc: &Automerge,
+    pending: &PendingObjects,
+    change: &Change,
+    ops: &[legacy::Op],
+) -> Result<Vec<(u64, automerge::ActorId)>, String> {
     if change.seq() > u64::from(u32::MAX) || change.max_op() > u64::from(u32::MAX) {
         return Err("the change's sequence number or op counter is past 2^32".into());
     }
-    let actor = change.actor_id().clone();
+    let actor = change.actor_id();
     let start = change.start_op().get();
     let mut made = Vec::new();
     // Objects of the document this change's ops were already found to act
     // on: most ops of a change share a few objects, and the lookup in the
     // document parses a formatted id, so each is looked up once.
     let mut found = Vec::new();
-    for (i, op) in change.decode().operations.iter().enumerate() {
+    for (i, op) in ops.iter().enumerate() {
         if let legacy::ObjectId::Id(id) = &op.obj {
             let key = (id.counter(), id.actor().clone());
             let known = pending.contains(&key) || made.contains(&key) || found.contains(&key);
@@ -269,6 +283,5 @@ pub fn check_applicable(
             made.push((start + i as u64, actor.clone()));
         }
     }
-    pending.extend(made);
-    Ok(())
+    Ok(made)
 }

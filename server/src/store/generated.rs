@@ -12,7 +12,7 @@ use super::error::StoreError;
 use super::membership::{device_by_id, DeviceRecord};
 use super::pool::Store;
 use super::sql::{format_heads, now_text};
-use super::sync::{write_document, ChangeRow, DocumentRow};
+use super::sync_rows::{write_document, ChangeRow, DocumentRow};
 use super::timeline::Projection;
 
 /// The page cache [`Store::import_generated_reports`] asks of SQLite, in

@@ -82,6 +82,8 @@ mod pool;
 mod schema;
 mod sql;
 mod sync;
+mod sync_plan;
+mod sync_rows;
 #[cfg(test)]
 mod tests;
 mod timeline;

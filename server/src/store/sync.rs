@@ -1,11 +1,11 @@
 //! The sync round: the core's [`apply_request`] over a [`ServerStore`]
-//! view of one case ([`CaseStore`]) inside one write transaction, and the
-//! rows a round writes for one report ([`write_document`]).
+//! view of one case ([`CaseStore`]), planned in a read transaction and
+//! written in one write transaction ([`Store::sync_verified`]).
 
 use automerge::{Automerge, ChangeHash};
 use fieldsync_core::document::read_report;
-use fieldsync_core::model::DeviceRole;
-use fieldsync_core::protocol::{SyncRequest, SyncResponse};
+use fieldsync_core::model::{DeviceRole, Report};
+use fieldsync_core::protocol::{DocUpdate, SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::Member;
 use fieldsync_core::sync::server::{
@@ -13,12 +13,14 @@ use fieldsync_core::sync::server::{
     ServerStore, StoredDocument, SyncError, VerifiedRequest,
 };
 use fieldsync_core::{DeviceId, PublicKey, ReportId};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::error::StoreError;
 use super::membership::{device_by_id, DeviceRecord};
 use super::pool::Store;
 use super::sql::{format_heads, now_text, parse_heads, parse_stored, sql_count};
+use super::sync_plan::{Plan, PlannedChange, PlannedDocument};
+use super::sync_rows::{held_by_another_case, member_by_key};
 use super::timeline::Projection;
 
 /// Why a sync round failed. Nothing was written.
@@ -46,11 +48,21 @@ impl Store {
     }
 
     /// Applies a request whose changes [`verify_request`] already checked
-    /// (call that outside any lock: it is the expensive part) in one
-    /// `BEGIN IMMEDIATE` transaction, committed before the answer is built,
-    /// then reads the feed part of the answer in a read transaction of its
-    /// own, so the feed is never scanned while other devices wait for the
-    /// write lock.
+    /// (call that outside any lock: it is the expensive part), committed
+    /// before this returns, then reads the feed part of the answer in a read
+    /// transaction of its own, so the feed is never scanned while other
+    /// devices wait for the write lock.
+    ///
+    /// The apply runs twice over, optimistically: first in a read
+    /// transaction, where the Automerge work (checking, applying, saving
+    /// the report and its timeline row) runs beside other requests and
+    /// records every row it read and every row it would write; then, in one
+    /// `BEGIN IMMEDIATE` transaction, the rows it read are read again and,
+    /// if none changed, its writes are made. The outcome of a round is a
+    /// function of what it read, so it is the outcome it would have had
+    /// inside the write transaction. If any changed (another round wrote
+    /// the same report, a device was revoked), the round is applied again
+    /// inside the write transaction.
     ///
     /// The requester's role and revocation are read again inside the write
     /// transaction, so a revocation that lands while the request is in
@@ -63,6 +75,52 @@ impl Store {
         limits: ServerLimits,
         live_session: Option<&PublicKey>,
     ) -> Result<SyncResponse, SyncStoreError> {
+        let planned = self.plan_round(requester, request, live_session)?;
+        self.finish_round(planned, limits)
+    }
+
+    /// Step one of [`Store::sync_verified`]: the round applied in a read
+    /// transaction, written nowhere.
+    pub(super) fn plan_round(
+        &self,
+        requester: &DeviceRecord,
+        request: VerifiedRequest,
+        live_session: Option<&PublicKey>,
+    ) -> Result<PlannedRound, StoreError> {
+        let mut conn = self.conn()?;
+        let now = now_text();
+        let read = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let seen = device_by_id(&read, &requester.device_id)?
+            .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
+        let mut planning = CaseStore::planning(&read, &seen, &now);
+        // A refusal of the whole request is decided in the write
+        // transaction, against what is current then.
+        let docs = apply_request(&mut planning, &seen.member(), &request.docs, live_session).ok();
+        let plan = planning.into_plan();
+        read.finish()?;
+        Ok(PlannedRound {
+            requester: seen,
+            request,
+            live_session: live_session.copied(),
+            now,
+            outcome: docs.zip(plan),
+        })
+    }
+
+    /// Steps two and three of [`Store::sync_verified`]: the planned round
+    /// written (or applied again) in one write transaction, then the feed.
+    pub(super) fn finish_round(
+        &self,
+        planned: PlannedRound,
+        limits: ServerLimits,
+    ) -> Result<SyncResponse, SyncStoreError> {
+        let PlannedRound {
+            requester,
+            request,
+            live_session,
+            now,
+            outcome,
+        } = planned;
         let cursor = request.cursor;
         let offered = request.offered();
         let mut conn = self.conn()?;
@@ -72,13 +130,21 @@ impl Store {
         let current = device_by_id(&tx, &requester.device_id)?
             .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
         let member = current.member();
-        let mut case_store = CaseStore {
-            tx: &tx,
-            case_id: current.case_id.as_str().to_owned(),
-            now: now_text(),
+        let docs = match outcome {
+            Some((docs, plan)) if member == requester.member() && plan.still_holds(&tx)? => {
+                plan.write_all(&tx)?;
+                docs
+            }
+            _ => {
+                let mut case_store = CaseStore::writing(&tx, &current, &now);
+                apply_request(
+                    &mut case_store,
+                    &member,
+                    &request.docs,
+                    live_session.as_ref(),
+                )?
+            }
         };
-        let docs = apply_request(&mut case_store, &member, request.docs, live_session)?;
-        drop(case_store);
         // synchronous=FULL: once this returns the round is on disk, so the
         // response may acknowledge it.
         tx.commit().map_err(StoreError::from)?;
@@ -86,16 +152,25 @@ impl Store {
         let read = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(StoreError::from)?;
-        let mut case_store = CaseStore {
-            tx: &read,
-            case_id: current.case_id.as_str().to_owned(),
-            now: String::new(),
-        };
+        let mut case_store = CaseStore::reading(&read, &current);
         let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
         drop(case_store);
         read.finish().map_err(StoreError::from)?;
         Ok(respond(docs, feed))
     }
+}
+
+/// A round planned by [`Store::plan_round`], for
+/// [`Store::finish_round`].
+pub(super) struct PlannedRound {
+    /// The requester as the plan read it.
+    requester: DeviceRecord,
+    request: VerifiedRequest,
+    live_session: Option<PublicKey>,
+    now: String,
+    /// The answer for the offered reports and the plan, unless planning
+    /// refused the request.
+    outcome: Option<(Vec<DocUpdate>, Plan)>,
 }
 
 /// A reporter's feed: only changes to reports it created, by the index
@@ -115,13 +190,44 @@ pub(super) const COORDINATOR_FEED: &str = "SELECT seq, doc_id, doc_creator, acto
     WHERE case_id = ?1 AND seq > ?2
     ORDER BY seq LIMIT ?3";
 
-/// One case's view of the store inside an open `BEGIN IMMEDIATE`
-/// transaction: what the core's sync algorithm reads and writes.
+/// One case's view of the store inside an open transaction: what the
+/// core's sync algorithm reads and writes. Planning, it writes nothing: it
+/// records what it read and what it would write in a [`Plan`].
 struct CaseStore<'a> {
     tx: &'a Transaction<'a>,
     case_id: String,
     /// When this round's changes were received.
     now: String,
+    plan: Option<Plan>,
+}
+
+impl<'a> CaseStore<'a> {
+    /// Applies a round inside the write transaction `tx`.
+    fn writing(tx: &'a Transaction<'a>, requester: &DeviceRecord, now: &str) -> Self {
+        Self {
+            tx,
+            case_id: requester.case_id.as_str().to_owned(),
+            now: now.to_owned(),
+            plan: None,
+        }
+    }
+
+    /// Plans a round inside the read transaction `tx`.
+    fn planning(tx: &'a Transaction<'a>, requester: &DeviceRecord, now: &str) -> Self {
+        Self {
+            plan: Some(Plan::new(requester.case_id.as_str(), now)),
+            ..Self::writing(tx, requester, now)
+        }
+    }
+
+    /// Reads the feed inside the read transaction `tx`.
+    fn reading(tx: &'a Transaction<'a>, requester: &DeviceRecord) -> Self {
+        Self::writing(tx, requester, "")
+    }
+
+    fn into_plan(self) -> Option<Plan> {
+        self.plan
+    }
 }
 
 impl ServerStore for CaseStore<'_> {
@@ -132,36 +238,27 @@ impl ServerStore for CaseStore<'_> {
     }
 
     fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, StoreError> {
-        let row: Option<(String, String, Option<String>)> = self
-            .tx
-            .prepare_cached(
-                "SELECT device_id, role, revoked_at FROM devices WHERE public_key = ?1 AND case_id = ?2",
-            )?
-            .query_row(params![&key.as_bytes()[..], self.case_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        row.map(|(device, role, revoked_at)| {
-            Ok(Member {
-                device: parse_stored(&device, "device id")?,
-                role: parse_stored(&role, "device role")?,
-                revoked: revoked_at.is_some(),
-            })
-        })
-        .transpose()
+        let member = member_by_key(self.tx, &self.case_id, key)?;
+        if let Some(plan) = &mut self.plan {
+            plan.read_member(key, &member);
+        }
+        Ok(member)
     }
 
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, StoreError> {
-        let row: Option<(String, Vec<u8>)> = self
+        let row: Option<(String, Vec<u8>, String)> = self
             .tx
             .prepare_cached(
-                "SELECT creator, snapshot FROM documents WHERE id = ?1 AND case_id = ?2",
+                "SELECT creator, snapshot, heads FROM documents WHERE id = ?1 AND case_id = ?2",
             )?
             .query_row(params![id.as_str(), self.case_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let Some((creator, snapshot)) = row else {
+        if let Some(plan) = &mut self.plan {
+            plan.read_document(id, row.as_ref().map(|(_, _, heads)| heads.clone()));
+        }
+        let Some((creator, snapshot, _)) = row else {
             return Ok(None);
         };
         let doc = Automerge::load(&snapshot)
@@ -175,12 +272,11 @@ impl ServerStore for CaseStore<'_> {
     fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, StoreError> {
         // Report ids are 128 random bits: one taken in another case was
         // copied, and the sync answers as for another reporter's report.
-        Ok(self
-            .tx
-            .prepare_cached("SELECT 1 FROM documents WHERE id = ?1 AND case_id != ?2")?
-            .query_row(params![id.as_str(), self.case_id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        let held = held_by_another_case(self.tx, &self.case_id, id)?;
+        if let Some(plan) = &mut self.plan {
+            plan.read_elsewhere(id, held);
+        }
+        Ok(held)
     }
 
     fn save_document(
@@ -188,10 +284,19 @@ impl ServerStore for CaseStore<'_> {
         id: &ReportId,
         creator: &DeviceId,
         doc: &Automerge,
+        report: Option<&Report>,
         new_changes: &[VerifiedChange],
     ) -> Result<(), StoreError> {
-        let projection = match read_report(doc) {
-            Ok(report) => Projection::of(&report)?,
+        let read;
+        let report = match report {
+            Some(report) => Ok(report),
+            None => {
+                read = read_report(doc);
+                read.as_ref()
+            }
+        };
+        let projection = match report {
+            Ok(report) => Projection::of(report)?,
             Err(e) => {
                 // The field name only: values would be report contents.
                 let field = e.field();
@@ -199,28 +304,36 @@ impl ServerStore for CaseStore<'_> {
                 Projection::empty()
             }
         };
-        let changes: Vec<ChangeRow<'_>> = new_changes
-            .iter()
-            .map(|change| ChangeRow {
-                hash: change.hash(),
-                signed: &change.signed,
-                author: change.author.device_id(),
-                actor: change.actor.device_id(),
-            })
-            .collect();
-        write_document(
-            self.tx,
-            &self.case_id,
-            &self.now,
-            &DocumentRow {
-                id,
-                creator,
-                snapshot: &doc.save(),
-                heads: &format_heads(&doc.get_heads()),
-                changes: &changes,
-                projection: &projection,
-            },
-        )
+        let planned = PlannedDocument {
+            id: id.clone(),
+            creator: creator.clone(),
+            // Uncompressed: deflating a report's columns costs twenty times
+            // the save itself and takes a fifth off its size (measured with
+            // `--example apply_parts`); `Automerge::load` reads both.
+            snapshot: doc.save_nocompress(),
+            heads: format_heads(&doc.get_heads()),
+            changes: new_changes
+                .iter()
+                .map(|change| PlannedChange {
+                    hash: change.hash(),
+                    signed: change.signed.clone(),
+                    author: change.author.device_id(),
+                    actor: change.actor.device_id(),
+                })
+                .collect(),
+            projection,
+        };
+        match &mut self.plan {
+            Some(plan) => {
+                plan.write(planned);
+                Ok(())
+            }
+            None => {
+                let mut plan = Plan::new(&self.case_id, &self.now);
+                plan.write(planned);
+                plan.write_all(self.tx)
+            }
+        }
     }
 
     fn signature(
@@ -306,115 +419,4 @@ impl ServerStore for CaseStore<'_> {
         })
         .transpose()
     }
-}
-
-/// What a sync round writes for one report: its document, the changes it
-/// accepted and its timeline row.
-pub(super) struct DocumentRow<'a> {
-    pub(super) id: &'a ReportId,
-    pub(super) creator: &'a DeviceId,
-    pub(super) snapshot: &'a [u8],
-    pub(super) heads: &'a str,
-    pub(super) changes: &'a [ChangeRow<'a>],
-    pub(super) projection: &'a Projection,
-}
-
-/// One new change of a report, as the case feed stores it.
-pub(super) struct ChangeRow<'a> {
-    pub(super) hash: ChangeHash,
-    pub(super) signed: &'a SignedChange,
-    /// The device answerable for it.
-    pub(super) author: DeviceId,
-    /// The device id of the key that signed it: the author, or the web
-    /// session's key. The feed skips a reader's own changes by this.
-    pub(super) actor: DeviceId,
-}
-
-/// Writes one report as a sync round does, received at `now`: the document
-/// (inserted, or updated within its case), its new changes at the end of the
-/// case feed, and its timeline row.
-pub(super) fn write_document(
-    tx: &Connection,
-    case_id: &str,
-    now: &str,
-    row: &DocumentRow<'_>,
-) -> Result<(), StoreError> {
-    let id = row.id.as_str();
-    let upserted = tx
-        .prepare_cached(
-            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)
-             ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads
-             WHERE documents.case_id = excluded.case_id",
-        )?
-        .execute(params![
-            id,
-            case_id,
-            row.creator.as_str(),
-            row.snapshot,
-            row.heads
-        ])?;
-    if upserted != 1 {
-        return Err(StoreError::Corrupt(
-            "report id belongs to another case".into(),
-        ));
-    }
-    let mut last_seq = None;
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature, received_at,
-                                  actor_device, doc_creator)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for change in row.changes {
-            insert.execute(params![
-                case_id,
-                id,
-                change.hash.to_string(),
-                change.signed.bytes,
-                change.author.as_str(),
-                change.signed.signature,
-                now,
-                change.actor.as_str(),
-                row.creator.as_str(),
-            ])?;
-            last_seq = Some(tx.last_insert_rowid());
-        }
-    }
-    if let Some(seq) = last_seq {
-        tx.prepare_cached("UPDATE documents SET last_seq = ?2 WHERE id = ?1")?
-            .execute(params![id, seq])?;
-    }
-    let p = row.projection;
-    tx.prepare_cached(
-        "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
-                               title, search_text, status, tags, reporter, updated_at,
-                               lat, lon, entries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (report_id) DO UPDATE SET
-             occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
-             approximate = excluded.approximate, place = excluded.place,
-             title = excluded.title, search_text = excluded.search_text,
-             status = excluded.status, tags = excluded.tags,
-             reporter = excluded.reporter, updated_at = excluded.updated_at,
-             lat = excluded.lat, lon = excluded.lon, entries = excluded.entries",
-    )?
-    .execute(params![
-        id,
-        case_id,
-        p.occurred_utc,
-        p.occurred_at,
-        p.approximate,
-        p.place,
-        p.title,
-        p.search_text,
-        p.status,
-        p.tags,
-        row.creator.as_str(),
-        now,
-        p.lat,
-        p.lon,
-        p.entries,
-    ])?;
-    Ok(())
 }

@@ -45,8 +45,8 @@ mod writing;
 pub use errors::{EditError, ViewError};
 pub use layout::{rfc3339, Field, NewReport, IMMUTABLE_KEYS, REVIEW_KEY};
 pub use queries::{
-    conflicts, fields_touched, review_edit_objects, Conflict, ConflictField, Depth, Touch,
-    TouchedField,
+    conflicts, fields_touched, review_edit_objects, Conflict, ConflictField, Depth, FieldIndex,
+    Touch, TouchedField,
 };
 pub use reading::read_report;
 pub use validate::{

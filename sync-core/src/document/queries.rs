@@ -3,8 +3,8 @@
 //! review page's history) and which fields concurrent writes left with more
 //! than one value (the review page).
 
-use automerge::legacy::{Key, ObjectId};
-use automerge::{Automerge, Change, ObjId, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::legacy::{Key, ObjectId, Op, OpId, OpType};
+use automerge::{ActorId, Automerge, Change, ObjId, ReadDoc, ScalarValue, Value, ROOT};
 
 use super::layout::{Field, APPROXIMATE, NAME, NOTE, OCCURRED_AT, PLACE, REVIEW, STATUS, TITLE};
 
@@ -58,57 +58,127 @@ pub enum Depth {
 /// hold (made by this same change) count only through the operation that
 /// made them.
 pub fn fields_touched(doc: &Automerge, change: &Change) -> Vec<Touch> {
-    // Each root key's current values: a few, so a scan is cheaper than a
-    // map. Scalars stay in: an operation that names one as its object is
-    // still aimed at that field.
-    let members: Vec<(ObjId, TouchedField)> = doc
-        .keys(ROOT)
-        .flat_map(|key| {
-            let field = TouchedField::of(&key);
-            doc.get_all(ROOT, key.as_str())
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |(_, id)| (id, field.clone()))
-        })
-        .collect();
-    let mut touched: Vec<Touch> = Vec::new();
-    let mut below: Vec<(ObjectId, Option<TouchedField>)> = Vec::new();
-    for op in change.decode().operations {
-        let touch = match (&op.obj, &op.key) {
+    FieldIndex::new(doc).touched(doc, &change.decode().operations)
+}
+
+/// A document's root fields by the objects they hold, for reading which
+/// fields many changes touch: the root is scanned once, not once per
+/// change, and each object below it is traced to its field once.
+///
+/// The server checks a batch of changes against the stored document before
+/// applying any of them: [`FieldIndex::made`] records the objects an
+/// admitted change made, so that a later change of the batch that writes
+/// into one is read against the field it lies in. An object made at a root
+/// key counts as that field's member even if a later change of the batch
+/// replaced it, and a member of the stored document stays one even if the
+/// batch replaced it: where checking one change at a time would see a
+/// replaced object as further down, the batch sees a member, which the
+/// policy holds to the stricter rule.
+pub struct FieldIndex {
+    /// Each root key's current values: a few, so a scan is cheaper than a
+    /// map. Scalars stay in: an operation that names one as its object is
+    /// still aimed at that field.
+    members: Vec<(ObjId, TouchedField)>,
+    /// Objects further down, traced to their root key (or to none).
+    below: Vec<(ObjectId, Option<TouchedField>)>,
+    /// Objects made by changes [`FieldIndex::made`] recorded, with the
+    /// touch an operation on them makes.
+    made: Vec<(ObjectId, Touch)>,
+}
+
+impl FieldIndex {
+    pub fn new(doc: &Automerge) -> Self {
+        let members = doc
+            .keys(ROOT)
+            .flat_map(|key| {
+                let field = TouchedField::of(&key);
+                doc.get_all(ROOT, key.as_str())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(_, id)| (id, field.clone()))
+            })
+            .collect();
+        Self {
+            members,
+            below: Vec::new(),
+            made: Vec::new(),
+        }
+    }
+
+    /// What the operations of one change (decoded) write, as
+    /// [`fields_touched`] says.
+    pub fn touched(&mut self, doc: &Automerge, ops: &[Op]) -> Vec<Touch> {
+        let mut touched: Vec<Touch> = Vec::new();
+        for op in ops {
+            if let Some(touch) = self.touch(doc, op) {
+                if !touched.contains(&touch) {
+                    touched.push(touch);
+                }
+            }
+        }
+        touched
+    }
+
+    fn touch(&mut self, doc: &Automerge, op: &Op) -> Option<Touch> {
+        match (&op.obj, &op.key) {
             (ObjectId::Root, Key::Map(key)) => Some(Touch {
                 field: TouchedField::of(key),
                 depth: Depth::Key,
             }),
             (ObjectId::Root, Key::Seq(_)) => None,
             (ObjectId::Id(_), _) => {
-                if let Some((_, field)) = members.iter().find(|(id, _)| same_object(id, &op.obj)) {
-                    Some(Touch {
+                if let Some((_, field)) =
+                    self.members.iter().find(|(id, _)| same_object(id, &op.obj))
+                {
+                    return Some(Touch {
                         field: field.clone(),
                         depth: Depth::Member,
-                    })
-                } else {
-                    let field = match below.iter().find(|(obj, _)| obj == &op.obj) {
-                        Some((_, field)) => field.clone(),
-                        None => {
-                            let field = ancestor_field(doc, &op.obj);
-                            below.push((op.obj.clone(), field.clone()));
-                            field
-                        }
-                    };
-                    field.map(|field| Touch {
-                        field,
-                        depth: Depth::Below,
-                    })
+                    });
                 }
-            }
-        };
-        if let Some(touch) = touch {
-            if !touched.contains(&touch) {
-                touched.push(touch);
+                if let Some((_, touch)) = self.made.iter().find(|(obj, _)| obj == &op.obj) {
+                    return Some(touch.clone());
+                }
+                let field = match self.below.iter().find(|(obj, _)| obj == &op.obj) {
+                    Some((_, field)) => field.clone(),
+                    None => {
+                        let field = ancestor_field(doc, &op.obj);
+                        self.below.push((op.obj.clone(), field.clone()));
+                        field
+                    }
+                };
+                field.map(|field| Touch {
+                    field,
+                    depth: Depth::Below,
+                })
             }
         }
     }
-    touched
+
+    /// Records the objects that a change (decoded; its first op is
+    /// `start_op`, by `actor`) makes, once it is admitted but before it is
+    /// applied to `doc`.
+    pub fn made(&mut self, doc: &Automerge, start_op: u64, actor: &ActorId, ops: &[Op]) {
+        for (i, op) in ops.iter().enumerate() {
+            if !matches!(op.action, OpType::Make(_)) {
+                continue;
+            }
+            let inside = match (&op.obj, &op.key) {
+                (ObjectId::Root, Key::Map(key)) => Some(Touch {
+                    field: TouchedField::of(key),
+                    depth: Depth::Member,
+                }),
+                (ObjectId::Root, Key::Seq(_)) => None,
+                (ObjectId::Id(_), _) => self.touch(doc, op).map(|t| Touch {
+                    field: t.field,
+                    depth: Depth::Below,
+                }),
+            };
+            if let Some(touch) = inside {
+                let id = ObjectId::Id(OpId::new(start_op + i as u64, actor));
+                self.made.push((id, touch));
+            }
+        }
+    }
 }
 
 /// The root key under which `obj` lies, visible or not.

@@ -95,6 +95,7 @@ impl ServerStore for MemoryStore {
         id: &ReportId,
         creator: &DeviceId,
         doc: &Automerge,
+        _report: Option<&crate::model::Report>,
         new_changes: &[VerifiedChange],
     ) -> Result<(), Infallible> {
         self.docs.insert(id.clone(), (doc.save(), creator.clone()));

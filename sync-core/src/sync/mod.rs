@@ -7,10 +7,12 @@
 //! - [`policy`]: who may read and write what.
 //! - [`memory`]: an in-memory server store, the reference for tests.
 
+mod admission;
 pub mod device;
 pub mod memory;
 pub mod policy;
 pub mod server;
+mod store;
 
 #[cfg(test)]
 pub(crate) mod tests;

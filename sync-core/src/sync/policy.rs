@@ -3,7 +3,7 @@
 
 use automerge::{Automerge, Change};
 
-use crate::document::{fields_touched, Depth, Field, TouchedField};
+use crate::document::{fields_touched, Depth, Field, Touch, TouchedField};
 use crate::ids::DeviceId;
 use crate::model::DeviceRole;
 use crate::protocol::Refusal;
@@ -30,6 +30,19 @@ pub fn check_change(
     creator: Option<&DeviceId>,
     change: &Change,
 ) -> Result<(), (Refusal, String)> {
+    check_touches(author, creator, change.deps().is_empty(), || {
+        fields_touched(doc, change)
+    })
+}
+
+/// [`check_change`] given what the change writes (`touched`, asked for only
+/// when the rules need it) and whether it has no dependencies.
+pub fn check_touches(
+    author: &Member,
+    creator: Option<&DeviceId>,
+    no_deps: bool,
+    touched: impl FnOnce() -> Vec<Touch>,
+) -> Result<(), (Refusal, String)> {
     if let Some(creator) = creator {
         if author.role == DeviceRole::Reporter && creator != &author.device {
             return Err((
@@ -41,11 +54,11 @@ pub fn check_change(
     // A change to an existing report is never its creation, whatever its
     // dependencies say (`handle_sync` refuses one without any). A creation
     // may write every field; `check_creation` checks what it wrote.
-    let is_creation = creator.is_none() && change.deps().is_empty();
+    let is_creation = creator.is_none() && no_deps;
     if is_creation {
         return Ok(());
     }
-    for touch in fields_touched(doc, change) {
+    for touch in touched() {
         let field = match &touch.field {
             TouchedField::Layout(field) => Some(*field),
             TouchedField::Other(_) => None,

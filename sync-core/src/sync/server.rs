@@ -12,94 +12,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{ChangeHash, ReadDoc};
 
-use crate::document::{read_report, validate_report};
 use crate::identity::PublicKey;
-use crate::ids::{DeviceId, ReportId};
+use crate::ids::ReportId;
 use crate::protocol::*;
-use crate::signed_change::{
-    causal_order, check_applicable, has_change, ChangeError, PendingObjects, SignedChange,
-    VerifiedChange,
+use crate::signed_change::{causal_order, has_change, ChangeError, SignedChange, VerifiedChange};
+
+use super::admission::{admit_changes, Gate, Mode};
+use super::policy::{may_read, Member};
+pub use super::store::{
+    DocumentTip, FeedEntry, InvalidChange, ServerStore, StoredDocument, SyncError,
 };
-
-use super::policy::{check_change, check_creation, may_read, Member};
-use crate::model::DeviceRole;
-
-/// A document as the server store holds it.
-pub struct StoredDocument {
-    pub doc: Automerge,
-    pub creator: DeviceId,
-}
-
-/// One entry of a case's change feed, as the store read it for one reader.
-#[derive(Clone, Debug)]
-pub struct FeedEntry {
-    pub seq: u64,
-    pub doc: ReportId,
-    pub doc_creator: DeviceId,
-    /// The device id of the key that signed the change (its Automerge
-    /// actor): the device itself, or a web session's key. Not the device a
-    /// web session's change is attributed to: a coordinator's device must
-    /// receive what its own browser sessions wrote.
-    pub actor: DeviceId,
-    /// The change, unless its actor is the reader: then the store may leave
-    /// the bytes unread, since the reader made it.
-    pub change: Option<SignedChange>,
-}
-
-/// Where a document stands in the feed.
-#[derive(Clone, Debug)]
-pub struct DocumentTip {
-    /// Feed sequence number of the document's newest change.
-    pub last_seq: u64,
-    pub heads: Vec<ChangeHash>,
-}
-
-/// What the server algorithm needs from storage, scoped to one case and one
-/// transaction. The SQLite store in `fieldsync-server` implements it, and so
-/// does [`super::memory::MemoryStore`].
-pub trait ServerStore {
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// The case this store is scoped to.
-    fn case_id(&self) -> &str;
-    /// The enrolled device of this case whose public key this is.
-    fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, Self::Error>;
-    /// The document of this case stored under `id`, if any.
-    fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, Self::Error>;
-    /// Whether another case holds a report under `id`. Report ids are
-    /// global, so such an id is taken here too.
-    fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, Self::Error>;
-    /// Persists `new_changes` (already applied to `doc`, in causal order)
-    /// with their signatures, one feed entry each, and whatever projections
-    /// the store keeps of `doc`.
-    fn save_document(
-        &mut self,
-        id: &ReportId,
-        creator: &DeviceId,
-        doc: &Automerge,
-        new_changes: &[VerifiedChange],
-    ) -> Result<(), Self::Error>;
-    /// The stored signature of a change of a document.
-    fn signature(
-        &mut self,
-        id: &ReportId,
-        hash: &ChangeHash,
-    ) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Up to `limit` feed entries with `seq > cursor`, in order, that
-    /// `reader` may read: a store may (and the SQLite store does) read only
-    /// the reports a reporter created, through an index, so a reporter's
-    /// round never scans other reporters' work. Entries whose actor is the
-    /// reader's own key may come without their bytes.
-    fn feed_after(
-        &mut self,
-        reader: &Member,
-        cursor: u64,
-        limit: usize,
-    ) -> Result<Vec<FeedEntry>, Self::Error>;
-    fn document_tip(&mut self, id: &ReportId) -> Result<Option<DocumentTip>, Self::Error>;
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct ServerLimits {
@@ -123,46 +47,6 @@ impl Default for ServerLimits {
 /// Feed entries one response looks at by default: a few milliseconds of
 /// index reads. A device behind by more makes more rounds (`more`).
 pub const DEFAULT_MAX_FEED_SCAN: usize = 8 * FEED_PAGE;
-
-/// Why a whole request was refused. Nothing was written.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError<E: std::error::Error + 'static> {
-    #[error("the requesting device was revoked")]
-    Revoked,
-    #[error("report {doc}: {source}")]
-    InvalidChange {
-        doc: ReportId,
-        #[source]
-        source: ChangeError,
-    },
-    #[error("report {doc}: change {hash} is signed by device {device}, which is not enrolled in this case")]
-    UnknownAuthor {
-        doc: ReportId,
-        hash: ChangeHash,
-        device: DeviceId,
-    },
-    #[error("storage failed: {0}")]
-    Store(#[source] E),
-}
-
-/// A change of a request that is malformed, out of bounds or not signed by
-/// its actor: the whole request is refused.
-#[derive(Debug, thiserror::Error)]
-#[error("report {doc}: {source}")]
-pub struct InvalidChange {
-    pub doc: ReportId,
-    #[source]
-    pub source: ChangeError,
-}
-
-impl<E: std::error::Error + 'static> From<InvalidChange> for SyncError<E> {
-    fn from(e: InvalidChange) -> Self {
-        SyncError::InvalidChange {
-            doc: e.doc,
-            source: e.source,
-        }
-    }
-}
 
 /// A request whose every change is bounded, parsed and signature-checked:
 /// the expensive part of a round, done by [`verify_request`] before any
@@ -188,17 +72,46 @@ impl VerifiedRequest {
 
 /// Bounds, parses and verifies every change of `request`
 /// ([`SignedChange::verify`]). Needs no store: call it outside any
-/// transaction. One bad change refuses the whole request.
+/// transaction. One bad change refuses the whole request (the first in
+/// request order, whichever thread found it).
+///
+/// A large request is verified on every core: an Ed25519 verification is
+/// the largest single cost of a change, and each is independent.
 pub fn verify_request(request: SyncRequest) -> Result<VerifiedRequest, InvalidChange> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all: Vec<&SignedChange> = request
+        .docs
+        .iter()
+        .flat_map(|offer| &offer.changes)
+        .collect();
+    let verify = |part: &[&SignedChange]| -> Vec<Result<VerifiedChange, ChangeError>> {
+        part.iter().map(|change| change.verify()).collect()
+    };
+    let results: Vec<Result<VerifiedChange, ChangeError>> =
+        if threads < 2 || all.len() < PARALLEL_VERIFY_MIN {
+            verify(&all)
+        } else {
+            let chunk = all.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = all
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || verify(part)))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|part| part.join().expect("verifying a change does not panic"))
+                    .collect()
+            })
+        };
+    let mut results = results.into_iter();
     let mut docs = Vec::with_capacity(request.docs.len());
     for offer in request.docs {
         let mut changes = Vec::with_capacity(offer.changes.len());
-        for change in &offer.changes {
-            let v = change.verify().map_err(|source| InvalidChange {
+        for result in results.by_ref().take(offer.changes.len()) {
+            changes.push(result.map_err(|source| InvalidChange {
                 doc: offer.id.clone(),
                 source,
-            })?;
-            changes.push(v);
+            })?);
         }
         docs.push(VerifiedOffer {
             id: offer.id,
@@ -211,6 +124,10 @@ pub fn verify_request(request: SyncRequest) -> Result<VerifiedRequest, InvalidCh
         docs,
     })
 }
+
+/// Changes below which a request is verified on the calling thread alone:
+/// starting threads costs more than it saves.
+const PARALLEL_VERIFY_MIN: usize = 64;
 
 /// Runs one whole sync round for `requester` against `store`: verify,
 /// apply, answer from the feed. A store that can should run the three
@@ -251,7 +168,7 @@ fn round<S: ServerStore>(
     let verified = verify_request(request.clone())?;
     let cursor = verified.cursor;
     let offered = verified.offered();
-    let docs = apply_request(store, requester, verified.docs, live_session)?;
+    let docs = apply_request(store, requester, &verified.docs, live_session)?;
     let feed = answer_from_feed(store, requester, cursor, &offered, limits)?;
     Ok(respond(docs, feed))
 }
@@ -276,40 +193,22 @@ pub fn respond(mut docs: Vec<DocUpdate>, feed: FeedAnswer) -> SyncResponse {
 pub fn apply_request<S: ServerStore>(
     store: &mut S,
     requester: &Member,
-    offers: Vec<VerifiedOffer>,
+    offers: &[VerifiedOffer],
     live_session: Option<&PublicKey>,
 ) -> Result<Vec<DocUpdate>, SyncError<S::Error>> {
     if requester.revoked {
         return Err(SyncError::Revoked);
     }
     offers
-        .into_iter()
+        .iter()
         .map(|offer| apply_offer(store, requester, offer, live_session))
         .collect()
-}
-
-/// How strictly [`admit_changes`] checks that the report stays readable.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Readability {
-    /// Once, after the whole batch: the common case, one read per report.
-    AtEnd,
-    /// After each change, on a copy: for a batch that ended unreadable, to
-    /// refuse exactly the changes that made it so.
-    EachChange,
-}
-
-/// The outcome of admitting one offer's changes to a document.
-struct Admitted {
-    doc: Automerge,
-    creator: Option<DeviceId>,
-    accepted: Vec<VerifiedChange>,
-    refused: Vec<RefusedChange>,
 }
 
 fn apply_offer<S: ServerStore>(
     store: &mut S,
     requester: &Member,
-    offer: VerifiedOffer,
+    offer: &VerifiedOffer,
     live_session: Option<&PublicKey>,
 ) -> Result<DocUpdate, SyncError<S::Error>> {
     let (stored, taken) = visible_document(store, requester, &offer.id)?;
@@ -321,23 +220,29 @@ fn apply_offer<S: ServerStore>(
         live_session,
         taken,
     };
-    let mut admitted = admit_changes(store, &gate, stored, &ordered, Readability::AtEnd)?;
-    if !admitted.accepted.is_empty() && readable(&admitted.doc).is_err() {
-        // Some change of the batch leaves the report unreadable. Start
-        // again from the stored report (nothing is saved yet) and find
-        // which, checking after every change.
-        let (stored, _) = visible_document(store, requester, &offer.id)?;
-        admitted = admit_changes(store, &gate, stored, &ordered, Readability::EachChange)?;
-    }
-    let Admitted {
-        doc,
-        creator,
-        accepted,
-        refused,
-    } = admitted;
-    if let (Some(c), false) = (&creator, accepted.is_empty()) {
+    let admitted = match admit_changes(store, &gate, stored, &ordered, Mode::Batch)? {
+        Some(batch) if batch.accepted.is_empty() || batch.report.is_some() => batch,
+        _ => {
+            // The batch does not apply, or leaves the report unreadable.
+            // Start again from the stored report (nothing is saved yet) and
+            // find which change, applying and checking one at a time.
+            let (stored, _) = visible_document(store, requester, &offer.id)?;
+            admit_changes(store, &gate, stored, &ordered, Mode::EachChange)?
+                .expect("admitting one change at a time always answers")
+        }
+    };
+    let creator = admitted.creator;
+    let doc = admitted.doc;
+    let refused = admitted.refused;
+    if let (Some(c), false) = (&creator, admitted.accepted.is_empty()) {
         store
-            .save_document(&offer.id, c, &doc, &accepted)
+            .save_document(
+                &offer.id,
+                c,
+                &doc,
+                admitted.report.as_ref(),
+                &admitted.accepted,
+            )
             .map_err(SyncError::Store)?;
     }
     if creator.is_none() {
@@ -410,229 +315,6 @@ fn visible_document<S: ServerStore>(
             store.held_by_another_case(id).map_err(SyncError::Store)?,
         ),
     })
-}
-
-/// Who is asking, for which report, through which route.
-struct Gate<'a> {
-    requester: &'a Member,
-    id: &'a ReportId,
-    live_session: Option<&'a PublicKey>,
-    /// The id belongs to a report the requester may not see.
-    taken: bool,
-}
-
-/// Applies, in causal order, the changes of one offer that may be applied,
-/// starting from the stored report (or none). `mode` says when the report
-/// must read back valid.
-fn admit_changes<S: ServerStore>(
-    store: &mut S,
-    gate: &Gate<'_>,
-    stored: Option<StoredDocument>,
-    ordered: &[VerifiedChange],
-    mode: Readability,
-) -> Result<Admitted, SyncError<S::Error>> {
-    let (mut doc, mut creator) = match stored {
-        Some(s) => (s.doc, Some(s.creator)),
-        None => (Automerge::new(), None),
-    };
-    let mut refused = Refused::default();
-    let mut accepted: Vec<VerifiedChange> = Vec::new();
-    let mut members: HashMap<PublicKey, Member> = HashMap::new();
-    for v in ordered {
-        let hash = v.hash();
-        if has_change(&doc, &hash) {
-            continue; // already stored: a retry or a relay
-        }
-        let member = match members.get(&v.author) {
-            Some(m) => m.clone(),
-            None => {
-                let m = store
-                    .member(&v.author)
-                    .map_err(SyncError::Store)?
-                    .ok_or_else(|| SyncError::UnknownAuthor {
-                        doc: gate.id.clone(),
-                        hash,
-                        device: v.author.device_id(),
-                    })?;
-                members.insert(v.author, m.clone());
-                m
-            }
-        };
-        if gate.taken && v.change.deps().is_empty() {
-            refused.push(hash, Refusal::BadCreation, REPORT_EXISTS.into());
-            continue;
-        }
-        if v.session.is_some() && gate.live_session != Some(&v.actor) {
-            refused.push(
-                hash,
-                Refusal::SessionNotLive,
-                "a change made in a web session reaches the server only through that session, while it lasts".into(),
-            );
-            continue;
-        }
-        let admitted = admit(
-            store.case_id(),
-            gate.requester,
-            &member,
-            gate.id,
-            &doc,
-            creator.as_ref(),
-            &refused.hashes,
-            v,
-        );
-        match admitted {
-            Err((reason, message)) => refused.push(hash, reason, message),
-            Ok(Some(new_doc)) => {
-                doc = new_doc;
-                creator = Some(member.device.clone());
-                accepted.push(v.clone());
-            }
-            Ok(None) => {
-                let applied = match mode {
-                    Readability::AtEnd => doc.apply_changes([v.change.clone()]).map(|()| None),
-                    Readability::EachChange => {
-                        let mut trial = doc.clone();
-                        trial
-                            .apply_changes([v.change.clone()])
-                            .map(|()| Some(trial))
-                    }
-                };
-                match applied {
-                    Err(e) => refused.push(
-                        hash,
-                        Refusal::BadCreation,
-                        format!("the change does not apply: {e}"),
-                    ),
-                    Ok(None) => accepted.push(v.clone()),
-                    Ok(Some(trial)) => match readable(&trial) {
-                        Err(why) => refused.push(hash, Refusal::InvalidReport, why),
-                        Ok(()) => {
-                            doc = trial;
-                            accepted.push(v.clone());
-                        }
-                    },
-                }
-            }
-        }
-    }
-    Ok(Admitted {
-        doc,
-        creator,
-        accepted,
-        refused: refused.list,
-    })
-}
-
-/// The changes of one offer refused so far; later changes that depend on
-/// one of them are refused too.
-#[derive(Default)]
-struct Refused {
-    list: Vec<RefusedChange>,
-    hashes: HashSet<ChangeHash>,
-}
-
-impl Refused {
-    fn push(&mut self, hash: ChangeHash, reason: Refusal, message: String) {
-        self.hashes.insert(hash);
-        self.list.push(RefusedChange {
-            hash,
-            reason,
-            message,
-        });
-    }
-}
-
-/// Whether the report reads back with every field of its type, length and
-/// set of values: what every client needs to list it.
-fn readable(doc: &Automerge) -> Result<(), String> {
-    let report = read_report(doc)
-        .map_err(|e| format!("after this change the report would not read back: {e}"))?;
-    validate_report(&report)
-        .map_err(|e| format!("after this change the report would not be valid: {e}"))
-}
-
-/// Why a second creation of a report is refused.
-const REPORT_EXISTS: &str =
-    "the report exists already; a change without dependencies would create it again";
-
-/// Decides whether one new change may be applied. For a report's first
-/// change, returns the new document (built apart, so a refused creation
-/// leaves nothing behind).
-#[allow(clippy::too_many_arguments)]
-fn admit(
-    case: &str,
-    requester: &Member,
-    author: &Member,
-    id: &ReportId,
-    doc: &Automerge,
-    creator: Option<&DeviceId>,
-    refused: &HashSet<ChangeHash>,
-    v: &VerifiedChange,
-) -> Result<Option<Automerge>, (Refusal, String)> {
-    if author.revoked {
-        return Err((
-            Refusal::RevokedAuthor,
-            format!(
-                "device {} was revoked before the server received this change",
-                author.device
-            ),
-        ));
-    }
-    let deps = v.change.deps();
-    if deps
-        .iter()
-        .any(|d| refused.contains(d) || !has_change(doc, d))
-    {
-        return Err((
-            Refusal::MissingDependency,
-            "the change depends on a change the server does not have or refused".into(),
-        ));
-    }
-    let unapplicable = |e: String| {
-        (
-            Refusal::BadCreation,
-            format!("the change does not apply: {e}"),
-        )
-    };
-    if creator.is_some() {
-        if deps.is_empty() {
-            // Only a report's first change has no dependencies; another
-            // would write the write-once fields a second time.
-            return Err((Refusal::BadCreation, REPORT_EXISTS.into()));
-        }
-        check_applicable(doc, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
-        return check_change(author, doc, creator, &v.change).map(|()| None);
-    }
-    if !deps.is_empty() {
-        return Err((
-            Refusal::MissingDependency,
-            "the report's first change is missing".into(),
-        ));
-    }
-    if requester.role == DeviceRole::Reporter && author.device != requester.device {
-        return Err((
-            Refusal::NotYourReport,
-            "a reporter may send only reports it created".into(),
-        ));
-    }
-    let mut trial = Automerge::new();
-    check_applicable(&trial, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
-    trial.apply_changes([v.change.clone()]).map_err(|e| {
-        (
-            Refusal::BadCreation,
-            format!("the change does not apply: {e}"),
-        )
-    })?;
-    let report = read_report(&trial).map_err(|e| (Refusal::BadCreation, e.to_string()))?;
-    validate_report(&report).map_err(|e| (Refusal::InvalidReport, e.to_string()))?;
-    check_creation(author, case, &report)?;
-    if report.id != id.as_str() {
-        return Err((
-            Refusal::BadCreation,
-            "the report's id field does not match the id it was sent under".into(),
-        ));
-    }
-    Ok(Some(trial))
 }
 
 const FEED_PAGE: usize = 512;

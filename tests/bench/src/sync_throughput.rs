@@ -126,6 +126,18 @@ pub fn concurrent(table: &mut Table, work: &Workload) -> Result<()> {
         format!("{cpu:.2} CPU s, {:.1} MiB", mib(peak)),
     );
 
+    let reference = ed25519_verifications_per_second()?;
+    table.row(
+        &section,
+        "reference: raw Ed25519 verifications/s, one core",
+        format!("{reference:.0}/s"),
+    );
+    table.row(
+        &section,
+        "end to end changes/s as a multiple of the reference",
+        format!("{:.2}", e2e_rate / reference),
+    );
+
     let limit = in_process(&copies, work.devices, dir.path())?;
     let limit_rate = changes as f64 / limit.as_secs_f64();
     table.row(
@@ -213,8 +225,9 @@ fn fill(home: &Path, reports: usize, edits: usize) -> Result<()> {
     Ok(())
 }
 
-/// The same syncs with no HTTP: each copied replica against a fresh store
-/// in this process, one after another.
+/// The same syncs with no HTTP: each copied replica against a copy of the
+/// store in this process, on as many threads as the machine has cores (as
+/// the server runs its requests), each thread taking the next device.
 fn in_process(copies: &Path, devices: usize, dir: &Path) -> Result<Duration> {
     let store = Store::open(&dir.join("in-process"))?;
     let mut replicas = Vec::new();
@@ -230,15 +243,53 @@ fn in_process(copies: &Path, devices: usize, dir: &Path) -> Result<Duration> {
         max_response_bytes: fieldsync_core::protocol::DEFAULT_MAX_RESPONSE_BYTES,
         ..ServerLimits::default()
     };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let queue = std::sync::Mutex::new(replicas);
     let started = Instant::now();
-    for (replica, device) in &mut replicas {
-        replica.sync(
-            fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES,
-            |request| store.sync(device, request, limits),
-            |_| {},
-        )?;
-    }
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let next = queue.lock().expect("queue").pop();
+                        let Some((mut replica, device)) = next else {
+                            return Ok(());
+                        };
+                        replica.sync(
+                            fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES,
+                            |request| store.sync(&device, request, limits),
+                            |_| {},
+                        )?;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("an in-process sync thread panicked")?;
+        }
+        Ok(())
+    })?;
     Ok(started.elapsed())
+}
+
+/// Ed25519 verifications of one 32-byte change hash per second, on this
+/// thread, for a second: what one core could check if checking signatures
+/// were all a server did.
+fn ed25519_verifications_per_second() -> Result<f64> {
+    use fieldsync_core::identity::Domain;
+    let key = fieldsync_core::DeviceKey::generate()?;
+    let public = key.public_key();
+    let hash = [7u8; 32];
+    let signature = key.sign(Domain::Change, &hash);
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < Duration::from_secs(1) {
+        for _ in 0..100 {
+            public.verify(Domain::Change, std::hint::black_box(&hash), &signature)?;
+        }
+        done += 100;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
 fn cpu_seconds(pid: u32) -> Result<f64> {

@@ -157,3 +157,103 @@ fn each_feed_reads_through_its_index_in_feed_order() {
         );
     }
 }
+
+/// A reporter's round is planned; before it is written, a coordinator's
+/// round writes the same report. The planned round must not be written as
+/// planned (it read the report before the coordinator's change): it is
+/// applied again under the write lock, keeps both edits, and sends the
+/// reporter the coordinator's change, which the plan did not know of.
+#[test]
+fn a_round_planned_before_another_wrote_its_report_is_applied_again() {
+    let (_dir, store) = open();
+    let case = store.create_case("rally").unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    let mut coordinator = enroll(&store, "rally", DeviceRole::Coordinator);
+    let id = reporter
+        .replica
+        .create_report(&new_report(&case.id, "Detained", "2024-05-01T10:00:00Z"))
+        .unwrap();
+    sync(&store, &mut reporter);
+    sync(&store, &mut coordinator);
+
+    reporter
+        .replica
+        .edit_report(&id, &[Edit::AppendDescription("Two officers.".into())])
+        .unwrap();
+    let tagged = coordinator
+        .replica
+        .edit_report(&id, &[Edit::AddTag("arrest".into())])
+        .unwrap()
+        .unwrap();
+    let request = reporter
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap()
+        .request;
+    let planned = store
+        .plan_round(
+            &reporter.record,
+            verify_request(request.clone()).unwrap(),
+            None,
+        )
+        .unwrap();
+    sync(&store, &mut coordinator);
+    let response = store
+        .finish_round(planned, ServerLimits::default())
+        .unwrap();
+
+    let answer = &response.docs[0];
+    assert!(answer.refused.is_empty(), "{:?}", answer.refused);
+    let sent: Vec<ChangeHash> = answer
+        .changes
+        .iter()
+        .map(|c| c.verify().unwrap().hash())
+        .collect();
+    assert_eq!(
+        sent,
+        vec![tagged],
+        "the coordinator's change reaches the reporter"
+    );
+    reporter.replica.complete_sync(&request, &response).unwrap();
+    let report = reporter.replica.report(&id).unwrap();
+    assert_eq!(report.description, "Two officers.");
+    assert!(report.tags.contains("arrest"));
+    let page = store.timeline(&case.id, &TimelineQuery::default()).unwrap();
+    assert_eq!(page.reports[0].tags, vec!["arrest".to_string()]);
+    // Both changes are in the feed once each.
+    let changes: i64 = raw(&store)
+        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(changes, 3);
+}
+
+/// A round planned before its device was revoked is refused whole when it
+/// is written, and writes nothing.
+#[test]
+fn a_round_planned_before_its_device_was_revoked_is_refused() {
+    let (_dir, store) = open();
+    let case = store.create_case("rally").unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    reporter
+        .replica
+        .create_report(&new_report(&case.id, "Detained", "2024-05-01T10:00:00Z"))
+        .unwrap();
+    let request = reporter
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap()
+        .request;
+    let planned = store
+        .plan_round(&reporter.record, verify_request(request).unwrap(), None)
+        .unwrap();
+    store.revoke(&reporter.record.device_id).unwrap();
+    let before = store.dump().unwrap();
+    let err = store
+        .finish_round(planned, ServerLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncStoreError::Sync(SyncError::Revoked)),
+        "{err:?}"
+    );
+    assert_eq!(store.dump().unwrap(), before);
+}
