@@ -48,7 +48,8 @@ pub struct Client {
     clock_offset: Cell<i64>,
 }
 
-/// Requests and body bytes of the signed JSON calls (not blob transfers).
+/// Requests and body bytes of the signed API calls, JSON or CBOR (not
+/// blob transfers).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Traffic {
     pub requests: u64,
@@ -156,7 +157,7 @@ impl Client {
 impl Transport for Client {
     fn send(&self, request: Request<'_>) -> Result<Response, TransportError> {
         let signed_body: &[u8] = match &request.body {
-            Body::Json(bytes) => bytes,
+            Body::Message(bytes) => bytes,
             Body::Empty | Body::Stream(_) => b"",
         };
         let mut call = self.signed_over(request.method, &request.path, signed_body)?;
@@ -164,11 +165,11 @@ impl Transport for Client {
             call = call.set(name, value);
         }
         let result = match request.body {
-            Body::Json(bytes) => {
+            Body::Message(bytes) => {
                 let response = self.outcome(call.send_bytes(bytes))?;
                 let status = response.status();
                 let headers = headers(&response);
-                // The signed JSON calls are what `sync --json` counts.
+                // The signed API calls are what `sync --json` counts.
                 let answer = read_all(response);
                 let mut traffic = self.traffic.get();
                 traffic.requests += 1;

@@ -104,7 +104,9 @@ impl SignedChange {
         })
     }
 
-    /// Size of this change in the JSON encoding, for bounding requests.
+    /// Size of this change in the JSON encoding, for bounding requests; an
+    /// upper bound on its size in CBOR too (PROTOCOL.md §8.6), where it costs
+    /// its bytes, its signature and at most 19 bytes of heads.
     pub fn wire_len(&self) -> usize {
         // {"bytes":"…","sig":"…"}, plus a separating comma
         b64::encoded_len(self.bytes.len()) + b64::encoded_len(self.signature.len()) + 22

@@ -23,3 +23,4 @@ mod server_crash;
 mod server_memory;
 mod web_api;
 mod web_review;
+mod wire_encodings;

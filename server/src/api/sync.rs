@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use fieldsync_core::protocol::SyncRequest;
+use fieldsync_core::protocol::{SyncRequest, WireEncoding};
 use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
 
 use super::error::{sync_refusal, ApiError};
@@ -15,6 +15,14 @@ pub(super) async fn sync(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.config.max_request_bytes).await?;
+    // The signature covers the body's bytes in either encoding; the answer
+    // comes in the request's encoding. No or another `Content-Type` is
+    // JSON, as before CBOR, for the phone app and older devices.
+    let encoding = WireEncoding::from_content_type(
+        req.headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let device = authenticate(&state, &req, &body).await?;
     let limits = ServerLimits {
         max_response_bytes: state.config.max_response_bytes,
@@ -27,7 +35,7 @@ pub(super) async fn sync(
     // workers, and before the store's write transaction opens, so no other
     // device waits on it. The response is built only after the commit.
     let (response, offered) = blocking(move || {
-        let request = SyncRequest::from_json(&body)
+        let request = SyncRequest::decode(&body, encoding)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
         let verified = verify_request(request).map_err(|e| {
@@ -48,8 +56,8 @@ pub(super) async fn sync(
     .await?;
     let received: usize = response.docs.iter().map(|d| d.changes.len()).sum();
     let refused: usize = response.docs.iter().map(|d| d.refused.len()).sum();
-    tracing::info!(device = %device.device_id, offered, refused, sent = received, cursor = response.cursor, "sync");
+    tracing::info!(device = %device.device_id, ?encoding, offered, refused, sent = received, cursor = response.cursor, "sync");
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(response.to_json()))
+        .content_type(encoding.content_type())
+        .body(response.encode(encoding)))
 }

@@ -1,15 +1,16 @@
-//! The server's JSON calls, over any [`Transport`].
+//! The server's calls, over any [`Transport`]: the sync round in CBOR
+//! (JSON for a server from before CBOR), everything else in JSON.
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::transport::{Body, Request, Transport, TransportError};
+use super::transport::{Body, Request, Response, Transport, TransportError};
 use crate::case_key_trust::PublishedCaseKey;
 use crate::identity::PublicKey;
 use crate::protocol::{
     CaseInfo, CaseKeysResponse, EnrollRequest, EnrollResponse, InviteRequest, InviteResponse,
-    PublishResponse, SyncRequest, SyncResponse,
+    PublishResponse, SyncRequest, SyncResponse, WireEncoding,
 };
 use crate::replica::RosterEntry;
 
@@ -21,22 +22,31 @@ fn bad(e: impl ToString) -> TransportError {
     TransportError::BadResponse(e.to_string())
 }
 
-/// A signed POST. Refused for its time, it is signed again once with the
-/// clock the server's answer implies.
-fn post(t: &impl Transport, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+/// A signed POST of `body` in `encoding`. Refused for its time, it is
+/// signed again once with the clock the server's answer implies.
+fn post_as(
+    t: &impl Transport,
+    path: &str,
+    body: &[u8],
+    encoding: WireEncoding,
+) -> Result<Response, TransportError> {
     let once = || {
         t.send(Request {
             method: "POST",
             path: path.to_owned(),
-            headers: vec![("content-type", "application/json".to_owned())],
-            body: Body::Json(body),
-        })?
-        .bytes()
+            headers: vec![("content-type", encoding.content_type().to_owned())],
+            body: Body::Message(body),
+        })
     };
     match once() {
         Err(TransportError::Clock { .. }) => once(),
         other => other,
     }
+}
+
+/// A signed POST of a JSON body; the answer's bytes.
+fn post(t: &impl Transport, path: &str, body: &[u8]) -> Result<Vec<u8>, TransportError> {
+    post_as(t, path, body, WireEncoding::Json)?.bytes()
 }
 
 fn get<T: DeserializeOwned>(t: &impl Transport, path: &str) -> Result<T, TransportError> {
@@ -63,19 +73,53 @@ pub fn enroll(
     serde_json::from_slice(&post(t, "/v1/enroll", &body)?).map_err(bad)
 }
 
-/// One sync round. The server applies a sync request at most once and
-/// answers a repeated one as if new, so when a duplicate of ours got there
-/// first, the same request signed afresh gets our answer. A server that
-/// says it is busy is asked again a few times, waiting longer each time.
+/// One sync round, in `encoding`. A server from before CBOR refuses a
+/// CBOR body (415, or 400 because it read it as JSON); the round is then
+/// sent again in JSON, and `encoding` becomes JSON for the rest of the
+/// sync. The answer is read in the encoding its `Content-Type` names.
 pub fn sync_round(
     t: &impl Transport,
     request: &SyncRequest,
+    encoding: &mut WireEncoding,
 ) -> Result<SyncResponse, TransportError> {
-    let body = request.to_json();
+    match sync_round_as(t, request, *encoding) {
+        Err(e) if *encoding == WireEncoding::Cbor && refuses_cbor(&e) => {
+            *encoding = WireEncoding::Json;
+            sync_round_as(t, request, WireEncoding::Json)
+        }
+        other => other,
+    }
+}
+
+/// Whether a server refused a CBOR sync body for its encoding: nothing of
+/// the round was applied, so it can go again in JSON.
+fn refuses_cbor(e: &TransportError) -> bool {
+    match e {
+        TransportError::Refused { status: 415, .. } => true,
+        // What servers before CBOR answer, having parsed the body as JSON.
+        TransportError::Refused {
+            status: 400,
+            message,
+            ..
+        } => message.starts_with("the message is not valid sync JSON"),
+        _ => false,
+    }
+}
+
+/// The server applies a sync request at most once and answers a repeated
+/// one as if new, so when a duplicate of ours got there first, the same
+/// request signed afresh gets our answer. A server that says it is busy
+/// is asked again a few times, waiting longer each time.
+fn sync_round_as(
+    t: &impl Transport,
+    request: &SyncRequest,
+    encoding: WireEncoding,
+) -> Result<SyncResponse, TransportError> {
+    let body = request.encode(encoding);
     let mut tries = 1;
     let answer = loop {
-        let answer = match post(t, "/v1/sync", &body) {
-            Err(TransportError::Replayed { .. }) => post(t, "/v1/sync", &body),
+        let answer = match post_as(t, "/v1/sync", &body, encoding) {
+            Err(TransportError::Replayed { .. }) => post_as(t, "/v1/sync", &body, encoding),
             other => other,
         };
         match answer {
@@ -91,7 +135,8 @@ pub fn sync_round(
             other => break other?,
         }
     };
-    SyncResponse::from_json(&answer).map_err(bad)
+    let answered_in = WireEncoding::from_content_type(answer.header("content-type"));
+    SyncResponse::decode(&answer.bytes()?, answered_in).map_err(bad)
 }
 
 /// The case, with its import salt (coordinators only).

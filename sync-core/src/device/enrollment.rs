@@ -6,7 +6,7 @@ use super::meta_keys as keys;
 use super::transport::{Transport, TransportError};
 use super::upload_outbox::{self, OutboxProgress, UploadSummary};
 use crate::model::DeviceRole;
-use crate::protocol::EnrollResponse;
+use crate::protocol::{EnrollResponse, WireEncoding};
 use crate::replica::{Replica, ReplicaError, RoundReport, SyncFailure, SyncSummary};
 use crate::CaseId;
 
@@ -179,10 +179,13 @@ impl Device {
         // The last answer's case time zone: an operator may set or change
         // it at any time (`admin case timezone`).
         let mut zone = None;
+        // CBOR until a server from before it refuses it; then JSON for the
+        // rest of this sync.
+        let mut encoding = WireEncoding::Cbor;
         let result = self.replica.sync(
             max_request_bytes,
             |request| {
-                let answer = calls::sync_round(t, request);
+                let answer = calls::sync_round(t, request, &mut encoding);
                 if let Ok(response) = &answer {
                     zone = Some(response.case_timezone.clone());
                 }

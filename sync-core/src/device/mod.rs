@@ -23,4 +23,6 @@ pub use transfer::{download, upload, Progress, TransferError, UploadEvent};
 pub use transport::{Body, Request, Response, Transport, TransportError};
 pub use upload_outbox::{FailedUpload, OutboxProgress, UploadSummary};
 #[cfg(test)]
+mod encoding_tests;
+#[cfg(test)]
 mod tests;

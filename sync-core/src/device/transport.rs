@@ -19,9 +19,10 @@ pub struct Request<'a> {
 pub enum Body<'a> {
     /// No body (signed over the empty body).
     Empty,
-    /// A JSON call: the signature covers these bytes, and the transport
-    /// counts them as sync traffic.
-    Json(&'a [u8]),
+    /// An API message, JSON or CBOR (its `Content-Type` says which): the
+    /// signature covers these bytes, and the transport counts them as sync
+    /// traffic.
+    Message(&'a [u8]),
     /// Blob bytes, streamed; the request is signed over an empty body and
     /// the bytes are authenticated by the blob id (their SHA-256). The
     /// caller sets `Content-Length`.

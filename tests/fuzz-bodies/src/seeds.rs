@@ -91,6 +91,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let mut data = vec![who];
         data.extend_from_slice(&request.to_json());
         out.push(("sync_request", format!("{name}.json"), data));
+        let mut data = vec![who];
+        data.extend_from_slice(&request.to_cbor());
+        out.push(("sync_request", format!("{name}.cbor"), data));
     }
     let mut store = world.store.clone();
     for (name, cursor, who) in [("feed", 0u64, 2usize), ("own-report", 0, 0), ("tail", 2, 2)] {
@@ -99,6 +102,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let response = handle_sync(&mut store, &member(who), &request, ServerLimits::default())
             .expect("the world syncs");
         out.push(("sync_response", format!("{name}.json"), response.to_json()));
+        out.push(("sync_response", format!("{name}.cbor"), response.to_cbor()));
     }
     let answer = SyncResponse {
         version: PROTOCOL_VERSION,
@@ -114,6 +118,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         case_timezone: None,
     };
     out.push(("sync_response", "answer.json".into(), answer.to_json()));
+    out.push(("sync_response", "answer.cbor".into(), answer.to_cbor()));
 
     for (name, plain) in [("empty", &b""[..]), ("short", b"a photo of a van")] {
         let mut data = vec![0];

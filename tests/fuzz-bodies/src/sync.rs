@@ -3,30 +3,47 @@ use automerge::{AutoCommit, Automerge, ChangeHash, ReadDoc};
 use fieldsync_core::document::{read_report, ReportDocument};
 use fieldsync_core::ids::ReportId;
 use fieldsync_core::model::Edit;
-use fieldsync_core::protocol::{DocOffer, SyncRequest, SyncResponse, PROTOCOL_VERSION};
+use fieldsync_core::protocol::{
+    DocOffer, ProtocolError, SyncRequest, SyncResponse, WireEncoding, PROTOCOL_VERSION,
+};
 use fieldsync_core::signed_change::SignedChange;
 use fieldsync_core::sync::device::absorb;
 use fieldsync_core::sync::server::{handle_sync, ServerLimits, ServerStore};
 
 use crate::world::{immutable, key, member, repair, report_id, state, time, world, World, ROLES};
 
+/// `body` decoded as JSON, or failing that as CBOR: the fuzzer reaches
+/// both decoders through one target.
+fn decoded<T>(
+    body: &[u8],
+    decode: fn(&[u8], WireEncoding) -> Result<T, ProtocolError>,
+) -> Option<T> {
+    WireEncoding::ALL
+        .into_iter()
+        .find_map(|encoding| decode(body, encoding).ok())
+}
+
 /// The server's half: `data` is one byte choosing the requester (key
-/// `data[0] % 4`; key 3 is revoked) and a sync request body, decoded as the
-/// server decodes it and applied to the fuzzing world's store.
+/// `data[0] % 4`; key 3 is revoked) and a sync request body, JSON or CBOR,
+/// decoded as the server decodes it and applied to the fuzzing world's
+/// store.
 ///
-/// Invariants: the decoded request re-encodes to an equal request; the
-/// response re-encodes to an equal response; a report's id, case, creator
+/// Invariants: the decoded request re-encodes to an equal request in both
+/// encodings; the response re-encodes to an equal response in both; a report's id, case, creator
 /// and creation time never change; its review changes only by a
 /// coordinator's change; applying the same request again changes nothing.
 pub fn sync_request(data: &[u8]) {
     let Some((&who, body)) = data.split_first() else {
         return;
     };
-    let Ok(mut request) = SyncRequest::from_json(body) else {
+    let Some(mut request) = decoded(body, SyncRequest::decode) else {
         return;
     };
-    let again = SyncRequest::from_json(&request.to_json()).expect("a decoded request re-encodes");
-    assert_eq!(again, request, "the request does not survive re-encoding");
+    for encoding in WireEncoding::ALL {
+        let again = SyncRequest::decode(&request.encode(encoding), encoding)
+            .expect("a decoded request re-encodes");
+        assert_eq!(again, request, "the request does not survive {encoding:?}");
+    }
     for change in request.docs.iter_mut().flat_map(|d| d.changes.iter_mut()) {
         repair(change);
     }
@@ -38,11 +55,14 @@ pub fn sync_request(data: &[u8]) {
     let Ok(response) = handle_sync(&mut store, &requester, &request, limits) else {
         return;
     };
-    let decoded = SyncResponse::from_json(&response.to_json()).expect("a response re-encodes");
-    assert_eq!(
-        decoded, response,
-        "the response does not survive re-encoding"
-    );
+    for encoding in WireEncoding::ALL {
+        let decoded = SyncResponse::decode(&response.encode(encoding), encoding)
+            .expect("a response re-encodes");
+        assert_eq!(
+            decoded, response,
+            "the response does not survive {encoding:?}"
+        );
+    }
 
     let coordinator = key(2).device_id();
     let new_entries = store
@@ -80,15 +100,22 @@ pub fn sync_request(data: &[u8]) {
 /// device decodes it; each update is absorbed into the device's copy of the
 /// report (report `a` holds its creating change, any other starts empty).
 ///
-/// Invariants: the response re-encodes to an equal response; after a
+/// Invariants: the response (JSON or CBOR) re-encodes to an equal response
+/// in both encodings; after a
 /// successful absorb the document misses no dependency and holds the heads
 /// it acknowledges; absorbing the same update again applies nothing.
 pub fn sync_response(data: &[u8]) {
-    let Ok(mut response) = SyncResponse::from_json(data) else {
+    let Some(mut response) = decoded(data, SyncResponse::decode) else {
         return;
     };
-    let again = SyncResponse::from_json(&response.to_json()).expect("a response re-encodes");
-    assert_eq!(again, response, "the response does not survive re-encoding");
+    for encoding in WireEncoding::ALL {
+        let again = SyncResponse::decode(&response.encode(encoding), encoding)
+            .expect("a response re-encodes");
+        assert_eq!(
+            again, response,
+            "the response does not survive {encoding:?}"
+        );
+    }
     for change in response.docs.iter_mut().flat_map(|d| d.changes.iter_mut()) {
         repair(change);
     }
