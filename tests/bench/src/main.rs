@@ -3,20 +3,24 @@
 //!
 //! ```text
 //! cargo run --release -p fieldsync-bench -- [--quick] [--only timeline]
+//! cargo run --release -p fieldsync-bench -- [--quick] --compare-automerge-repo
 //! ```
 //!
-//! `--quick` shrinks every workload for a smoke run. The table is also
+//! `--quick` shrinks every workload for a smoke run. `--compare-automerge-repo`
+//! runs only the `sync` section and the reference Automerge sync server on
+//! the same workload (it needs node and npm). The table is also
 //! written as Markdown to `--markdown FILE` for BENCHMARKS.md.
 
 mod app;
 mod attachments;
+mod automerge_repo;
 mod import;
 mod measure;
 mod sync_throughput;
 mod table;
 mod timeline;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
@@ -35,6 +39,10 @@ struct Args {
     /// Attachment size in MiB (default 1024, quick 64).
     #[arg(long)]
     attachment_mib: Option<u64>,
+    /// Only the `sync` section beside the reference Automerge sync server
+    /// on the same workload (installs it from npm; needs node and npm).
+    #[arg(long, conflicts_with = "only")]
+    compare_automerge_repo: bool,
     /// Also write the table as Markdown here.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -62,22 +70,13 @@ fn main() -> Result<()> {
     }
     use_release_cli()?;
     let mut table = table::Table::new();
+    if args.compare_automerge_repo {
+        automerge_repo::compare(&mut table, &sync_workload(args.quick))?;
+        return write_markdown(&table, args.markdown.as_deref());
+    }
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     if wanted("sync") {
-        let work = if args.quick {
-            sync_throughput::Workload {
-                devices: 5,
-                reports: 40,
-                edits: 5,
-            }
-        } else {
-            sync_throughput::Workload {
-                devices: 20,
-                reports: 250,
-                edits: 10,
-            }
-        };
-        sync_throughput::concurrent(&mut table, &work)?;
+        sync_throughput::concurrent(&mut table, &sync_workload(args.quick))?;
     }
     if wanted("week") {
         let (reports, edits) = if args.quick { (100, 9) } else { (1000, 9) };
@@ -129,8 +128,29 @@ fn main() -> Result<()> {
         };
         app::run(&mut table, &work)?;
     }
-    if let Some(path) = args.markdown {
-        std::fs::write(&path, table.markdown())
+    write_markdown(&table, args.markdown.as_deref())
+}
+
+/// The `sync` section's workload, which the comparison shares.
+fn sync_workload(quick: bool) -> sync_throughput::Workload {
+    if quick {
+        sync_throughput::Workload {
+            devices: 5,
+            reports: 40,
+            edits: 5,
+        }
+    } else {
+        sync_throughput::Workload {
+            devices: 20,
+            reports: 250,
+            edits: 10,
+        }
+    }
+}
+
+fn write_markdown(table: &table::Table, path: Option<&Path>) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, table.markdown())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

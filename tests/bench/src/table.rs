@@ -14,6 +14,15 @@ impl Table {
         self.rows.push((section.to_owned(), what.to_owned(), value));
     }
 
+    /// The value of a row already in the table, for a section that sets
+    /// another section's figures beside its own.
+    pub fn value(&self, section: &str, what: &str) -> Option<&str> {
+        self.rows
+            .iter()
+            .find(|(s, w, _)| s == section && w == what)
+            .map(|(_, _, value)| value.as_str())
+    }
+
     /// The whole table as Markdown, for BENCHMARKS.md.
     pub fn markdown(&self) -> String {
         let mut out = String::from("| section | measure | value |\n|---|---|---|\n");
