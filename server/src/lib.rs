@@ -62,6 +62,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
         store,
         blobs,
         config,
+        sync_rounds: api::sync_round_gate(),
     });
     let state = actix_web::web::Data::from(state);
     let server = HttpServer::new(move || {

@@ -27,6 +27,17 @@ pub struct AppState {
     pub store: Arc<dyn ServerStorage>,
     pub blobs: BlobStore,
     pub config: Config,
+    /// Sync rounds decoded, verified and applied at once: one per core.
+    /// More would not go faster (each uses a core while it runs), and every
+    /// round in progress holds its request decoded, its changes parsed and
+    /// its plan; a round waiting for a permit holds only its body.
+    pub sync_rounds: Arc<tokio::sync::Semaphore>,
+}
+
+/// The gate for [`AppState::sync_rounds`].
+pub fn sync_round_gate() -> Arc<tokio::sync::Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
 }
 
 /// Runs blocking file or database work off the async executor, and maps

@@ -28,6 +28,12 @@ pub(super) async fn sync(
         max_response_bytes: state.config.max_response_bytes,
         ..ServerLimits::default()
     };
+    let permit = state
+        .sync_rounds
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::internal("sync round gate", &e))?;
     let st = state.clone();
     let dev = device.clone();
     // Decoding and verifying every change is the expensive part of a round
@@ -51,6 +57,7 @@ pub(super) async fn sync(
         // Read after the round's commit, outside its write lock: a zone
         // set by `admin case timezone` reaches devices on their next sync.
         response.case_timezone = st.store.case_timezone(&dev.case_id)?;
+        drop(permit);
         Ok::<_, ApiError>((response, offered))
     })
     .await?;

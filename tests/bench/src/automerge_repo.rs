@@ -270,7 +270,7 @@ fn run_reference(work: &Workload) -> Result<Reference> {
 
     let changes = work.devices * work.reports * (1 + work.edits);
     let timeout = timeout(changes)?;
-    let cpu_before = cpu_seconds(server.pid())?;
+    let cpu_before = measure::cpu_seconds(server.pid())?;
     let clock = SystemTime::now();
     let started = Instant::now();
     for client in &mut clients {
@@ -311,7 +311,7 @@ fn run_reference(work: &Workload) -> Result<Reference> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let verified = started.elapsed();
-    let cpu_seconds = cpu_seconds(server.pid())? - cpu_before;
+    let cpu_seconds = measure::cpu_seconds(server.pid())? - cpu_before;
     let peak_rss = measure::peak_rss_of(server.pid())?;
     // The checker polls; the last write to the server's storage is when the
     // last document became complete there (or later, if the server
@@ -405,18 +405,6 @@ fn last_modified(dir: &Path) -> Result<SystemTime> {
     Ok(latest)
 }
 
-/// The same reading of /proc/PID/stat as the `sync` section's.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).context("utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) / ticks)
-}
 
 /// A node process spoken to by lines: commands on stdin, answers on stdout,
 /// its stderr in a log file quoted when it fails. Killed when dropped.

@@ -64,7 +64,7 @@ pub fn concurrent(table: &mut Table, work: &Workload) -> Result<()> {
     copy_dir(&data, &dir.path().join("in-process"))?;
     server.restart();
 
-    let cpu_before = cpu_seconds(server.child.id())?;
+    let cpu_before = measure::cpu_seconds(server.child.id())?;
     let started = Instant::now();
     let children: Vec<Child> = homes
         .iter()
@@ -93,7 +93,7 @@ pub fn concurrent(table: &mut Table, work: &Workload) -> Result<()> {
         requests += summary["http"]["requests"].as_u64().unwrap_or(0);
     }
     let wall = started.elapsed();
-    let cpu = cpu_seconds(server.child.id())? - cpu_before;
+    let cpu = measure::cpu_seconds(server.child.id())? - cpu_before;
     let peak = measure::peak_rss_of(server.child.id())?;
     server.kill();
     let e2e_rate = changes as f64 / wall.as_secs_f64();
@@ -292,17 +292,6 @@ fn ed25519_verifications_per_second() -> Result<f64> {
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).context("utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) / ticks)
-}
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
