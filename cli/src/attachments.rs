@@ -235,7 +235,8 @@ pub(crate) fn fetch_to_path(
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let partial = dir.join(format!("{}.part", attachment.blob));
             let progress = Bar::with_total(attachment.size, false, "downloading");
-            let fetched = device::download(
+            // Checked against the blob id while it is decrypted, below.
+            let fetched = device::download_unchecked(
                 &client,
                 attachment.blob.as_str(),
                 attachment.size,
@@ -256,10 +257,26 @@ pub(crate) fn fetch_to_path(
     };
     let file = std::fs::File::open(&source)
         .with_context(|| format!("cannot read {}", source.display()))?;
-    let opened = envelope::open_to_path(&lookup(keys), &mut BufReader::new(file), out);
+    let mut input = BufReader::new(file);
+    let opened = if downloaded {
+        envelope::open_to_path_as(&lookup(keys), &mut input, out, &attachment.blob)
+    } else {
+        envelope::open_to_path(&lookup(keys), &mut input, out)
+    };
+    // Bytes that are not the blob fail to decrypt before their hash is
+    // known; say so rather than that they do not authenticate.
+    let not_the_blob = opened.is_err() && downloaded && !matches_id(&source, attachment);
     if downloaded {
         // Ciphertext is not kept: it was fetched for this one decryption.
         let _ = std::fs::remove_file(&source);
+    }
+    if not_the_blob {
+        return Err(anyhow!(device::TransferError::Mismatch)).with_context(|| {
+            format!(
+                "downloading attachment {} of report {report}",
+                attachment.id
+            )
+        });
     }
     opened.map_err(|e| {
         anyhow!(
@@ -268,6 +285,13 @@ pub(crate) fn fetch_to_path(
             out.display()
         )
     })
+}
+
+/// Whether the file at `path` is the attachment's blob: its size and the
+/// SHA-256 its id names.
+fn matches_id(path: &Path, attachment: &AttachmentRef) -> bool {
+    fieldsync_core::hashing::sha256_file(path)
+        .is_ok_and(|(len, hash)| len == attachment.size && hash == attachment.blob.as_str())
 }
 
 /// The report and attachment with this id, or the one whose id starts with

@@ -238,7 +238,9 @@ pub fn too_long(upload: &UploadRecord, current: u64) -> TusRefusal {
 
 /// The last bytes arrived: checks that the whole partial file hashes to
 /// the blob id, then moves it into its case and only then records the
-/// upload complete. Bytes that do not match are discarded, row first: an
+/// upload complete. `received` is the blob id of the file's bytes as they
+/// were written, when the PATCH that wrote them all hashed them on the
+/// way; otherwise the file is read and hashed here. Bytes that do not match are discarded, row first: an
 /// incomplete upload without a partial file is one whose verified bytes
 /// were moved into place (see [`sweep`]). Blocks; hold the upload's lock.
 pub fn finish<S: BlobIndex + ?Sized>(
@@ -246,8 +248,12 @@ pub fn finish<S: BlobIndex + ?Sized>(
     blobs: &BlobStore,
     upload: &UploadRecord,
     _lock: &UploadLock,
+    received: Option<BlobId>,
 ) -> Result<UploadRecord, TusError> {
-    let actual = blobs.partial_blob_id(&upload.id)?;
+    let actual = match received {
+        Some(id) => id,
+        None => blobs.partial_blob_id(&upload.id)?,
+    };
     if actual != upload.blob {
         store.delete_upload(&upload.id)?;
         blobs.remove_partial(&upload.id)?;

@@ -60,13 +60,16 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::aead::{Aad, Nonce};
+// The tests build chunk keys by hand from what `super::*` brings.
+#[cfg(test)]
+use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::digest::{Context, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::case_key::{CaseKem, CaseKey, CasePublicKey, CaseSecret};
-use crate::hashing::{sha256_stream, Hashing};
+use crate::hashing::Hashing;
 
 /// Version 1's magic: a header sealed with a symmetric case key.
 pub const MAGIC: &[u8; 4] = b"FSA1";
@@ -76,9 +79,6 @@ pub const MAGIC_V2: &[u8; 4] = b"FSA2";
 pub const HPKE_INFO: &[u8] = b"fieldsync attachment v2";
 type HpkeAead = hpke::aead::AesGcm256;
 type HpkeKdf = hpke::kdf::HkdfSha256;
-/// Plaintext bytes per chunk.
-pub const CHUNK: usize = 64 * 1024;
-pub const TAG: usize = 16;
 /// A sealed header larger than this is hostile.
 const MAX_HEADER: usize = 64 * 1024;
 
@@ -114,33 +114,6 @@ pub struct Sealed {
     /// so a device with the case key can list an attachment's name and
     /// type without fetching the blob; see [`read_meta`].
     pub head: Vec<u8>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EnvelopeError {
-    #[error("reading or writing the file failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("this is not a fieldsync attachment (bad magic)")]
-    NotAnAttachment,
-    /// Carries the epoch so that a front end can say how to add that key.
-    #[error("the attachment is sealed with case key epoch {0}, which this device does not hold")]
-    UnknownEpoch(u32),
-    #[error("the attachment header does not open with this case key: wrong key, or the header was altered")]
-    Header,
-    #[error("the attachment is sealed to case key epoch {epoch} of version {needs}, but this device holds a version {holds} key for that epoch; the key store or the attachment is damaged")]
-    WrongKind { epoch: u32, needs: u8, holds: u8 },
-    #[error("chunk {0} does not authenticate: the attachment was altered, reordered or truncated; nothing of it can be trusted")]
-    Chunk(u64),
-    #[error("the attachment ends without its final chunk: it was truncated")]
-    Truncated,
-    #[error("the attachment's final chunk does not authenticate: it was truncated or altered; nothing of it can be trusted")]
-    Final,
-    #[error("the decrypted file does not match the size or SHA-256 its header records")]
-    Digest,
-    #[error("the system random number generator failed")]
-    Random,
-    #[error("the file changed while it was being encrypted; attach it again once it is complete")]
-    Changed,
 }
 
 /// What a new attachment is sealed to: a case public key (version 2), or,
@@ -195,8 +168,10 @@ impl SealRandom {
 }
 
 /// Encrypts `input` for `key`, writing the blob to `output`. Reads the
-/// input twice (hash first, for the header), holding one chunk at a time.
-pub fn seal<R: Read + Seek, W: Write>(
+/// input twice (hash first, for the header), each time through a few
+/// bounded blocks that reading, hashing, encrypting and writing pass
+/// between threads (see [`sealing`]).
+pub fn seal<R: Read + Seek + Send, W: Write + Send>(
     key: &SealingKey,
     name: &str,
     media_type: &str,
@@ -205,7 +180,20 @@ pub fn seal<R: Read + Seek, W: Write>(
     output: &mut W,
 ) -> Result<Sealed, EnvelopeError> {
     let random = SealRandom::fresh()?;
-    let (size, sha256) = sha256_stream(input)?;
+    seal_random(key, &random, name, media_type, captured_at, input, output)
+}
+
+/// [`seal`] with the random parts given.
+fn seal_random<R: Read + Seek + Send, W: Write + Send>(
+    key: &SealingKey,
+    random: &SealRandom,
+    name: &str,
+    media_type: &str,
+    captured_at: Option<String>,
+    input: &mut R,
+    output: &mut W,
+) -> Result<Sealed, EnvelopeError> {
+    let (size, sha256) = sealing::hash_plaintext(input)?;
     input.seek(SeekFrom::Start(0))?;
     let meta = AttachmentMeta {
         name: name.to_owned(),
@@ -214,15 +202,28 @@ pub fn seal<R: Read + Seek, W: Write>(
         sha256,
         captured_at,
     };
+    let head = seal_head(key, random, &meta)?;
     // The header records the first read; the chunks come from a second.
     // A file still being written (a recording) would make them disagree
-    // and the attachment unreadable, so compare.
-    let mut second = Hashing::new(input);
-    let sealed = seal_with(key, &random, meta, &mut second, output)?;
-    if second.len != sealed.meta.size || second.hex() != sealed.meta.sha256 {
-        return Err(EnvelopeError::Changed);
-    }
-    Ok(sealed)
+    // and the attachment unreadable, so the second read is hashed too.
+    let plain = sealing::Plaintext {
+        size,
+        sha256: &meta.sha256,
+    };
+    let (digest, blob_len) = sealing::seal_chunks(
+        (&random.content_key, random.nonce_prefix),
+        plain,
+        &head,
+        input,
+        output,
+    )?;
+    Ok(Sealed {
+        meta,
+        blob_id: crate::ids::BlobId::of_digest(&digest),
+        blob_len,
+        key_epoch: key.epoch(),
+        head,
+    })
 }
 
 /// Whether `id` can be a blob id: 64 lowercase hexadecimal characters.
@@ -231,7 +232,29 @@ pub fn valid_blob_id(id: &str) -> bool {
     id.parse::<crate::ids::BlobId>().is_ok()
 }
 
-/// [`seal`] with the random parts given: for test vectors only.
+/// The blob's head: magic, epoch, header nonce or encapsulated key, and
+/// the sealed header that records `meta` and the content key.
+fn seal_head(
+    key: &SealingKey,
+    random: &SealRandom,
+    meta: &AttachmentMeta,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let header = Header {
+        content_key: STANDARD.encode(random.content_key),
+        nonce_prefix: STANDARD.encode(random.nonce_prefix),
+        meta: meta.clone(),
+    };
+    let header_json = serde_json::to_vec(&header).expect("the header always serializes");
+    match key {
+        SealingKey::Symmetric(case_key) => {
+            seal_header_v1(case_key, &random.header_nonce, header_json)
+        }
+        SealingKey::Public(public) => seal_header_v2(public, &random.ephemeral_seed, &header_json),
+    }
+}
+
+/// [`seal`] with the random parts given, in one thread: for test vectors,
+/// and the reference the pipelined [`seal`] is tested against.
 pub fn seal_with<R: Read, W: Write>(
     key: &SealingKey,
     random: &SealRandom,
@@ -240,18 +263,7 @@ pub fn seal_with<R: Read, W: Write>(
     output: &mut W,
 ) -> Result<Sealed, EnvelopeError> {
     let mut out = Hashing::new(output);
-    let header = Header {
-        content_key: STANDARD.encode(random.content_key),
-        nonce_prefix: STANDARD.encode(random.nonce_prefix),
-        meta: meta.clone(),
-    };
-    let header_json = serde_json::to_vec(&header).expect("the header always serializes");
-    let head = match key {
-        SealingKey::Symmetric(case_key) => {
-            seal_header_v1(case_key, &random.header_nonce, header_json)?
-        }
-        SealingKey::Public(public) => seal_header_v2(public, &random.ephemeral_seed, &header_json)?,
-    };
+    let head = seal_head(key, random, &meta)?;
     out.write_all(&head)?;
     let prefix = &random.nonce_prefix;
     let epoch = key.epoch();
@@ -397,15 +409,29 @@ impl hpke::rand_core::TryRng for SeededRng {
 
 impl hpke::rand_core::TryCryptoRng for SeededRng {}
 
-/// Decrypts a blob to `output`, chunk by chunk, checking size and SHA-256
-/// at the end. On error `output` holds unauthenticated data: discard it
+/// Decrypts a blob to `output`, chunk by chunk (reading, decrypting,
+/// hashing and writing overlapped, see [`opening`]), checking size and
+/// SHA-256 at the end. On error `output` holds unauthenticated data: discard it
 /// ([`open_to_path`] does).
-pub fn open<R: Read, W: Write>(
+pub fn open<R: Read + Send, W: Write + Send>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     output: &mut W,
 ) -> Result<AttachmentMeta, EnvelopeError> {
-    let header = open_header(keys, input)?;
+    open_checked(keys, input, output, None)
+}
+
+/// [`open`], and with `blob` also checks that the whole of `input` hashes
+/// to that blob id, in the same pass.
+fn open_checked<R: Read + Send, W: Write + Send>(
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
+    input: &mut R,
+    output: &mut W,
+    blob: Option<&crate::ids::BlobId>,
+) -> Result<AttachmentMeta, EnvelopeError> {
+    let mut head = Hashing::new(&mut *input);
+    let header = open_header(keys, &mut head)?;
+    let (_, mut blob_hash) = head.into_parts();
     let content_key: [u8; 32] = STANDARD
         .decode(&header.content_key)
         .ok()
@@ -417,44 +443,17 @@ pub fn open<R: Read, W: Write>(
         .and_then(|p| p.try_into().ok())
         .ok_or(EnvelopeError::Header)?;
     let key = aead_key(&content_key);
-
-    let mut hash = Context::new(&SHA256);
-    let mut size: u64 = 0;
-    // One sealed chunk plus one byte of look-ahead tells whether it is last.
-    let mut buf = vec![0u8; CHUNK + TAG + 1];
-    let mut filled = read_full(input, &mut buf)?;
-    let mut index: u32 = 0;
-    loop {
-        let last = filled <= CHUNK + TAG;
-        if filled < TAG {
-            return Err(EnvelopeError::Truncated);
-        }
-        let take = if last { filled } else { CHUNK + TAG };
-        let mut chunk = buf[..take].to_vec();
-        let plain = key
-            .open_in_place(chunk_nonce(&prefix, index, last), Aad::empty(), &mut chunk)
-            .map_err(|_| {
-                if last {
-                    EnvelopeError::Final
-                } else {
-                    EnvelopeError::Chunk(u64::from(index))
-                }
-            })?;
-        hash.update(plain);
-        size += plain.len() as u64;
-        output.write_all(plain)?;
-        if last {
-            break;
-        }
-        buf.copy_within(take..filled, 0);
-        filled -= take;
-        filled += read_full(input, &mut buf[filled..])?;
-        index = index
-            .checked_add(1)
-            .ok_or(EnvelopeError::Chunk(u64::from(index)))?;
+    let (size, hash) = opening::open_chunks(
+        &key,
+        &prefix,
+        input,
+        output,
+        blob.is_some().then_some(&mut blob_hash),
+    )?;
+    if blob.is_some_and(|blob| *blob != crate::ids::BlobId::of_digest(&blob_hash.finish())) {
+        return Err(EnvelopeError::NotItsId);
     }
-    output.flush()?;
-    if size != header.meta.size || hex::encode(hash.finish()) != header.meta.sha256 {
+    if size != header.meta.size || hex::encode(hash) != header.meta.sha256 {
         return Err(EnvelopeError::Digest);
     }
     Ok(header.meta)
@@ -562,15 +561,36 @@ fn open_header<R: Read>(
 /// Decrypts into `path` through a temporary file beside it, renamed into
 /// place only when everything authenticated: a failed decryption leaves no
 /// file that looks valid.
-pub fn open_to_path<R: Read>(
+pub fn open_to_path<R: Read + Send>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     path: &Path,
 ) -> Result<AttachmentMeta, EnvelopeError> {
+    open_to_path_checked(keys, input, path, None)
+}
+
+/// [`open_to_path`] of a blob that came from elsewhere: in the same pass,
+/// also checks that `input` hashes to `blob`, its id, before the file is
+/// renamed into place ([`EnvelopeError::NotItsId`] if not).
+pub fn open_to_path_as<R: Read + Send>(
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
+    input: &mut R,
+    path: &Path,
+    blob: &crate::ids::BlobId,
+) -> Result<AttachmentMeta, EnvelopeError> {
+    open_to_path_checked(keys, input, path, Some(blob))
+}
+
+fn open_to_path_checked<R: Read + Send>(
+    keys: &dyn Fn(u32) -> Option<CaseSecret>,
+    input: &mut R,
+    path: &Path,
+    blob: Option<&crate::ids::BlobId>,
+) -> Result<AttachmentMeta, EnvelopeError> {
     let partial = path.with_extension("fieldsync-partial");
     let result = (|| {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-        let meta = open(keys, input, &mut file)?;
+        let meta = open_checked(keys, input, &mut file, blob)?;
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(meta)
     })();
@@ -590,15 +610,6 @@ pub fn open_to_path<R: Read>(
     }
 }
 
-/// The nonce of chunk `index`: prefix ‖ index ‖ last flag.
-pub fn chunk_nonce(prefix: &[u8; 7], index: u32, last: bool) -> Nonce {
-    let mut nonce = [0u8; 12];
-    nonce[..7].copy_from_slice(prefix);
-    nonce[7..11].copy_from_slice(&index.to_be_bytes());
-    nonce[11] = u8::from(last);
-    Nonce::assume_unique_for_key(nonce)
-}
-
 /// Public for the fuzz bodies (`tests/fuzz-bodies`), which seal a version 1
 /// envelope by hand; not part of the API.
 #[doc(hidden)]
@@ -616,24 +627,14 @@ pub(crate) fn header_aad_v2(epoch: u32) -> [u8; 8] {
     aad
 }
 
-/// Public for the fuzz bodies, as [`header_aad`]; not part of the API.
-#[doc(hidden)]
-pub fn aead_key(key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
-}
+mod chunks;
+mod error;
+mod opening;
+mod pipeline;
+mod sealing;
 
-fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
+use chunks::read_full;
+pub use chunks::{aead_key, chunk_nonce, CHUNK, TAG};
+pub use error::EnvelopeError;
 #[cfg(test)]
 mod tests;

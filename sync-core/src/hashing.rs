@@ -28,6 +28,11 @@ impl<T> Hashing<T> {
         self.hash.clone().finish()
     }
 
+    /// The wrapped reader or writer and the hash of what went through.
+    pub fn into_parts(self) -> (T, Context) {
+        (self.inner, self.hash)
+    }
+
     /// The digest so far, hex.
     pub fn hex(&self) -> String {
         hex::encode(self.digest())

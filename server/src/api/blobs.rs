@@ -6,6 +6,7 @@ use std::fs::File;
 
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
+use actix_web::rt::task::{spawn_blocking, JoinHandle};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
@@ -14,8 +15,9 @@ use crate::blob_store::{read_chunk, BlobId};
 use crate::store::{BlobAccess, DeviceRecord};
 use fieldsync_core::ids::IdError;
 
-/// Bytes of a blob read from disk per response chunk.
-const READ_CHUNK: usize = 256 * 1024;
+/// Bytes of a blob read from disk per response chunk: large enough that
+/// handing a read to the blocking pool costs little beside it.
+const READ_CHUNK: usize = 1024 * 1024;
 
 pub(super) async fn get_blob(
     state: web::Data<AppState>,
@@ -175,23 +177,20 @@ fn parse_range(header: Option<&str>, size: u64) -> Range {
     }
 }
 
-/// `len` bytes of `file` from its position, read off the executor.
+/// `len` bytes of `file` from its position, read off the executor one
+/// chunk ahead: the next chunk is read while this one is sent.
 fn file_body(
     file: File,
     len: u64,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
-    futures_util::stream::unfold(Some((file, len)), |state| async move {
-        let (mut file, left) = state?;
-        if left == 0 {
-            return None;
-        }
-        let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-        let read = web::block(move || read_chunk(&mut file, want).map(|bytes| (file, bytes))).await;
+    futures_util::stream::unfold(read_ahead(file, len), |next| async move {
+        let (handle, left) = next?;
+        let read = handle.await;
         match read {
-            Ok(Ok((file, bytes))) => Some((
-                Ok(web::Bytes::from(bytes)),
-                Some((file, left - want as u64)),
-            )),
+            Ok(Ok((file, bytes))) => {
+                let left = left - bytes.len() as u64;
+                Some((Ok(web::Bytes::from(bytes)), read_ahead(file, left)))
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading a blob failed mid-response");
                 Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
@@ -199,6 +198,18 @@ fn file_body(
             Err(e) => Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
         }
     })
+}
+
+type Read = JoinHandle<std::io::Result<(File, Vec<u8>)>>;
+
+/// Starts reading the next chunk of the `left` bytes; `None` at the end.
+fn read_ahead(mut file: File, left: u64) -> Option<(Read, u64)> {
+    if left == 0 {
+        return None;
+    }
+    let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+    let handle = spawn_blocking(move || read_chunk(&mut file, want).map(|bytes| (file, bytes)));
+    Some((handle, left))
 }
 
 #[cfg(test)]

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
+use actix_web::rt::task::{spawn_blocking, JoinHandle};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use ring::digest::{Context, SHA256};
 
 use super::error::ApiError;
 use super::state::{audited, authenticate, blocking, AppState};
-use crate::blob_store::{BlobStoreError, PartialWriter, UploadId, UploadLock};
+use crate::blob_store::{BlobId, BlobStoreError, PartialWriter, UploadId, UploadLock};
 use crate::store::{DeviceRecord, NewUpload, StoreError, UploadLimits, UploadRecord, UploadStart};
 use crate::tus::{self, TusRefusal, BODY_IDLE_TIMEOUT, TUS_VERSION, WRITE_BATCH};
 
@@ -176,7 +178,7 @@ async fn receive(
             .finish());
     }
     let (blobs, l) = (state.blobs.clone(), lock.clone());
-    let mut writer = blocking(move || blobs.append(&l)).await?;
+    let writer = blocking(move || blobs.append(&l)).await?;
     let current = writer.len();
     let declared = req
         .headers()
@@ -185,6 +187,11 @@ async fn receive(
         .and_then(|v| v.parse::<u64>().ok());
     let remaining = tus::patch_start(upload, offset, current, declared)?;
 
+    // A PATCH that starts the upload hashes what it writes, so the last
+    // one need not read the whole file again to check it against the blob
+    // id; a resumed upload is hashed from the file at the end, as before.
+    let hash = (current == 0).then(|| Context::new(&SHA256));
+    let mut disk = Disk::new(writer, hash);
     let mut batch = Vec::with_capacity(WRITE_BATCH.min(remaining as usize));
     let mut received: u64 = 0;
     let end = loop {
@@ -196,7 +203,7 @@ async fn receive(
                 }
                 batch.extend_from_slice(&chunk);
                 if batch.len() >= WRITE_BATCH {
-                    (writer, batch) = write_batch(writer, batch, lock.clone()).await?;
+                    batch = disk.write(batch, &lock).await?;
                 }
             }
             Ok(None) => break BodyEnd::Whole,
@@ -204,6 +211,7 @@ async fn receive(
             Err(_) => break BodyEnd::Cut(format!("no bytes for {BODY_IDLE_TIMEOUT:?}")),
         }
     };
+    let (mut writer, hash) = disk.idle().await?;
     if let BodyEnd::TooLong = end {
         // A refused PATCH changes nothing: back to where it started.
         let l = lock.clone();
@@ -214,8 +222,9 @@ async fn receive(
         .await?;
         return Err(tus::too_long(upload, current).into());
     }
-    (writer, batch) = write_batch(writer, batch, lock.clone()).await?;
-    drop(batch);
+    let mut disk = Disk::new(writer, hash);
+    disk.write(batch, &lock).await?;
+    let (mut writer, hash) = disk.idle().await?;
     let l = lock.clone();
     let writer = blocking(move || {
         let _lock = l;
@@ -241,32 +250,88 @@ async fn receive(
             .insert_header(("Upload-Expires", tus::http_date(expires_at)))
             .finish());
     }
+    // Every byte of the file went through this PATCH's hash.
+    let received = hash
+        .filter(|_| new_offset == upload.length)
+        .map(|hash| BlobId::of_digest(&hash.finish()));
     let (st, up) = (state.clone(), upload.clone());
-    let done = blocking(move || tus::finish(st.store.as_ref(), &st.blobs, &up, &lock)).await?;
+    let done =
+        blocking(move || tus::finish(st.store.as_ref(), &st.blobs, &up, &lock, received)).await?;
     tracing::info!(device = %done.device_id, blob = %done.blob, size = done.length, "upload complete");
     Ok(HttpResponse::NoContent()
         .insert_header(("Upload-Offset", done.length.to_string()))
         .finish())
 }
 
-/// Writes a batch to the partial file off the executor; gives both back.
-async fn write_batch(
-    mut writer: PartialWriter,
-    mut batch: Vec<u8>,
-    lock: Arc<UploadLock>,
-) -> Result<(PartialWriter, Vec<u8>), ApiError> {
-    if batch.is_empty() {
-        return Ok((writer, batch));
+/// What a write hands back: the file, the hash, and the batch's buffer
+/// for reuse.
+struct Parts {
+    writer: PartialWriter,
+    hash: Option<Context>,
+    spare: Vec<u8>,
+}
+
+/// The partial file (and the hash of what this PATCH wrote to it, when it
+/// started the upload), written off the executor: a batch is written and
+/// hashed while the next one arrives.
+enum Disk {
+    Idle(Box<Parts>),
+    Busy(JoinHandle<Result<Box<Parts>, BlobStoreError>>),
+    /// A write failed or was lost; its error was returned.
+    Failed,
+}
+
+impl Disk {
+    fn new(writer: PartialWriter, hash: Option<Context>) -> Self {
+        Disk::Idle(Box::new(Parts {
+            writer,
+            hash,
+            spare: Vec::new(),
+        }))
     }
-    blocking(move || {
+
+    /// Waits for the write in progress, then starts writing `batch`;
+    /// returns an empty buffer to gather the next batch in.
+    async fn write(&mut self, batch: Vec<u8>, lock: &Arc<UploadLock>) -> Result<Vec<u8>, ApiError> {
+        let mut parts = self.parts().await?;
+        if batch.is_empty() {
+            *self = Disk::Idle(parts);
+            return Ok(batch);
+        }
+        let mut spare = std::mem::replace(&mut parts.spare, batch);
         // The upload stays locked until the write is done, even if the
         // request that started it is gone.
-        let _lock = lock;
-        writer.write_all(&batch)?;
-        batch.clear();
-        Ok::<_, BlobStoreError>((writer, batch))
-    })
-    .await
+        let lock = lock.clone();
+        *self = Disk::Busy(spawn_blocking(move || {
+            let _lock = lock;
+            parts.writer.write_all(&parts.spare)?;
+            if let Some(hash) = &mut parts.hash {
+                hash.update(&parts.spare);
+            }
+            Ok(parts)
+        }));
+        spare.clear();
+        Ok(spare)
+    }
+
+    /// The writer and hash once no write is in progress.
+    async fn idle(&mut self) -> Result<(PartialWriter, Option<Context>), ApiError> {
+        let parts = self.parts().await?;
+        Ok((parts.writer, parts.hash))
+    }
+
+    async fn parts(&mut self) -> Result<Box<Parts>, ApiError> {
+        match std::mem::replace(self, Disk::Failed) {
+            Disk::Idle(parts) => Ok(parts),
+            Disk::Busy(handle) => Ok(handle
+                .await
+                .map_err(|e| ApiError::internal("blocking task", &e))??),
+            Disk::Failed => Err(ApiError::internal(
+                "upload write",
+                &std::io::Error::other("an earlier write of this PATCH failed"),
+            )),
+        }
+    }
 }
 
 /// Extends an incomplete upload's life: it is in use.

@@ -19,7 +19,7 @@ mod upload_outbox;
 pub use calls::{case_info, case_keys, enroll, invite, publish_case_key, roster, sync_round};
 pub use enrollment::{clock_offset, Device, DeviceError, Enrollment, SyncAll, SyncEvent};
 pub use import_ids::ImportIds;
-pub use transfer::{download, upload, Progress, TransferError, UploadEvent};
+pub use transfer::{download, download_unchecked, upload, Progress, TransferError, UploadEvent};
 pub use transport::{Body, Request, Response, Transport, TransportError};
 pub use upload_outbox::{FailedUpload, OutboxProgress, UploadSummary};
 #[cfg(test)]

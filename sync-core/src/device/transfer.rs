@@ -181,6 +181,28 @@ pub fn download(
     partial: &Path,
     progress: &dyn Progress,
 ) -> Result<(), TransferError> {
+    download_unchecked(t, blob, size, partial, progress)?;
+    let (got, hash) = sha256_file(partial).map_err(|source| TransferError::Io {
+        what: format!("cannot read {}", partial.display()),
+        source,
+    })?;
+    if got != size || hash != blob {
+        let _ = std::fs::remove_file(partial);
+        return Err(TransferError::Mismatch);
+    }
+    Ok(())
+}
+
+/// [`download`] without the final check against the blob id, for a caller
+/// that hashes the file in a pass it makes anyway (decrypting it: see
+/// `envelope::open_to_path_as`) and discards it if it does not match.
+pub fn download_unchecked(
+    t: &impl Transport,
+    blob: &str,
+    size: u64,
+    partial: &Path,
+    progress: &dyn Progress,
+) -> Result<(), TransferError> {
     let len = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut failures = 0u32;
     loop {
@@ -215,14 +237,6 @@ pub fn download(
             progress.note(&format!("  interrupted ({e}); resuming"));
             std::thread::sleep(backoff(failures.max(1)));
         }
-    }
-    let (got, hash) = sha256_file(partial).map_err(|source| TransferError::Io {
-        what: format!("cannot read {}", partial.display()),
-        source,
-    })?;
-    if got != size || hash != blob {
-        let _ = std::fs::remove_file(partial);
-        return Err(TransferError::Mismatch);
     }
     Ok(())
 }
@@ -265,11 +279,13 @@ fn fetch_from(
     // Never more than the blob (plus one byte, to notice a longer one).
     let mut reader = response.body.take(size + 1);
     let mut buf = vec![0u8; 256 * 1024];
+    let mut in_file = if resumed { have } else { 0 };
     let outcome = loop {
         match reader.read(&mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => {
                 file.write_all(&buf[..n]).map_err(io)?;
+                in_file += n as u64;
                 progress.inc(n as u64);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -282,7 +298,14 @@ fn fetch_from(
             }
         }
     };
-    file.sync_data().map_err(io)?;
+    // Only bytes kept for a later attempt need to survive a crash. A
+    // complete file is checked against the blob id right away and then
+    // decrypted and deleted (flushing it would double the disk writes of
+    // a download); one a crash damaged fails that check and is fetched
+    // again.
+    if outcome.is_err() || in_file < size {
+        file.sync_data().map_err(io)?;
+    }
     outcome
 }
 
