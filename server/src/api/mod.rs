@@ -74,7 +74,7 @@ mod sync;
 mod uploads;
 
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{sync_round_gate, AppState};
 
 use crate::tus::TUS_VERSION;
 
