@@ -226,8 +226,9 @@ pub fn attribute(change: &Change, signature: &[u8]) -> Attribution {
     }
 }
 
-/// Objects made by changes about to be applied together, which the
-/// document does not hold yet: `(counter, actor)` of each `Make` op.
+/// Objects known to exist for changes about to be applied together:
+/// made by an earlier one (the document does not hold them yet), or found
+/// in the document already. `(counter, actor)` of each.
 pub type PendingObjects = HashSet<(u64, automerge::ActorId)>;
 
 /// Refuses, before Automerge sees it, a change it would panic on rather
@@ -239,14 +240,16 @@ pub fn check_applicable(
     pending: &mut PendingObjects,
     change: &Change,
 ) -> Result<(), String> {
-    let made = objects_applicable(doc, pending, change, &change.decode().operations)?;
-    pending.extend(made);
+    let known = objects_applicable(doc, pending, change, &change.decode().operations)?;
+    pending.extend(known);
     Ok(())
 }
 
 /// [`check_applicable`] over the change's operations, decoded once by the
 /// caller, leaving `pending` as it is: returns the objects the change
-/// makes, for the caller to add once it admits the change.
+/// makes and the objects of `doc` it was found to act on, for the caller
+/// to add to `pending` once it admits the change (so that a batch looks
+/// each object up in the document once).
 pub fn objects_applicable(
     doc: &Automerge,
     pending: &PendingObjects,
@@ -285,5 +288,6 @@ pub fn objects_applicable(
             made.push((start + i as u64, actor.clone()));
         }
     }
+    made.extend(found);
     Ok(made)
 }

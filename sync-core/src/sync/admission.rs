@@ -215,11 +215,11 @@ fn admit_to_batch(
         return Err((Refusal::BadCreation, REPORT_EXISTS.into()));
     }
     let ops = v.change.decode().operations;
-    let made = objects_applicable(doc, &pending.objects, &v.change, &ops).map_err(unapplicable)?;
+    let known = objects_applicable(doc, &pending.objects, &v.change, &ops).map_err(unapplicable)?;
     let fields = pending.fields.get_or_insert_with(|| FieldIndex::new(doc));
     check_touches(author, creator, false, || fields.touched(doc, &ops))?;
     fields.made(doc, v.change.start_op().get(), v.change.actor_id(), &ops);
-    pending.objects.extend(made);
+    pending.objects.extend(known);
     pending.hashes.insert(v.hash());
     pending.changes.push(v.change.clone());
     Ok(())

@@ -405,7 +405,6 @@ fn last_modified(dir: &Path) -> Result<SystemTime> {
     Ok(latest)
 }
 
-
 /// A node process spoken to by lines: commands on stdin, answers on stdout,
 /// its stderr in a log file quoted when it fails. Killed when dropped.
 struct Node {

@@ -292,7 +292,6 @@ fn ed25519_verifications_per_second() -> Result<f64> {
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
-
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
