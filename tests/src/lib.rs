@@ -411,3 +411,35 @@ pub fn enrolled_device(server: &ServerProcess, case: &str, role: &str) -> Device
     );
     home
 }
+
+/// The benchmarks' sync workload for one device: `reports` new reports
+/// (a title and a description) with `edits` appends to the description
+/// each, written in one transaction. Returns the number of changes.
+pub fn fill_sync_workload(
+    replica: &mut fieldsync_core::replica::Replica,
+    case: &fieldsync_core::CaseId,
+    reports: usize,
+    edits: usize,
+) -> usize {
+    use fieldsync_core::model::Edit;
+    use fieldsync_core::{NewReport, ReportId};
+    let at = chrono::DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00").expect("a time");
+    let mut creates = Vec::with_capacity(reports);
+    let mut changes = Vec::with_capacity(reports * edits);
+    for r in 0..reports {
+        let id = ReportId::random().expect("randomness");
+        let mut new = NewReport::new(id.clone(), case.clone(), format!("Report {r}"), at);
+        new.description = "Detained at the bus stop near the library.".into();
+        creates.push(new);
+        for e in 0..edits {
+            changes.push((
+                id.clone(),
+                vec![Edit::AppendDescription(format!(" Update {e}."))],
+            ));
+        }
+    }
+    replica
+        .write_batch(&creates, &changes)
+        .expect("the workload is written");
+    reports * (1 + edits)
+}

@@ -10,13 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use automerge::{Automerge, Change};
-use chrono::DateTime;
 use fieldsync_core::document::{fields_touched, read_report};
-use fieldsync_core::model::Edit;
 use fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use fieldsync_core::replica::Replica;
 use fieldsync_core::signed_change::{check_applicable, PendingObjects};
-use fieldsync_core::{CaseId, NewReport, ReportId};
+use fieldsync_core::CaseId;
 
 fn main() -> Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -32,22 +30,7 @@ fn main() -> Result<()> {
     replica.init_identity()?;
     let case: CaseId = "0123456789abcdef0123456789abcdef".parse()?;
     replica.set_meta("case_id", case.as_str())?;
-    let at = DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00")?;
-    let mut creates = Vec::new();
-    let mut batch = Vec::new();
-    for r in 0..reports {
-        let id = ReportId::random()?;
-        let mut new = NewReport::new(id.clone(), case.clone(), format!("Report {r}"), at);
-        new.description = "Detained at the bus stop near the library.".into();
-        creates.push(new);
-        for e in 0..edits {
-            batch.push((
-                id.clone(),
-                vec![Edit::AppendDescription(format!(" Update {e}."))],
-            ));
-        }
-    }
-    replica.write_batch(&creates, &batch)?;
+    fieldsync_tests::fill_sync_workload(&mut replica, &case, reports, edits);
     let request = replica
         .prepare_sync(DEFAULT_MAX_REQUEST_BYTES * 64)?
         .request;

@@ -14,13 +14,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chrono::DateTime;
-use fieldsync_core::model::{DeviceRole, Edit};
+use fieldsync_core::model::DeviceRole;
 use fieldsync_core::protocol::{SyncRequest, DEFAULT_MAX_REQUEST_BYTES};
 use fieldsync_core::replica::Replica;
 use fieldsync_core::sync::memory::MemoryStore;
 use fieldsync_core::sync::server::{apply_request, verify_request, ServerLimits, VerifiedRequest};
-use fieldsync_core::{NewReport, ReportId};
 use fieldsync_server::Store;
 
 fn main() -> Result<()> {
@@ -45,7 +43,7 @@ fn main() -> Result<()> {
             store.create_invite("bench", DeviceRole::Reporter, Duration::from_secs(3600))?;
         let device = store.enroll(&token, &key.public_key())?;
         replica.set_meta("case_id", case.id.as_str())?;
-        fill(&mut replica, &case.id, reports, edits)?;
+        fieldsync_tests::fill_sync_workload(&mut replica, &case.id, reports, edits);
         let plan = replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES)?;
         work.push((device, plan.request));
     }
@@ -108,29 +106,4 @@ fn main() -> Result<()> {
 
 fn count(request: &SyncRequest) -> usize {
     request.docs.iter().map(|d| d.changes.len()).sum()
-}
-
-fn fill(
-    replica: &mut Replica,
-    case: &fieldsync_core::CaseId,
-    reports: usize,
-    edits: usize,
-) -> Result<()> {
-    let at = DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00")?;
-    let mut creates = Vec::with_capacity(reports);
-    let mut changes = Vec::with_capacity(reports * edits);
-    for r in 0..reports {
-        let id = ReportId::random()?;
-        let mut new = NewReport::new(id.clone(), case.clone(), format!("Report {r}"), at);
-        new.description = "Detained at the bus stop near the library.".into();
-        creates.push(new);
-        for e in 0..edits {
-            changes.push((
-                id.clone(),
-                vec![Edit::AppendDescription(format!(" Update {e}."))],
-            ));
-        }
-    }
-    replica.write_batch(&creates, &changes)?;
-    Ok(())
 }

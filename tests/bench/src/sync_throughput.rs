@@ -12,13 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use chrono::DateTime;
-use fieldsync_core::model::Edit;
 use fieldsync_core::replica::Replica;
 use fieldsync_core::sync::server::ServerLimits;
-use fieldsync_core::{NewReport, ReportId};
 use fieldsync_server::Store;
-use fieldsync_tests::{enrolled_device, fieldsync_bin, DeviceHome, ServerProcess};
+use fieldsync_tests::{
+    enrolled_device, fieldsync_bin, fill_sync_workload, DeviceHome, ServerProcess,
+};
 
 use crate::measure::{self, mib};
 use crate::table::Table;
@@ -199,29 +198,14 @@ pub fn week_offline(table: &mut Table, reports: usize, edits: usize) -> Result<(
     Ok(())
 }
 
-/// `reports` new reports with `edits` changes each, in one transaction.
+/// The workload for the enrolled device at `home`.
 fn fill(home: &Path, reports: usize, edits: usize) -> Result<()> {
     let mut replica = Replica::open(home)?;
     let case: fieldsync_core::CaseId = replica
         .meta("case_id")?
         .context("device not enrolled")?
         .parse()?;
-    let at = DateTime::parse_from_rfc3339("2016-05-21T10:40:00+06:00")?;
-    let mut creates = Vec::with_capacity(reports);
-    let mut changes = Vec::with_capacity(reports * edits);
-    for r in 0..reports {
-        let id = ReportId::random()?;
-        let mut new = NewReport::new(id.clone(), case.clone(), format!("Report {r}"), at);
-        new.description = "Detained at the bus stop near the library.".into();
-        creates.push(new);
-        for e in 0..edits {
-            changes.push((
-                id.clone(),
-                vec![Edit::AppendDescription(format!(" Update {e}."))],
-            ));
-        }
-    }
-    replica.write_batch(&creates, &changes)?;
+    fill_sync_workload(&mut replica, &case, reports, edits);
     Ok(())
 }
 
