@@ -328,11 +328,7 @@ impl ServerStore for CaseStore<'_> {
                 plan.write(planned);
                 Ok(())
             }
-            None => {
-                let mut plan = Plan::new(&self.case_id, &self.now);
-                plan.write(planned);
-                plan.write_all(self.tx)
-            }
+            None => planned.write(self.tx, &self.case_id, &self.now),
         }
     }
 

@@ -108,30 +108,42 @@ impl Plan {
     /// transaction in which [`Plan::still_holds`] said yes.
     pub(super) fn write_all(self, conn: &Connection) -> Result<(), StoreError> {
         for document in &self.writes {
-            let changes: Vec<ChangeRow<'_>> = document
-                .changes
-                .iter()
-                .map(|c| ChangeRow {
-                    hash: c.hash,
-                    signed: &c.signed,
-                    author: c.author.clone(),
-                    actor: c.actor.clone(),
-                })
-                .collect();
-            write_document(
-                conn,
-                &self.case_id,
-                &self.now,
-                &DocumentRow {
-                    id: &document.id,
-                    creator: &document.creator,
-                    snapshot: &document.snapshot,
-                    heads: &document.heads,
-                    changes: &changes,
-                    projection: &document.projection,
-                },
-            )?;
+            document.write(conn, &self.case_id, &self.now)?;
         }
         Ok(())
+    }
+}
+
+impl PlannedDocument {
+    /// Writes this report's rows for a round of `case_id` received at `now`.
+    pub(super) fn write(
+        &self,
+        conn: &Connection,
+        case_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<ChangeRow<'_>> = self
+            .changes
+            .iter()
+            .map(|c| ChangeRow {
+                hash: c.hash,
+                signed: &c.signed,
+                author: c.author.clone(),
+                actor: c.actor.clone(),
+            })
+            .collect();
+        write_document(
+            conn,
+            case_id,
+            now,
+            &DocumentRow {
+                id: &self.id,
+                creator: &self.creator,
+                snapshot: &self.snapshot,
+                heads: &self.heads,
+                changes: &changes,
+                projection: &self.projection,
+            },
+        )
     }
 }
