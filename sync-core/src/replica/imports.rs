@@ -363,11 +363,13 @@ mod tests {
         );
         let id = replica.create_report(&new).unwrap();
         // What a schema 3 home looks like: no digest column, no trigger,
-        // nor what schema 5 added.
+        // nor what schemas 5 and 6 added.
         replica
             .conn
             .execute_batch(
-                "DROP TRIGGER documents_import_digest_stale;
+                "DROP TRIGGER documents_heads_stale;
+                 ALTER TABLE documents DROP COLUMN heads;
+                 DROP TRIGGER documents_import_digest_stale;
                  ALTER TABLE documents DROP COLUMN import_digest;
                  ALTER TABLE case_keys DROP COLUMN version;
                  DROP TABLE case_public_keys;

@@ -8,7 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::error::ReplicaError;
 use super::store::{
-    append_changes, format_heads, is_dirty, load_document, now, store_signature, Replica,
+    append_changes, format_heads, is_dirty, load_document, now, parse_heads, store_signature,
+    Replica,
 };
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
@@ -257,6 +258,9 @@ pub(super) fn absorb_update(
     update: &DocUpdate,
     report: &mut RoundReport,
 ) -> Result<(), ReplicaError> {
+    if update.changes.is_empty() && acknowledge_without_loading(tx, update)? {
+        return record_refusals(tx, update, report);
+    }
     let existing = load_document(tx, &update.id)?;
     let is_new = existing.is_none();
     let (mut doc, log_len, acked) = match existing {
@@ -269,14 +273,15 @@ pub(super) fn absorb_update(
     if is_new {
         report.new_reports += 1;
         tx.execute(
-            "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at)
-             VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+            "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, heads)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
             params![
                 update.id.as_str(),
                 doc.save(),
                 format_heads(&acked),
                 is_dirty(&mut doc, &acked),
-                now().to_rfc3339()
+                now().to_rfc3339(),
+                format_heads(&doc.get_heads())
             ],
         )?;
     } else {
@@ -292,6 +297,47 @@ pub(super) fn absorb_update(
     }
     report.received += absorbed.applied.len();
     record_refusals(tx, update, report)
+}
+
+/// The common answer to what a device sent: no changes, and heads that
+/// are the document's own. What [`absorb`] would decide from the loaded
+/// report follows from the heads stored beside it, so the report is not
+/// loaded. Returns `false`, having written nothing, when the stored heads
+/// are unknown (see the schema's `documents_heads_stale`) or the server's
+/// heads are not among them; the caller then loads the report.
+fn acknowledge_without_loading(
+    tx: &Transaction<'_>,
+    update: &DocUpdate,
+) -> Result<bool, ReplicaError> {
+    let row: Option<(Option<String>, String)> = tx
+        .prepare_cached("SELECT heads, acked_heads FROM documents WHERE id = ?1")?
+        .query_row([update.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((Some(heads), acked)) = row else {
+        return Ok(false);
+    };
+    let mut heads = parse_heads(&heads)?;
+    if !update.heads.iter().all(|h| heads.contains(h)) {
+        return Ok(false);
+    }
+    let mut acked = if update.complete && !update.heads.is_empty() {
+        update.heads.clone()
+    } else {
+        parse_heads(&acked)?
+    };
+    let formatted = format_heads(&acked);
+    heads.sort();
+    acked.sort();
+    tx.prepare_cached(
+        "UPDATE documents SET acked_heads = ?2, dirty = ?3, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        update.id.as_str(),
+        formatted,
+        heads != acked,
+        now().to_rfc3339()
+    ])?;
+    Ok(true)
 }
 
 fn record_refusals(
@@ -311,4 +357,113 @@ fn record_refusals(
         report.refused.push((update.id.clone(), refused.clone()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{DeviceRole, Edit};
+    use crate::protocol::DEFAULT_MAX_REQUEST_BYTES as MIB;
+    use crate::sync::tests::World;
+
+    use super::*;
+
+    /// The device's stored heads, `None` when unknown.
+    fn stored_heads(replica: &Replica, id: &ReportId) -> Option<String> {
+        replica
+            .conn
+            .query_row(
+                "SELECT heads FROM documents WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn an_edit_made_while_its_report_was_being_sent_is_sent_next_time() {
+        let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+        let id = w.record(0, "Checkpoint on the ring road");
+        let plan = w.devices[0].replica.prepare_sync(MIB).unwrap();
+        let response = w.serve(0, &plan.request);
+        // The reporter edits before the answer arrives: the acknowledgement
+        // names heads the report has moved past, and must not clear it.
+        w.devices[0]
+            .replica
+            .edit_report(&id, &[Edit::AddTag("checkpoint".into())])
+            .unwrap();
+        w.devices[0]
+            .replica
+            .complete_sync(&plan.request, &response)
+            .unwrap();
+        assert_eq!(w.devices[0].replica.pending_change_count().unwrap(), 1);
+        assert_eq!(w.sync(0, MIB).sent, 1);
+        w.sync(1, MIB);
+        assert_eq!(
+            w.devices[1].replica.report(&id).unwrap().tags,
+            std::collections::BTreeSet::from(["checkpoint".to_owned()])
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_needs_no_stored_heads_and_leaves_them_known() {
+        let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+        let known = w.record(0, "heads kept");
+        let unknown = w.record(0, "heads lost");
+        for id in [&known, &unknown] {
+            w.devices[0]
+                .replica
+                .edit_report(id, &[Edit::AppendDescription("more".into())])
+                .unwrap();
+            assert!(stored_heads(&w.devices[0].replica, id).is_some());
+        }
+        // As a replica from before the column, or after a write that did not
+        // record the heads: the acknowledgement loads the report instead.
+        w.devices[0]
+            .replica
+            .conn
+            .execute(
+                "UPDATE documents SET heads = NULL WHERE id = ?1",
+                [unknown.as_str()],
+            )
+            .unwrap();
+        let summary = w.sync(0, MIB);
+        assert_eq!(summary.sent, 4);
+        assert_eq!(w.devices[0].replica.pending_change_count().unwrap(), 0);
+        let dirty: i64 = w.devices[0]
+            .replica
+            .conn
+            .query_row("SELECT sum(dirty) FROM documents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(dirty, 0);
+        assert!(stored_heads(&w.devices[0].replica, &known).is_some());
+    }
+
+    #[test]
+    fn a_write_to_a_report_that_does_not_record_its_heads_forgets_them() {
+        let mut w = World::new(&[DeviceRole::Reporter]);
+        let id = w.record(0, "trigger");
+        w.devices[0]
+            .replica
+            .edit_report(&id, &[Edit::AppendDescription("more".into())])
+            .unwrap();
+        let conn = &w.devices[0].replica.conn;
+        conn.execute(
+            "UPDATE documents SET log_len = log_len + 0 WHERE id = ?1",
+            [id.as_str()],
+        )
+        .unwrap();
+        assert!(
+            stored_heads(&w.devices[0].replica, &id).is_some(),
+            "an unchanged log keeps the heads"
+        );
+        w.devices[0]
+            .replica
+            .conn
+            .execute(
+                "UPDATE documents SET snapshot = snapshot || x'00' WHERE id = ?1",
+                [id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(stored_heads(&w.devices[0].replica, &id), None);
+    }
 }

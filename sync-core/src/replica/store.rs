@@ -197,6 +197,24 @@ impl Replica {
                  PRAGMA user_version = 5;",
             )?;
         }
+        if version < 6 {
+            // The document's own heads, so that the server's acknowledgement
+            // of what a device sent is recorded without loading the report
+            // (issue 16). Like the import digest, a trigger clears it when
+            // any code path changes the document without writing its new
+            // heads in the same statement; NULL means "load the report".
+            tx.execute_batch(
+                "ALTER TABLE documents ADD COLUMN heads TEXT;
+                 CREATE TRIGGER documents_heads_stale
+                     AFTER UPDATE OF snapshot, log_len ON documents
+                     WHEN (NEW.log_len IS NOT OLD.log_len OR NEW.snapshot IS NOT OLD.snapshot)
+                         AND NEW.heads IS OLD.heads
+                 BEGIN
+                     UPDATE documents SET heads = NULL WHERE id = NEW.id;
+                 END;
+                 PRAGMA user_version = 6;",
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -397,11 +415,8 @@ impl Replica {
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT signature FROM signatures WHERE doc_id = ?1 AND hash = ?2",
-                params![id.as_str(), hash.to_string()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT signature FROM signatures WHERE doc_id = ?1 AND hash = ?2")?
+            .query_row(params![id.as_str(), hash.to_string()], |r| r.get(0))
             .optional()?)
     }
 }
@@ -515,9 +530,14 @@ pub(super) fn insert_document(
     doc: &mut AutoCommit,
 ) -> Result<(), ReplicaError> {
     tx.execute(
-        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at)
-         VALUES (?1, ?2, 0, '', 1, ?3)",
-        params![id.as_str(), doc.save(), now().to_rfc3339()],
+        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, heads)
+         VALUES (?1, ?2, 0, '', 1, ?3, ?4)",
+        params![
+            id.as_str(),
+            doc.save(),
+            now().to_rfc3339(),
+            format_heads(&doc.get_heads())
+        ],
     )?;
     Ok(())
 }
@@ -533,23 +553,24 @@ pub(super) fn append_changes(
     acked: &[ChangeHash],
 ) -> Result<(), ReplicaError> {
     let dirty = is_dirty(doc, acked);
+    let heads = format_heads(&doc.get_heads());
     let updated_at = now().to_rfc3339();
     if log_len + new_changes.len() as i64 > COMPACT_AFTER {
         tx.execute("DELETE FROM change_log WHERE doc_id = ?1", [id.as_str()])?;
-        tx.execute(
-            "UPDATE documents SET snapshot = ?2, log_len = 0, acked_heads = ?3, dirty = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id.as_str(), doc.save(), format_heads(acked), dirty, updated_at],
-        )?;
+        tx.prepare_cached(
+            "UPDATE documents SET snapshot = ?2, log_len = 0, acked_heads = ?3, dirty = ?4, updated_at = ?5, heads = ?6 WHERE id = ?1",
+        )?
+        .execute(params![id.as_str(), doc.save(), format_heads(acked), dirty, updated_at, heads])?;
     } else {
         let mut insert =
             tx.prepare_cached("INSERT INTO change_log (doc_id, bytes) VALUES (?1, ?2)")?;
         for bytes in new_changes {
             insert.execute(params![id.as_str(), bytes])?;
         }
-        tx.execute(
-            "UPDATE documents SET log_len = log_len + ?2, acked_heads = ?3, dirty = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id.as_str(), new_changes.len() as i64, format_heads(acked), dirty, updated_at],
-        )?;
+        tx.prepare_cached(
+            "UPDATE documents SET log_len = log_len + ?2, acked_heads = ?3, dirty = ?4, updated_at = ?5, heads = ?6 WHERE id = ?1",
+        )?
+        .execute(params![id.as_str(), new_changes.len() as i64, format_heads(acked), dirty, updated_at, heads])?;
     }
     Ok(())
 }
@@ -654,14 +675,15 @@ pub(super) fn insert_created(
     import_digest: Option<&[u8]>,
 ) -> Result<(), ReplicaError> {
     tx.prepare_cached(
-        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, import_digest)
-         VALUES (?1, ?2, 0, '', 1, ?3, ?4)",
+        "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, import_digest, heads)
+         VALUES (?1, ?2, 0, '', 1, ?3, ?4, ?5)",
     )?
     .execute(params![
         id.as_str(),
         created.change.bytes,
         now().to_rfc3339(),
-        import_digest
+        import_digest,
+        format_heads(&[created.hash])
     ])?;
     store_signature(tx, id, &created.hash, &created.change.signature)
 }

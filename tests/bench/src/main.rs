@@ -26,6 +26,10 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
 
+/// The `fieldsync` binary's allocator (see its `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "fieldsync benchmarks")]
 struct Args {
