@@ -579,8 +579,13 @@ fn a_sync_overtaken_by_its_own_duplicate_still_succeeds() {
         ..Faults::default()
     });
 
+    // Sync until three syncs have been overtaken. Under full-suite load a
+    // sync now and then reaches the server without a copy (twice in CI: 2
+    // copies in 3 syncs, on 4 connections; the cause, in the proxy's
+    // timing, is not found), which is not what this test is about. Every
+    // sync, overtaken or not, must succeed.
     let mut titles = Vec::new();
-    for n in 0..3 {
+    for n in 0..10 {
         let title = format!("Checkpoint {n}");
         reporter.record(CASE, &title, &[]);
         let out = reporter.run(&["sync", "--json"]);
@@ -590,6 +595,9 @@ fn a_sync_overtaken_by_its_own_duplicate_still_succeeds() {
             String::from_utf8_lossy(&out.stderr)
         );
         titles.push(title);
+        if proxy.injected().duplicated_requests >= 3 {
+            break;
+        }
     }
     let injected = proxy.injected();
     assert!(injected.duplicated_requests >= 3, "{injected}");
