@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 
 /// See `Cargo.toml`: why this allocator, for the server and the device.
 #[global_allocator]
@@ -36,7 +37,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (mimalloc 3),
 /// which `libmimalloc-sys` does not name.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 16;
-use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -144,8 +144,9 @@ pub enum Command {
 
 fn main() -> ExitCode {
     // Freed memory goes back to the system at once rather than after a
-    // second: under sync load the server's peak RSS was 94 MiB with the
-    // delay and 70 MiB without, for no measurable cost in speed.
+    // second, to keep the server's peak RSS down under sync load (runs vary:
+    // 94 MiB with the delay in one, 70–108 MiB without in three;
+    // BENCHMARKS.md), at no cost in speed the bench could see.
     // SAFETY: sets a plain integer option; mimalloc reads it on each purge.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = Cli::parse();

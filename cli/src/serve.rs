@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 /// Automerge opens an info-level span, its arguments formatted, on every
-/// document it loads: at "info" that was a thirtieth of the server's CPU
+/// document it loads: at "info" that was a twentieth of the server's CPU
 /// under sync load, for lines nobody reads.
 const DEFAULT_LOG_FILTER: &str = "info,automerge=warn";
 

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::error::ReplicaError;
 use super::store::{
-    append_changes, format_heads, is_dirty, load_document, now, parse_heads, store_signature,
-    Replica,
+    append_changes, format_heads, heads_differ, is_dirty, load_document, now, parse_heads,
+    store_signature, Replica,
 };
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
@@ -316,25 +316,23 @@ fn acknowledge_without_loading(
     let Some((Some(heads), acked)) = row else {
         return Ok(false);
     };
-    let mut heads = parse_heads(&heads)?;
+    let heads = parse_heads(&heads)?;
     if !update.heads.iter().all(|h| heads.contains(h)) {
         return Ok(false);
     }
-    let mut acked = if update.complete && !update.heads.is_empty() {
+    let acked = if update.complete && !update.heads.is_empty() {
         update.heads.clone()
     } else {
         parse_heads(&acked)?
     };
     let formatted = format_heads(&acked);
-    heads.sort();
-    acked.sort();
     tx.prepare_cached(
         "UPDATE documents SET acked_heads = ?2, dirty = ?3, updated_at = ?4 WHERE id = ?1",
     )?
     .execute(params![
         update.id.as_str(),
         formatted,
-        heads != acked,
+        heads_differ(heads, acked),
         now().to_rfc3339()
     ])?;
     Ok(true)

@@ -489,8 +489,11 @@ pub(super) fn format_heads(heads: &[ChangeHash]) -> String {
 }
 
 pub(super) fn is_dirty(doc: &mut AutoCommit, acked: &[ChangeHash]) -> bool {
-    let mut heads = doc.get_heads();
-    let mut acked = acked.to_vec();
+    heads_differ(doc.get_heads(), acked.to_vec())
+}
+
+/// Whether a report whose heads are `heads` has changes past `acked`.
+pub(super) fn heads_differ(mut heads: Vec<ChangeHash>, mut acked: Vec<ChangeHash>) -> bool {
     heads.sort();
     acked.sort();
     heads != acked
