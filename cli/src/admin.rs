@@ -8,7 +8,7 @@ use clap::Subcommand;
 use fieldsync_core::import::Zone;
 use fieldsync_core::model::DeviceRole;
 use fieldsync_core::DeviceId;
-use fieldsync_server::store::Store;
+use fieldsync_server::store::open_admin_store;
 
 use crate::parse::parse_duration;
 
@@ -82,7 +82,7 @@ fn case_zone(text: &str) -> Result<String> {
     })
 }
 
-pub fn run(data: &Path, command: AdminCommand) -> Result<ExitCode> {
+pub fn run(data: &Path, database: Option<&str>, command: AdminCommand) -> Result<ExitCode> {
     // Warnings (a data directory found readable by others) go to stderr.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -90,8 +90,10 @@ pub fn run(data: &Path, command: AdminCommand) -> Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let store = Store::open(data)
-        .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+    let store = open_admin_store(data, database).with_context(|| match database {
+        Some(_) => "cannot open the PostgreSQL database given by --database".to_owned(),
+        None => format!("cannot open the data directory {}", data.display()),
+    })?;
     match command {
         AdminCommand::Case(CaseCommand::Create { name, timezone }) => {
             let zone = timezone.as_deref().map(case_zone).transpose()?;

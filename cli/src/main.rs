@@ -63,6 +63,11 @@ pub enum Command {
         /// Data directory (SQLite database and blobs); created if missing.
         #[arg(long, default_value = "./fieldsync-data")]
         data: PathBuf,
+        /// PostgreSQL instead of SQLite: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+        /// (or the FIELDSYNC_DATABASE variable, which keeps a password out of
+        /// the process list). Blobs stay in --data.
+        #[arg(long, env = "FIELDSYNC_DATABASE", value_name = "URL")]
+        database: Option<String>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// Largest sync request body accepted.
@@ -91,6 +96,11 @@ pub enum Command {
     Admin {
         #[arg(long, default_value = "./fieldsync-data")]
         data: PathBuf,
+        /// PostgreSQL instead of SQLite: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+        /// (or the FIELDSYNC_DATABASE variable, which keeps a password out of
+        /// the process list). Blobs stay in --data.
+        #[arg(long, env = "FIELDSYNC_DATABASE", value_name = "URL")]
+        database: Option<String>,
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
@@ -170,6 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve {
             data,
+            database,
             listen,
             max_request_bytes,
             max_blob_bytes,
@@ -179,6 +190,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             audit_retention_days,
         } => {
             let mut config = fieldsync_server::Config::new(data);
+            config.database = database;
             config.max_request_bytes = max_request_bytes;
             config.max_blob_bytes = max_blob_bytes;
             config.device_quota_bytes = device_quota_bytes;
@@ -187,7 +199,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.audit_retention_days = audit_retention_days;
             serve::serve(config, &listen)
         }
-        Command::Admin { data, command } => admin::run(&data, command),
+        Command::Admin {
+            data,
+            database,
+            command,
+        } => admin::run(&data, database.as_deref(), command),
         Command::Device(command) => device::run(&home(cli.home)?, command),
         Command::Record(args) => reports::record(&home(cli.home)?, args),
         Command::Edit(args) => reports::edit(&home(cli.home)?, args),

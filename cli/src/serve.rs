@@ -23,13 +23,27 @@ pub fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode>
     })?;
     let addr = listener.local_addr()?;
     let data = config.data_dir.clone();
+    // The URL is not printed: it may hold a password.
+    let postgres = config.database.is_some();
     actix_web::rt::System::new().block_on(async move {
-        let server = fieldsync_server::run(listener, config)
-            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
-        println!(
-            "fieldsync listening on http://{addr} (data in {})",
-            data.display()
-        );
+        let server = fieldsync_server::run(listener, config).with_context(|| {
+            if postgres {
+                "cannot open the PostgreSQL database given by --database".to_owned()
+            } else {
+                format!("cannot open the data directory {}", data.display())
+            }
+        })?;
+        if postgres {
+            println!(
+                "fieldsync listening on http://{addr} (PostgreSQL database; blobs in {})",
+                data.display()
+            );
+        } else {
+            println!(
+                "fieldsync listening on http://{addr} (data in {})",
+                data.display()
+            );
+        }
         std::io::stdout().flush().ok();
         server.await.context("the server stopped with an error")
     })?;

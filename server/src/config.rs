@@ -10,6 +10,9 @@ use fieldsync_core::request_auth::DEFAULT_WINDOW_SECS;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`serve --database`); without one the store is
+    /// SQLite in `data_dir`.
+    pub database: Option<String>,
     /// Largest request body accepted (413 beyond).
     pub max_request_bytes: usize,
     /// Budget for the feed part of a sync response.
@@ -46,6 +49,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
+            database: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             auth_window_secs: DEFAULT_WINDOW_SECS,

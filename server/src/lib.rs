@@ -34,7 +34,7 @@ pub use config::{
     Config, DEFAULT_AUDIT_RETENTION_DAYS, DEFAULT_DEVICE_QUOTA_BYTES, DEFAULT_MAX_BLOB_BYTES,
     DEFAULT_UPLOAD_EXPIRY_SECS,
 };
-pub use store::{ServerStorage, Store, StoreError};
+pub use store::{PgStore, ServerStorage, Store, StoreError};
 
 /// Opens the store and starts serving on `listener`. The returned server
 /// is a future; it stops gracefully on SIGTERM or SIGINT.
@@ -44,19 +44,18 @@ pub use store::{ServerStorage, Store, StoreError};
 /// periodically (see [`tus::sweep_interval`]). The audit log is pruned
 /// to its retention at start and hourly by another (`upkeep.rs`).
 pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StoreError> {
-    let store = Store::open(&config.data_dir)?;
-    let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
-        path: e.path,
-        source: e.source,
+    // Off the caller's thread, which may drive an async runtime (actix's):
+    // the PostgreSQL client blocks on a runtime of its own.
+    let (store, blobs) = std::thread::scope(|s| {
+        s.spawn(|| open_stores(&config))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    let store: Arc<dyn ServerStorage> = Arc::new(store);
-    upkeep::sweep_at_start(store.as_ref(), &blobs);
     upkeep::spawn_sweeper(
         Arc::downgrade(&store),
         blobs.clone(),
         config.upload_expiry_secs,
     );
-    upkeep::prune(store.as_ref(), config.audit_retention_days);
     upkeep::spawn_upkeep(Arc::downgrade(&store), config.audit_retention_days);
     let state = Arc::new(api::AppState {
         store,
@@ -83,4 +82,19 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
     })?
     .run();
     Ok(server)
+}
+
+/// Opens the store and the blobs, and does the upkeep due at start:
+/// expired uploads and stray partial files removed, the audit log pruned.
+fn open_stores(
+    config: &Config,
+) -> Result<(Arc<dyn ServerStorage>, blob_store::BlobStore), StoreError> {
+    let store = store::open_server_store(&config.data_dir, config.database.as_deref())?;
+    let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
+        path: e.path,
+        source: e.source,
+    })?;
+    upkeep::sweep_at_start(store.as_ref(), &blobs);
+    upkeep::prune(store.as_ref(), config.audit_retention_days);
+    Ok((store, blobs))
 }

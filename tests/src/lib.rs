@@ -4,6 +4,7 @@
 pub mod busy;
 pub mod http;
 pub mod proxy;
+pub mod stores;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -93,7 +94,13 @@ impl ServerProcess {
     /// Starts a server with further `serve` arguments (`--max-blob-bytes
     /// 1000`, ...).
     pub fn start_with(data: &Path, listen: &str, extra_args: &[&str]) -> Self {
-        let mut child = Command::new(fieldsync_bin())
+        let mut command = Command::new(fieldsync_bin());
+        if let Some(url) = stores::database_for(data) {
+            command.env("FIELDSYNC_DATABASE", url);
+        } else {
+            command.env_remove("FIELDSYNC_DATABASE");
+        }
+        let mut child = command
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen])
@@ -196,7 +203,19 @@ pub fn fieldsync_with_passphrase(args: &[&str], passphrase_file: Option<&Path>) 
         .args(args)
         .env_remove("FIELDSYNC_HOME")
         .env_remove("FIELDSYNC_PASSPHRASE_FILE")
-        .env_remove("FIELDSYNC_NEW_PASSPHRASE_FILE");
+        .env_remove("FIELDSYNC_NEW_PASSPHRASE_FILE")
+        .env_remove("FIELDSYNC_DATABASE");
+    // An operator's command on a data directory works on that directory's
+    // database, as its server does.
+    if args.first() == Some(&"admin") {
+        let data = args
+            .iter()
+            .position(|a| *a == "--data")
+            .and_then(|i| args.get(i + 1));
+        if let Some(url) = data.and_then(|d| stores::known_database(Path::new(d))) {
+            command.env("FIELDSYNC_DATABASE", url);
+        }
+    }
     if let Some(file) = passphrase_file {
         command.env("FIELDSYNC_PASSPHRASE_FILE", file);
     }

@@ -488,11 +488,11 @@ fn holds_blob(
     size.map(sql_size).transpose()
 }
 
-fn vanished(id: &UploadId) -> StoreError {
+pub(super) fn vanished(id: &UploadId) -> StoreError {
     StoreError::Corrupt(format!("upload {id} vanished inside a transaction"))
 }
 
-fn expiry_duration(expiry: Duration) -> Result<chrono::Duration, StoreError> {
+pub(super) fn expiry_duration(expiry: Duration) -> Result<chrono::Duration, StoreError> {
     chrono::Duration::from_std(expiry.min(MAX_INVITE_TTL))
         .map_err(|_| StoreError::Corrupt("upload expiry out of range".into()))
 }

@@ -24,6 +24,12 @@ pub enum StoreError {
         "the server database failed: {0}; check the data directory's disk space and permissions"
     )]
     Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the PostgreSQL database failed: {0}; check that it is running and reachable, and its disk space"
+    )]
+    Postgres(#[from] postgres::Error),
+    #[error("cannot read the database URL: {0}; give it as postgres://USER@HOST[:PORT]/DATABASE")]
+    BadDatabaseUrl(String),
     #[error("no database connection became free: {0}; the server is overloaded or the database is locked, try again")]
     Pool(#[from] r2d2::Error),
     #[error("the database was written by a newer fieldsync (schema {found}, this build knows {SCHEMA_VERSION}); update fieldsync")]
@@ -67,6 +73,12 @@ impl StoreError {
     pub fn is_busy(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
+            // Another process's transaction won a race (a serialization
+            // failure or a deadlock): PostgreSQL rolled this one back.
+            StoreError::Postgres(e) => e.code().is_some_and(|c| {
+                *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            }),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
@@ -84,6 +96,7 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
                 f.code == rusqlite::ErrorCode::DiskFull
             }
+            StoreError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::DISK_FULL),
             StoreError::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

@@ -301,13 +301,13 @@ pub(super) const DEVICE_SELECT: &str =
 
 /// A device row before its fields are checked.
 pub(super) struct RawDevice {
-    device_id: String,
-    public_key: Vec<u8>,
-    case_id: String,
-    case_name: String,
-    role: String,
-    enrolled_at: String,
-    revoked_at: Option<String>,
+    pub(super) device_id: String,
+    pub(super) public_key: Vec<u8>,
+    pub(super) case_id: String,
+    pub(super) case_name: String,
+    pub(super) role: String,
+    pub(super) enrolled_at: String,
+    pub(super) revoked_at: Option<String>,
 }
 
 impl RawDevice {
@@ -323,7 +323,7 @@ impl RawDevice {
         })
     }
 
-    fn into_record(self) -> Result<DeviceRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<DeviceRecord, StoreError> {
         let public_key = PublicKey::from_bytes(&self.public_key).map_err(|e| {
             StoreError::Corrupt(format!("public key of device {}: {e}", self.device_id))
         })?;

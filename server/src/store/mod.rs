@@ -79,6 +79,7 @@ mod error;
 mod generated;
 mod membership;
 mod pool;
+pub mod postgres;
 mod schema;
 mod sql;
 mod sync;
@@ -95,12 +96,37 @@ pub use blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, 
 pub use error::{StoreError, SCHEMA_VERSION};
 pub use membership::{CaseRecord, DeviceRecord};
 pub use pool::{secure_data_dir, Store, DB_FILE};
+pub use postgres::PgStore;
 pub use sync::SyncStoreError;
 pub use timeline::{TimelineEntryRow, TimelinePage, TimelineQuery, TimelineRow};
 pub use traits::{
-    BlobIndex, MembershipStore, ServerStorage, SyncStore, TimelineStore, WebSessionStore,
+    AdminStore, BlobIndex, MembershipStore, ServerStorage, SyncStore, TimelineStore,
+    WebSessionStore,
 };
 pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};
+
+/// The server's store: PostgreSQL at `database` when given, else SQLite
+/// in `data_dir`.
+pub fn open_server_store(
+    data_dir: &Path,
+    database: Option<&str>,
+) -> Result<std::sync::Arc<dyn ServerStorage>, StoreError> {
+    Ok(match database {
+        Some(url) => std::sync::Arc::new(PgStore::open(url)?),
+        None => std::sync::Arc::new(Store::open(data_dir)?),
+    })
+}
+
+/// The store the operator's commands work on, chosen as for the server.
+pub fn open_admin_store(
+    data_dir: &Path,
+    database: Option<&str>,
+) -> Result<Box<dyn AdminStore>, StoreError> {
+    Ok(match database {
+        Some(url) => Box::new(PgStore::open(url)?),
+        None => Box::new(Store::open(data_dir)?),
+    })
+}
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, with its `blobs/`

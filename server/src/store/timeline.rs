@@ -17,10 +17,10 @@ use super::pool::Store;
 use super::sql::{non_empty, shorten, sortable_utc, sql_count};
 
 /// Timeline rows per page when the query does not say.
-const DEFAULT_TIMELINE_LIMIT: usize = 100;
+pub(super) const DEFAULT_TIMELINE_LIMIT: usize = 100;
 
 /// Most timeline rows one page may hold.
-const MAX_TIMELINE_LIMIT: usize = 1000;
+pub(super) const MAX_TIMELINE_LIMIT: usize = 1000;
 
 /// Which timeline rows to return. Empty strings mean "no filter", so a
 /// query string like `?tag=&text=` behaves like no query at all.
@@ -379,11 +379,11 @@ fn timeline_rows(
 
 /// A page cursor: base64url of `occurred_utc|report_id`, the time empty for
 /// reports with no time.
-fn encode_cursor(occurred_utc: Option<&str>, report_id: &str) -> String {
+pub(super) fn encode_cursor(occurred_utc: Option<&str>, report_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{report_id}", occurred_utc.unwrap_or("")))
 }
 
-fn decode_cursor(text: &str) -> Result<(Option<String>, String), StoreError> {
+pub(super) fn decode_cursor(text: &str) -> Result<(Option<String>, String), StoreError> {
     let bad = || {
         StoreError::BadQuery(
             "`after` is not a cursor this server gave out; start again from the first page".into(),

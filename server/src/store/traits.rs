@@ -17,7 +17,7 @@ use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
 
 use super::blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, UploadStart};
 use super::error::StoreError;
-use super::membership::DeviceRecord;
+use super::membership::{CaseRecord, DeviceRecord};
 use super::pool::Store;
 use super::sync::SyncStoreError;
 use super::timeline::{TimelinePage, TimelineQuery};
@@ -106,6 +106,32 @@ pub trait WebSessionStore {
     fn end_web_session(&self, cookie: &str) -> Result<(), StoreError>;
 }
 
+/// The operator's commands (`fieldsync admin`), which no handler calls.
+pub trait AdminStore {
+    fn create_case_in_zone(
+        &self,
+        name: &str,
+        timezone: Option<&str>,
+    ) -> Result<CaseRecord, StoreError>;
+    fn set_case_timezone(
+        &self,
+        name: &str,
+        timezone: Option<&str>,
+    ) -> Result<CaseRecord, StoreError>;
+    fn create_invite(
+        &self,
+        case_name: &str,
+        role: DeviceRole,
+        ttl: Duration,
+    ) -> Result<String, StoreError>;
+    fn case_public_keys_by_name(
+        &self,
+        case_name: &str,
+    ) -> Result<Vec<PublishedCaseKey>, StoreError>;
+    fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError>;
+    fn revoke(&self, id: &DeviceId) -> Result<DeviceRecord, StoreError>;
+}
+
 /// Everything the server's handlers need of a store.
 pub trait ServerStorage:
     MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + Send + Sync
@@ -117,136 +143,199 @@ impl<T> ServerStorage for T where
 {
 }
 
-impl MembershipStore for Store {
-    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        Store::device(self, id)
-    }
-    fn enroll(&self, token: &str, public_key: &PublicKey) -> Result<DeviceRecord, StoreError> {
-        Store::enroll(self, token, public_key)
-    }
-    fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
-        Store::devices(self, case_name)
-    }
-    fn import_salt(&self, case: &CaseId) -> Result<String, StoreError> {
-        Store::import_salt(self, case)
-    }
-    fn case_timezone(&self, case: &CaseId) -> Result<Option<String>, StoreError> {
-        Store::case_timezone(self, case)
-    }
-    fn use_nonce(
-        &self,
-        device: &DeviceId,
-        nonce: &str,
-        timestamp: i64,
-        window_secs: i64,
-    ) -> Result<bool, StoreError> {
-        Store::use_nonce(self, device, nonce, timestamp, window_secs)
-    }
-    fn audit(
-        &self,
-        event: &str,
-        device: Option<&DeviceId>,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        Store::audit(self, event, device, detail)
-    }
-    fn prune_audit_log(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        Store::prune_audit_log(self, before)
-    }
-    fn case_public_keys(&self, case: &CaseId) -> Result<Vec<PublishedCaseKey>, StoreError> {
-        Store::case_public_keys(self, case)
-    }
-    fn publish_case_key(
-        &self,
-        device: &DeviceRecord,
-        key: &VerifiedCaseKey,
-    ) -> Result<bool, StoreError> {
-        Store::publish_case_key(self, device, key)
-    }
-    fn create_invite_by(
-        &self,
-        device: &DeviceRecord,
-        role: DeviceRole,
-        ttl: Duration,
-    ) -> Result<(String, String), StoreError> {
-        Store::create_invite_by(self, device, role, ttl)
-    }
+/// The trait methods of a store type that has inherent methods of the
+/// same names and signatures: the SQLite [`Store`] and the PostgreSQL
+/// [`PgStore`](super::postgres::PgStore).
+macro_rules! delegate {
+    ($store:ty) => {
+        impl AdminStore for $store {
+            fn create_case_in_zone(
+                &self,
+                name: &str,
+                timezone: Option<&str>,
+            ) -> Result<CaseRecord, StoreError> {
+                <$store>::create_case_in_zone(self, name, timezone)
+            }
+            fn set_case_timezone(
+                &self,
+                name: &str,
+                timezone: Option<&str>,
+            ) -> Result<CaseRecord, StoreError> {
+                <$store>::set_case_timezone(self, name, timezone)
+            }
+            fn create_invite(
+                &self,
+                case_name: &str,
+                role: DeviceRole,
+                ttl: Duration,
+            ) -> Result<String, StoreError> {
+                <$store>::create_invite(self, case_name, role, ttl)
+            }
+            fn case_public_keys_by_name(
+                &self,
+                case_name: &str,
+            ) -> Result<Vec<PublishedCaseKey>, StoreError> {
+                <$store>::case_public_keys_by_name(self, case_name)
+            }
+            fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
+                <$store>::devices(self, case_name)
+            }
+            fn revoke(&self, id: &DeviceId) -> Result<DeviceRecord, StoreError> {
+                <$store>::revoke(self, id)
+            }
+        }
+
+        impl MembershipStore for $store {
+            fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+                <$store>::device(self, id)
+            }
+            fn enroll(
+                &self,
+                token: &str,
+                public_key: &PublicKey,
+            ) -> Result<DeviceRecord, StoreError> {
+                <$store>::enroll(self, token, public_key)
+            }
+            fn devices(&self, case_name: Option<&str>) -> Result<Vec<DeviceRecord>, StoreError> {
+                <$store>::devices(self, case_name)
+            }
+            fn import_salt(&self, case: &CaseId) -> Result<String, StoreError> {
+                <$store>::import_salt(self, case)
+            }
+            fn case_timezone(&self, case: &CaseId) -> Result<Option<String>, StoreError> {
+                <$store>::case_timezone(self, case)
+            }
+            fn use_nonce(
+                &self,
+                device: &DeviceId,
+                nonce: &str,
+                timestamp: i64,
+                window_secs: i64,
+            ) -> Result<bool, StoreError> {
+                <$store>::use_nonce(self, device, nonce, timestamp, window_secs)
+            }
+            fn audit(
+                &self,
+                event: &str,
+                device: Option<&DeviceId>,
+                detail: &str,
+            ) -> Result<(), StoreError> {
+                <$store>::audit(self, event, device, detail)
+            }
+            fn prune_audit_log(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+                <$store>::prune_audit_log(self, before)
+            }
+            fn case_public_keys(&self, case: &CaseId) -> Result<Vec<PublishedCaseKey>, StoreError> {
+                <$store>::case_public_keys(self, case)
+            }
+            fn publish_case_key(
+                &self,
+                device: &DeviceRecord,
+                key: &VerifiedCaseKey,
+            ) -> Result<bool, StoreError> {
+                <$store>::publish_case_key(self, device, key)
+            }
+            fn create_invite_by(
+                &self,
+                device: &DeviceRecord,
+                role: DeviceRole,
+                ttl: Duration,
+            ) -> Result<(String, String), StoreError> {
+                <$store>::create_invite_by(self, device, role, ttl)
+            }
+        }
+
+        impl SyncStore for $store {
+            fn sync_verified(
+                &self,
+                requester: &DeviceRecord,
+                request: VerifiedRequest,
+                limits: ServerLimits,
+                live_session: Option<&PublicKey>,
+            ) -> Result<SyncResponse, SyncStoreError> {
+                <$store>::sync_verified(self, requester, request, limits, live_session)
+            }
+        }
+
+        impl TimelineStore for $store {
+            fn timeline(
+                &self,
+                case_id: &CaseId,
+                query: &TimelineQuery,
+            ) -> Result<TimelinePage, StoreError> {
+                <$store>::timeline(self, case_id, query)
+            }
+            fn report_with_history(
+                &self,
+                case: &CaseId,
+                id: &ReportId,
+            ) -> Result<Option<StoredReport>, StoreError> {
+                <$store>::report_with_history(self, case, id)
+            }
+        }
+
+        impl BlobIndex for $store {
+            fn create_upload(
+                &self,
+                device: &DeviceRecord,
+                new: &NewUpload,
+                id: &UploadId,
+                limits: UploadLimits,
+            ) -> Result<UploadStart, UploadError> {
+                <$store>::create_upload(self, device, new, id, limits)
+            }
+            fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+                <$store>::upload(self, id)
+            }
+            fn touch_upload(
+                &self,
+                id: &UploadId,
+                expiry: Duration,
+            ) -> Result<DateTime<Utc>, StoreError> {
+                <$store>::touch_upload(self, id, expiry)
+            }
+            fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
+                <$store>::complete_upload(self, id)
+            }
+            fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+                <$store>::delete_upload(self, id)
+            }
+            fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+                <$store>::expired_uploads(self, now)
+            }
+            fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+                <$store>::incomplete_uploads(self)
+            }
+            fn blob_access(
+                &self,
+                device: &DeviceRecord,
+                blob: &BlobId,
+            ) -> Result<BlobAccess, StoreError> {
+                <$store>::blob_access(self, device, blob)
+            }
+        }
+
+        impl WebSessionStore for $store {
+            fn start_web_session(
+                &self,
+                cert: &LoginCertificate,
+                now: i64,
+            ) -> Result<Result<NewWebSession, LoginRefusal>, StoreError> {
+                <$store>::start_web_session(self, cert, now)
+            }
+            fn web_session(
+                &self,
+                cookie: &str,
+                now: i64,
+            ) -> Result<Option<WebSession>, StoreError> {
+                <$store>::web_session(self, cookie, now)
+            }
+            fn end_web_session(&self, cookie: &str) -> Result<(), StoreError> {
+                <$store>::end_web_session(self, cookie)
+            }
+        }
+    };
 }
 
-impl SyncStore for Store {
-    fn sync_verified(
-        &self,
-        requester: &DeviceRecord,
-        request: VerifiedRequest,
-        limits: ServerLimits,
-        live_session: Option<&PublicKey>,
-    ) -> Result<SyncResponse, SyncStoreError> {
-        Store::sync_verified(self, requester, request, limits, live_session)
-    }
-}
-
-impl TimelineStore for Store {
-    fn timeline(
-        &self,
-        case_id: &CaseId,
-        query: &TimelineQuery,
-    ) -> Result<TimelinePage, StoreError> {
-        Store::timeline(self, case_id, query)
-    }
-    fn report_with_history(
-        &self,
-        case: &CaseId,
-        id: &ReportId,
-    ) -> Result<Option<StoredReport>, StoreError> {
-        Store::report_with_history(self, case, id)
-    }
-}
-
-impl BlobIndex for Store {
-    fn create_upload(
-        &self,
-        device: &DeviceRecord,
-        new: &NewUpload,
-        id: &UploadId,
-        limits: UploadLimits,
-    ) -> Result<UploadStart, UploadError> {
-        Store::create_upload(self, device, new, id, limits)
-    }
-    fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
-        Store::upload(self, id)
-    }
-    fn touch_upload(&self, id: &UploadId, expiry: Duration) -> Result<DateTime<Utc>, StoreError> {
-        Store::touch_upload(self, id, expiry)
-    }
-    fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
-        Store::complete_upload(self, id)
-    }
-    fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
-        Store::delete_upload(self, id)
-    }
-    fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
-        Store::expired_uploads(self, now)
-    }
-    fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
-        Store::incomplete_uploads(self)
-    }
-    fn blob_access(&self, device: &DeviceRecord, blob: &BlobId) -> Result<BlobAccess, StoreError> {
-        Store::blob_access(self, device, blob)
-    }
-}
-
-impl WebSessionStore for Store {
-    fn start_web_session(
-        &self,
-        cert: &LoginCertificate,
-        now: i64,
-    ) -> Result<Result<NewWebSession, LoginRefusal>, StoreError> {
-        Store::start_web_session(self, cert, now)
-    }
-    fn web_session(&self, cookie: &str, now: i64) -> Result<Option<WebSession>, StoreError> {
-        Store::web_session(self, cookie, now)
-    }
-    fn end_web_session(&self, cookie: &str) -> Result<(), StoreError> {
-        Store::end_web_session(self, cookie)
-    }
-}
+delegate!(Store);
+delegate!(super::postgres::PgStore);

@@ -1,0 +1,74 @@
+//! Which store the scenarios' servers use. By default SQLite in the data
+//! directory. With `FIELDSYNC_TEST_STORE=postgres` (the `./test` script
+//! sets it for the scenarios it runs a second time), every data directory
+//! a server or an `admin` command is given gets a fresh database of its
+//! own on the PostgreSQL server `FIELDSYNC_TEST_POSTGRES` names (started by
+//! `tests/services/postgres.sh`), and both are pointed at it: the same
+//! scenarios, on the other store.
+
+use std::path::Path;
+
+/// The environment variable naming the PostgreSQL server to test against
+/// (a URL ending in a database the tests may create databases from).
+pub const POSTGRES_ENV: &str = "FIELDSYNC_TEST_POSTGRES";
+
+/// The environment variable that puts the scenarios on PostgreSQL.
+pub const STORE_ENV: &str = "FIELDSYNC_TEST_STORE";
+
+/// The file in a data directory that names its test database.
+const DATABASE_FILE: &str = "test-database-url";
+
+/// Whether the scenarios run on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(STORE_ENV).is_ok_and(|s| s == "postgres")
+}
+
+/// The PostgreSQL server the tests use; a test that needs one fails with
+/// what to run when there is none.
+pub fn postgres_server() -> String {
+    std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+        panic!(
+            "this test needs PostgreSQL: run `./test`, which starts one, or \
+             `eval \"$(tests/services/postgres.sh start)\"` first to set {POSTGRES_ENV}"
+        )
+    })
+}
+
+/// The database URL for the server of `data`, made on first use; `None`
+/// on SQLite.
+pub fn database_for(data: &Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let server = postgres_server();
+    let file = data.join(DATABASE_FILE);
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url);
+    }
+    let url = fresh_database(&server);
+    std::fs::create_dir_all(data).expect("create the data directory");
+    std::fs::write(&file, &url).expect("record the test database");
+    Some(url)
+}
+
+/// The database URL already made for `data`, if any: for an `admin`
+/// command given that data directory.
+pub fn known_database(data: &Path) -> Option<String> {
+    database_for(data)
+}
+
+/// Creates an empty database on `server` (a URL ending in a database
+/// name) and returns its URL.
+pub fn fresh_database(server: &str) -> String {
+    let name = format!("fs_{:016x}", crate::Rng::from_env_or_random().next_u64());
+    let mut client =
+        postgres::Client::connect(server, postgres::NoTls).expect("connect to the test PostgreSQL");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create a test database");
+    let base = server
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("a PostgreSQL URL ending in /DATABASE");
+    format!("{base}/{name}")
+}
