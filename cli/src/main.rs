@@ -86,6 +86,11 @@ pub enum Command {
         #[arg(long, default_value_t = fieldsync_server::DEFAULT_AUDIT_RETENTION_DAYS,
               value_parser = clap::value_parser!(u32).range(1..))]
         audit_retention_days: u32,
+        /// Serve the operators' metrics (Prometheus text, `GET /metrics`
+        /// only) on this second address, e.g. 127.0.0.1:9464; keep it off
+        /// the public network. Without it no metrics are served.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             upload_expiry_secs,
             trust_proxy,
             audit_retention_days,
+            metrics_listen,
         } => {
             let mut config = fieldsync_server::Config::new(data);
             config.max_request_bytes = max_request_bytes;
@@ -185,7 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.upload_expiry_secs = upload_expiry_secs;
             config.trust_proxy = trust_proxy;
             config.audit_retention_days = audit_retention_days;
-            serve::serve(config, &listen)
+            serve::serve(config, &listen, metrics_listen.as_deref())
         }
         Command::Admin { data, command } => admin::run(&data, command),
         Command::Device(command) => device::run(&home(cli.home)?, command),

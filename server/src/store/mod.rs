@@ -94,11 +94,11 @@ pub use audit::AuditEntry;
 pub use blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, UploadStart};
 pub use error::{StoreError, SCHEMA_VERSION};
 pub use membership::{CaseRecord, DeviceRecord};
-pub use pool::{secure_data_dir, Store, DB_FILE};
-pub use sync::SyncStoreError;
+pub use pool::{secure_data_dir, PoolStatus, Store, DB_FILE};
+pub use sync::{SyncRound, SyncStoreError};
 pub use timeline::{TimelineEntryRow, TimelinePage, TimelineQuery, TimelineRow};
 pub use traits::{
-    BlobIndex, MembershipStore, ServerStorage, SyncStore, TimelineStore, WebSessionStore,
+    BlobIndex, MembershipStore, PoolStats, ServerStorage, SyncStore, TimelineStore, WebSessionStore,
 };
 pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};
 
