@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long, default_value_t = fieldsync_server::DEFAULT_AUDIT_RETENTION_DAYS,
               value_parser = clap::value_parser!(u32).range(1..))]
         audit_retention_days: u32,
+        /// Serve the operators' metrics (Prometheus text, `GET /metrics`
+        /// only) on this second address, e.g. 127.0.0.1:9464; keep it off
+        /// the public network. Without it no metrics are served.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Operator commands on a server's data directory (work while it runs).
     Admin {
@@ -188,6 +193,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             upload_expiry_secs,
             trust_proxy,
             audit_retention_days,
+            metrics_listen,
         } => {
             let mut config = fieldsync_server::Config::new(data);
             config.database = database;
@@ -197,7 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.upload_expiry_secs = upload_expiry_secs;
             config.trust_proxy = trust_proxy;
             config.audit_retention_days = audit_retention_days;
-            serve::serve(config, &listen)
+            serve::serve(config, &listen, metrics_listen.as_deref())
         }
         Command::Admin {
             data,

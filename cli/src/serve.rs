@@ -10,7 +10,13 @@ use anyhow::{Context, Result};
 /// under sync load, for lines nobody reads.
 const DEFAULT_LOG_FILTER: &str = "info,automerge=warn";
 
-pub fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode> {
+/// `metrics_listen`: where to serve the operators' metrics, if anywhere
+/// (`--metrics-listen`); never on `listen`.
+pub fn serve(
+    config: fieldsync_server::Config,
+    listen: &str,
+    metrics_listen: Option<&str>,
+) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -22,28 +28,48 @@ pub fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode>
         format!("cannot listen on {listen}; is another server using that port?")
     })?;
     let addr = listener.local_addr()?;
+    let metrics_listener = metrics_listen
+        .map(|at| {
+            std::net::TcpListener::bind(at).with_context(|| {
+                format!("cannot listen for metrics on {at}; is another server using that port?")
+            })
+        })
+        .transpose()?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
     let data = config.data_dir.clone();
     // The URL is not printed: it may hold a password.
     let postgres = config.database.is_some();
     actix_web::rt::System::new().block_on(async move {
-        let server = fieldsync_server::run(listener, config).with_context(|| {
-            if postgres {
-                "cannot open the PostgreSQL database given by --database".to_owned()
-            } else {
-                format!("cannot open the data directory {}", data.display())
-            }
-        })?;
-        if postgres {
-            println!(
-                "fieldsync listening on http://{addr} (PostgreSQL database; blobs in {})",
+        let server =
+            fieldsync_server::run(listener, metrics_listener, config).with_context(|| {
+                if postgres {
+                    "cannot open the PostgreSQL database given by --database".to_owned()
+                } else {
+                    format!("cannot open the data directory {}", data.display())
+                }
+            })?;
+        // The banner stays the first line (tests and scripts read the
+        // address from it); the metrics address, with a port 0 resolved,
+        // is the second. One write, so a reader that takes only the first
+        // line never makes the second fail.
+        let mut banner = if postgres {
+            format!(
+                "fieldsync listening on http://{addr} (PostgreSQL database; blobs in {})\n",
                 data.display()
-            );
+            )
         } else {
-            println!(
-                "fieldsync listening on http://{addr} (data in {})",
+            format!(
+                "fieldsync listening on http://{addr} (data in {})\n",
                 data.display()
-            );
+            )
+        };
+        if let Some(at) = metrics_addr {
+            banner.push_str(&format!("metrics on http://{at}/metrics\n"));
         }
+        print!("{banner}");
         std::io::stdout().flush().ok();
         server.await.context("the server stopped with an error")
     })?;

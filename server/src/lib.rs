@@ -17,6 +17,7 @@ pub mod api;
 pub mod blob_store;
 pub mod config;
 pub mod data_dir;
+pub mod metrics;
 pub mod phone_app;
 pub mod public_origin;
 pub mod refusal_log;
@@ -25,6 +26,7 @@ pub mod tus;
 pub mod upkeep;
 pub mod web_assets;
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -36,14 +38,22 @@ pub use config::{
 };
 pub use store::{PgStore, ServerStorage, Store, StoreError};
 
-/// Opens the store and starts serving on `listener`. The returned server
-/// is a future; it stops gracefully on SIGTERM or SIGINT.
+/// Opens the store and starts serving on `listener`, and the operators'
+/// metrics (`GET /metrics` only, `metrics.rs`) on `metrics_listener` if
+/// there is one: never on `listener`. The returned future ends when the
+/// server stops, gracefully on SIGTERM or SIGINT; call this inside an
+/// actix system (`actix_web::rt::System`), which runs the metrics
+/// listener.
 ///
 /// Before it serves, expired uploads and partial files that belong to no
 /// upload are removed; a background thread then removes expired uploads
 /// periodically (see [`tus::sweep_interval`]). The audit log is pruned
 /// to its retention at start and hourly by another (`upkeep.rs`).
-pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StoreError> {
+pub fn run(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+) -> Result<impl Future<Output = std::io::Result<()>>, StoreError> {
     // Off the caller's thread, which may drive an async runtime (actix's):
     // the PostgreSQL client blocks on a runtime of its own.
     let (store, blobs) = std::thread::scope(|s| {
@@ -57,6 +67,15 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
         config.upload_expiry_secs,
     );
     upkeep::spawn_upkeep(Arc::downgrade(&store), config.audit_retention_days);
+    let metrics = actix_web::web::Data::new(metrics::Metrics::new());
+    let listener_error = |source| StoreError::Io {
+        path: "listener".into(),
+        source,
+    };
+    let exporter = metrics_listener
+        .map(|l| metrics::server(l, metrics.clone(), store.clone()))
+        .transpose()
+        .map_err(listener_error)?;
     let state = Arc::new(api::AppState {
         store,
         blobs,
@@ -71,17 +90,28 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
         }
         App::new()
             .wrap(headers)
+            // Outermost, so it counts the status the client gets.
+            .wrap(actix_web::middleware::from_fn(metrics::count_requests))
             .app_data(state.clone())
+            .app_data(metrics.clone())
             .configure(api::routes)
             .configure(phone_app::routes)
     })
     .listen(listener)
-    .map_err(|source| StoreError::Io {
-        path: "listener".into(),
-        source,
-    })?
+    .map_err(listener_error)?
     .run();
-    Ok(server)
+    let exporter = exporter.map(|exporter| {
+        let handle = exporter.handle();
+        actix_web::rt::spawn(exporter);
+        handle
+    });
+    Ok(async move {
+        let stopped = server.await;
+        if let Some(exporter) = exporter {
+            exporter.stop(true).await;
+        }
+        stopped
+    })
 }
 
 /// Opens the store and the blobs, and does the upkeep due at start:

@@ -15,6 +15,7 @@ mod fuzz_corpus;
 mod hardening;
 mod hostile_requests;
 mod import;
+mod metrics;
 mod node_units;
 mod offline_sync;
 mod phone_app;

@@ -82,6 +82,9 @@ pub struct ServerProcess {
     pub data: PathBuf,
     /// Further `serve` arguments, kept for [`ServerProcess::restart`].
     pub extra_args: Vec<String>,
+    /// `http://ADDR/metrics`, when started with `--metrics-listen`: the
+    /// second line the server prints.
+    pub metrics_url: Option<String>,
 }
 
 impl ServerProcess {
@@ -109,16 +112,21 @@ impl ServerProcess {
             .stderr(log_file(data))
             .spawn()
             .expect("start fieldsync serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read server banner");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_owned();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut read_url = |what: &str| {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("read the server's {what}: {e}"));
+            line.split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap_or_else(|| panic!("server did not start: {what} {line:?}"))
+                .to_owned()
+        };
+        let url = read_url("banner");
+        let metrics_url = extra_args
+            .contains(&"--metrics-listen")
+            .then(|| read_url("metrics address"));
         let addr = url.trim_start_matches("http://").to_owned();
         Self {
             child,
@@ -126,6 +134,7 @@ impl ServerProcess {
             addr,
             data: data.to_owned(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            metrics_url,
         }
     }
 

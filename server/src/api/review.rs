@@ -41,6 +41,7 @@ use serde_json::{json, Value};
 use super::blobs::serve_blob;
 use super::error::{login_refusal, ApiError};
 use super::state::{blocking, read_body, AppState};
+use crate::metrics::Metrics;
 use crate::public_origin::scheme_and_host;
 use crate::store::{LoginRefusal, StoredReport, SyncStoreError, TimelineQuery, WebSession};
 use crate::web_assets;
@@ -506,6 +507,7 @@ struct CommitBody {
 /// same sync path and policy as any device's change.
 pub(super) async fn commit(
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -533,7 +535,7 @@ pub(super) async fn commit(
     // Verifying the change and loading the report are work the browser's
     // bytes control: off the async workers, and before the store's write
     // transaction.
-    let response = blocking(move || {
+    let round = blocking(move || {
         let verified = signed
             .verify()
             .map_err(|e| unprocessable(format!("the signed change does not verify: {e}")))?;
@@ -581,7 +583,8 @@ pub(super) async fn commit(
             })
     })
     .await?;
-    if let Some(refused) = response.docs.iter().flat_map(|d| &d.refused).next() {
+    metrics.changes_stored(round.changes_stored);
+    if let Some(refused) = round.response.docs.iter().flat_map(|d| &d.refused).next() {
         return Err(unprocessable(format!(
             "the server refused the change: {}",
             refused.message

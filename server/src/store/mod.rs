@@ -95,12 +95,12 @@ pub use audit::AuditEntry;
 pub use blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, UploadStart};
 pub use error::{StoreError, SCHEMA_VERSION};
 pub use membership::{CaseRecord, DeviceRecord};
-pub use pool::{secure_data_dir, Store, DB_FILE};
+pub use pool::{secure_data_dir, PoolStatus, Store, DB_FILE};
 pub use postgres::PgStore;
-pub use sync::SyncStoreError;
+pub use sync::{SyncRound, SyncStoreError};
 pub use timeline::{TimelineEntryRow, TimelinePage, TimelineQuery, TimelineRow};
 pub use traits::{
-    AdminStore, BlobIndex, MembershipStore, ServerStorage, SyncStore, TimelineStore,
+    AdminStore, BlobIndex, MembershipStore, PoolStats, ServerStorage, SyncStore, TimelineStore,
     WebSessionStore,
 };
 pub use web::{LoginRefusal, NewWebSession, StoredChange, StoredReport, WebSession};

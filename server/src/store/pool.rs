@@ -28,9 +28,32 @@ pub struct Store {
     pub(super) pool: Pool<SqliteConnectionManager>,
 }
 
+/// How busy a store's connection pool is: what the operators' metrics
+/// show as its saturation. `in_use` at `max` means requests wait for a
+/// connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections lent out to a request or a background task.
+    pub in_use: u32,
+    /// Connections open and waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 impl Store {
     pub(super) fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// The pool's connections now: takes its lock briefly, opens nothing.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 }
 

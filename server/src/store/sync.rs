@@ -23,6 +23,18 @@ use super::sync_plan::{Plan, PlannedChange, PlannedDocument};
 use super::sync_rows::{held_by_another_case, member_by_key};
 use super::timeline::Projection;
 
+/// A sync round, committed: the answer for the device, and what the round
+/// added to the store (for the operators' metrics, `metrics.rs`).
+#[derive(Debug)]
+pub struct SyncRound {
+    pub response: SyncResponse,
+    /// Changes this round wrote to the store: new rows of the case's feed.
+    /// Changes the server refused, and changes it already held (a retry, a
+    /// relay of another device's change), are not counted; changes the
+    /// answer sends the device are not either.
+    pub changes_stored: usize,
+}
+
 /// Why a sync round failed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncStoreError {
@@ -44,7 +56,9 @@ impl Store {
         limits: ServerLimits,
     ) -> Result<SyncResponse, SyncStoreError> {
         let verified = verify_request(request.clone()).map_err(SyncError::from)?;
-        self.sync_verified(requester, verified, limits, None)
+        Ok(self
+            .sync_verified(requester, verified, limits, None)?
+            .response)
     }
 
     /// Applies a request whose changes [`verify_request`] already checked
@@ -74,7 +88,7 @@ impl Store {
         request: VerifiedRequest,
         limits: ServerLimits,
         live_session: Option<&PublicKey>,
-    ) -> Result<SyncResponse, SyncStoreError> {
+    ) -> Result<SyncRound, SyncStoreError> {
         let planned = self.plan_round(requester, request, live_session)?;
         self.finish_round(planned, limits)
     }
@@ -113,7 +127,7 @@ impl Store {
         &self,
         planned: PlannedRound,
         limits: ServerLimits,
-    ) -> Result<SyncResponse, SyncStoreError> {
+    ) -> Result<SyncRound, SyncStoreError> {
         let PlannedRound {
             requester,
             request,
@@ -130,19 +144,20 @@ impl Store {
         let current = device_by_id(&tx, &requester.device_id)?
             .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
         let member = current.member();
-        let docs = match outcome {
+        let (docs, changes_stored) = match outcome {
             Some((docs, plan)) if member == requester.member() && plan.still_holds(&tx)? => {
-                plan.write_all(&tx)?;
-                docs
+                let stored = plan.write_all(&tx)?;
+                (docs, stored)
             }
             _ => {
                 let mut case_store = CaseStore::writing(&tx, &current, &now);
-                apply_request(
+                let docs = apply_request(
                     &mut case_store,
                     &member,
                     &request.docs,
                     live_session.as_ref(),
-                )?
+                )?;
+                (docs, case_store.stored)
             }
         };
         // synchronous=FULL: once this returns the round is on disk, so the
@@ -156,7 +171,10 @@ impl Store {
         let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
         drop(case_store);
         read.finish().map_err(StoreError::from)?;
-        Ok(respond(docs, feed))
+        Ok(SyncRound {
+            response: respond(docs, feed),
+            changes_stored,
+        })
     }
 }
 
@@ -199,6 +217,8 @@ struct CaseStore<'a> {
     /// When this round's changes were received.
     now: String,
     plan: Option<Plan>,
+    /// Changes written so far (writing, not planning).
+    stored: usize,
 }
 
 impl<'a> CaseStore<'a> {
@@ -209,6 +229,7 @@ impl<'a> CaseStore<'a> {
             case_id: requester.case_id.as_str().to_owned(),
             now: now.to_owned(),
             plan: None,
+            stored: 0,
         }
     }
 
@@ -328,7 +349,10 @@ impl ServerStore for CaseStore<'_> {
                 plan.write(planned);
                 Ok(())
             }
-            None => planned.write(self.tx, &self.case_id, &self.now),
+            None => {
+                self.stored += planned.write(self.tx, &self.case_id, &self.now)?;
+                Ok(())
+            }
         }
     }
 

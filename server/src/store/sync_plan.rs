@@ -106,22 +106,26 @@ impl Plan {
 
     /// Makes the plan's writes through `conn`, inside the write
     /// transaction in which [`Plan::still_holds`] said yes.
-    pub(super) fn write_all(self, conn: &Connection) -> Result<(), StoreError> {
+    /// Returns how many changes it wrote.
+    pub(super) fn write_all(self, conn: &Connection) -> Result<usize, StoreError> {
+        let mut stored = 0;
         for document in &self.writes {
-            document.write(conn, &self.case_id, &self.now)?;
+            stored += document.write(conn, &self.case_id, &self.now)?;
         }
-        Ok(())
+        Ok(stored)
     }
 }
 
 impl PlannedDocument {
-    /// Writes this report's rows for a round of `case_id` received at `now`.
+    /// Writes this report's rows for a round of `case_id` received at `now`;
+    /// returns how many changes it wrote (each is a new row: a duplicate
+    /// would fail the round, not be skipped).
     pub(super) fn write(
         &self,
         conn: &Connection,
         case_id: &str,
         now: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let changes: Vec<ChangeRow<'_>> = self
             .changes
             .iter()
@@ -144,6 +148,7 @@ impl PlannedDocument {
                 changes: &changes,
                 projection: &self.projection,
             },
-        )
+        )?;
+        Ok(changes.len())
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fieldsync_core::case_key_trust::{PublishedCaseKey, VerifiedCaseKey};
 use fieldsync_core::model::DeviceRole;
-use fieldsync_core::protocol::SyncResponse;
 use fieldsync_core::sync::server::{ServerLimits, VerifiedRequest};
 use fieldsync_core::web_login::LoginCertificate;
 use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
@@ -18,8 +17,8 @@ use fieldsync_core::{CaseId, DeviceId, PublicKey, ReportId};
 use super::blobs::{BlobAccess, NewUpload, UploadError, UploadLimits, UploadRecord, UploadStart};
 use super::error::StoreError;
 use super::membership::{CaseRecord, DeviceRecord};
-use super::pool::Store;
-use super::sync::SyncStoreError;
+use super::pool::{PoolStatus, Store};
+use super::sync::{SyncRound, SyncStoreError};
 use super::timeline::{TimelinePage, TimelineQuery};
 use super::web::{LoginRefusal, NewWebSession, StoredReport, WebSession};
 use crate::blob_store::{BlobId, UploadId};
@@ -63,7 +62,7 @@ pub trait SyncStore {
         request: VerifiedRequest,
         limits: ServerLimits,
         live_session: Option<&PublicKey>,
-    ) -> Result<SyncResponse, SyncStoreError>;
+    ) -> Result<SyncRound, SyncStoreError>;
 }
 
 /// The case timeline and a report with its history.
@@ -132,14 +131,27 @@ pub trait AdminStore {
     fn revoke(&self, id: &DeviceId) -> Result<DeviceRecord, StoreError>;
 }
 
+/// The connection pool's saturation, for the operators' metrics. Cheap
+/// and non-blocking: it is read at every scrape.
+pub trait PoolStats {
+    fn pool_status(&self) -> PoolStatus;
+}
+
 /// Everything the server's handlers need of a store.
 pub trait ServerStorage:
-    MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + Send + Sync
+    MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + PoolStats + Send + Sync
 {
 }
 
 impl<T> ServerStorage for T where
-    T: MembershipStore + SyncStore + TimelineStore + BlobIndex + WebSessionStore + Send + Sync
+    T: MembershipStore
+        + SyncStore
+        + TimelineStore
+        + BlobIndex
+        + WebSessionStore
+        + PoolStats
+        + Send
+        + Sync
 {
 }
 
@@ -252,7 +264,7 @@ macro_rules! delegate {
                 request: VerifiedRequest,
                 limits: ServerLimits,
                 live_session: Option<&PublicKey>,
-            ) -> Result<SyncResponse, SyncStoreError> {
+            ) -> Result<SyncRound, SyncStoreError> {
                 <$store>::sync_verified(self, requester, request, limits, live_session)
             }
         }
@@ -312,6 +324,12 @@ macro_rules! delegate {
                 blob: &BlobId,
             ) -> Result<BlobAccess, StoreError> {
                 <$store>::blob_access(self, device, blob)
+            }
+        }
+
+        impl PoolStats for $store {
+            fn pool_status(&self) -> PoolStatus {
+                <$store>::pool_status(self)
             }
         }
 

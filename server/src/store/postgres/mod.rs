@@ -37,6 +37,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::error::StoreError;
+use super::pool::PoolStatus;
 
 mod blobs;
 mod membership;
@@ -116,14 +117,14 @@ impl PgStore {
         Ok(self.pool.get()?)
     }
 
-    /// Connections in use and idle, and the most the pool opens.
-    pub fn pool_state(&self) -> (u32, u32, u32) {
+    /// The pool's saturation, for the operators' metrics.
+    pub fn pool_status(&self) -> PoolStatus {
         let state = self.pool.state();
-        (
-            state.connections - state.idle_connections,
-            state.idle_connections,
-            self.pool.max_size(),
-        )
+        PoolStatus {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 }
 

@@ -15,7 +15,6 @@
 use automerge::{Automerge, ChangeHash};
 use fieldsync_core::document::read_report;
 use fieldsync_core::model::{DeviceRole, Report};
-use fieldsync_core::protocol::SyncResponse;
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::Member;
 use fieldsync_core::sync::server::{
@@ -31,7 +30,7 @@ use crate::store::error::StoreError;
 use crate::store::membership::DeviceRecord;
 use crate::store::sql::{format_heads, now_text, parse_heads, parse_stored, sql_count};
 use crate::store::timeline::Projection;
-use crate::store::SyncStoreError;
+use crate::store::{SyncRound, SyncStoreError};
 
 impl PgStore {
     /// One sync round; see [`crate::store::Store::sync_verified`] for what
@@ -42,7 +41,7 @@ impl PgStore {
         request: VerifiedRequest,
         limits: ServerLimits,
         live_session: Option<&PublicKey>,
-    ) -> Result<SyncResponse, SyncStoreError> {
+    ) -> Result<SyncRound, SyncStoreError> {
         let cursor = request.cursor;
         let offered = request.offered();
         let case_id = requester.case_id.as_str().to_owned();
@@ -66,6 +65,7 @@ impl PgStore {
         let member = current.member();
         let mut case_store = CaseStore::new(&mut tx, &case_id, now_text(), writes);
         let docs = apply_request(&mut case_store, &member, &request.docs, live_session)?;
+        let changes_stored = case_store.stored;
         #[cfg(test)]
         if let Some(hold) = &self.before_commit {
             hold();
@@ -83,7 +83,10 @@ impl PgStore {
         let mut case_store = CaseStore::new(&mut read, &case_id, String::new(), false);
         let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
         read.commit().map_err(StoreError::from)?;
-        Ok(respond(docs, feed))
+        Ok(SyncRound {
+            response: respond(docs, feed),
+            changes_stored,
+        })
     }
 }
 
@@ -112,6 +115,8 @@ struct CaseStore<'a, C> {
     /// Whether the transaction holds the case's lock, which every write
     /// needs.
     locked: bool,
+    /// Changes written so far.
+    stored: usize,
 }
 
 impl<'a, C: GenericClient> CaseStore<'a, C> {
@@ -121,6 +126,7 @@ impl<'a, C: GenericClient> CaseStore<'a, C> {
             case_id,
             now,
             locked,
+            stored: 0,
         }
     }
 }
@@ -192,6 +198,7 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
                 Projection::empty()
             }
         };
+        self.stored += new_changes.len();
         write_document(
             self.conn,
             self.case_id,

@@ -72,7 +72,9 @@ fn sync(store: &PgStore, device: &mut Device) {
                 let req = SyncRequest::from_json(&req.to_json()).unwrap();
                 let verified =
                     verify_request(req).map_err(|e| SyncStoreError::Sync(SyncError::from(e)))?;
-                store.sync_verified(&record, verified, ServerLimits::default(), None)
+                store
+                    .sync_verified(&record, verified, ServerLimits::default(), None)
+                    .map(|round| round.response)
             },
             |_| {},
         )

@@ -207,3 +207,18 @@ fn a_version_3_database_gets_its_tag_index_on_upgrade_and_keeps_it() {
         ["Detained again", "Kettled", "Water cannon"]
     );
 }
+
+/// The pool's saturation as the operators' metrics read it.
+#[test]
+fn the_pool_status_counts_connections_lent_out() {
+    let (_dir, store) = open();
+    let idle = store.pool_status();
+    assert_eq!(idle.in_use, 0, "{idle:?}");
+    assert_eq!(idle.max, 16, "{idle:?}");
+    let held = raw(&store);
+    let busy = store.pool_status();
+    assert_eq!(busy.in_use, 1, "{busy:?}");
+    assert_eq!(busy.idle + busy.in_use, idle.idle.max(1), "{busy:?}");
+    drop(held);
+    assert_eq!(store.pool_status().in_use, 0);
+}

@@ -85,10 +85,16 @@ fn a_report_id_taken_in_another_case_is_refused_without_writing() {
     // Refused as a second creation of a report, as in its own case: not
     // a storage failure (a 500 that told the device the id is taken
     // elsewhere).
-    let response = store
-        .sync(&b.record, &plan.request, ServerLimits::default())
+    let round = store
+        .sync_verified(
+            &b.record,
+            verify_request(plan.request).unwrap(),
+            ServerLimits::default(),
+            None,
+        )
         .unwrap();
-    let answer = &response.docs[0];
+    assert_eq!(round.changes_stored, 0, "a refused change is not stored");
+    let answer = &round.response.docs[0];
     assert_eq!(answer.refused.len(), 1, "{answer:?}");
     assert_eq!(
         answer.refused[0].reason,
@@ -198,9 +204,11 @@ fn a_round_planned_before_another_wrote_its_report_is_applied_again() {
         )
         .unwrap();
     sync(&store, &mut coordinator);
-    let response = store
+    let round = store
         .finish_round(planned, ServerLimits::default())
         .unwrap();
+    assert_eq!(round.changes_stored, 1, "the reporter's one edit");
+    let response = round.response;
 
     let answer = &response.docs[0];
     assert!(answer.refused.is_empty(), "{:?}", answer.refused);
@@ -256,4 +264,35 @@ fn a_round_planned_before_its_device_was_revoked_is_refused() {
         "{err:?}"
     );
     assert_eq!(store.dump().unwrap(), before);
+}
+
+/// What a round counts as stored (`SyncRound::changes_stored`, the
+/// operators' changes-stored metric): new changes only; a replay counts
+/// nothing (a refused change: `a_report_id_taken_in_another_case_is_refused_without_writing`).
+#[test]
+fn a_round_counts_the_changes_it_stored_not_those_it_held() {
+    let (_dir, store) = open();
+    let case = store.create_case("rally").unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    for title in ["Detained", "Released"] {
+        let new = new_report(&case.id, title, "2024-05-01T10:00:00Z");
+        reporter.replica.create_report(&new).unwrap();
+    }
+    let plan = reporter.replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES);
+    let request = plan.unwrap().request;
+    let offered: usize = request.docs.iter().map(|d| d.changes.len()).sum();
+    assert_eq!(offered, 2);
+    let stored = || {
+        store
+            .sync_verified(
+                &reporter.record,
+                verify_request(request.clone()).unwrap(),
+                ServerLimits::default(),
+                None,
+            )
+            .unwrap()
+            .changes_stored
+    };
+    assert_eq!(stored(), 2);
+    assert_eq!(stored(), 0, "a replay stores nothing");
 }
