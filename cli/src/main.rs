@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use fieldsync_server::blob_store::BlobLocation;
 
 /// See `Cargo.toml`: why this allocator, for the server and the device.
 #[global_allocator]
@@ -63,6 +64,12 @@ pub enum Command {
         /// Data directory (SQLite database and blobs); created if missing.
         #[arg(long, default_value = "./fieldsync-data")]
         data: PathBuf,
+        /// Keep attachments (complete and partial uploads) in an
+        /// S3-compatible bucket instead of the data directory:
+        /// s3://BUCKET/PREFIX, reached with the AWS_* environment variables
+        /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        blobs: Option<BlobLocation>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// Largest sync request body accepted.
@@ -91,6 +98,10 @@ pub enum Command {
     Admin {
         #[arg(long, default_value = "./fieldsync-data")]
         data: PathBuf,
+        /// The server's --blobs, accepted (and checked) for symmetry with
+        /// `serve`: no admin command touches attachments today.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        blobs: Option<BlobLocation>,
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
@@ -170,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve {
             data,
+            blobs,
             listen,
             max_request_bytes,
             max_blob_bytes,
@@ -179,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             audit_retention_days,
         } => {
             let mut config = fieldsync_server::Config::new(data);
+            config.blobs = blobs.unwrap_or_default();
             config.max_request_bytes = max_request_bytes;
             config.max_blob_bytes = max_blob_bytes;
             config.device_quota_bytes = device_quota_bytes;
@@ -187,7 +200,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config.audit_retention_days = audit_retention_days;
             serve::serve(config, &listen)
         }
-        Command::Admin { data, command } => admin::run(&data, command),
+        Command::Admin {
+            data,
+            blobs: _,
+            command,
+        } => admin::run(&data, command),
         Command::Device(command) => device::run(&home(cli.home)?, command),
         Command::Record(args) => reports::record(&home(cli.home)?, args),
         Command::Edit(args) => reports::edit(&home(cli.home)?, args),

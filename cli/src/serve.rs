@@ -4,6 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use fieldsync_server::blob_store::BlobLocation;
+use fieldsync_server::StartError;
 
 /// Automerge opens an info-level span, its arguments formatted, on every
 /// document it loads: at "info" that was a twentieth of the server's CPU
@@ -23,15 +25,30 @@ pub fn serve(config: fieldsync_server::Config, listen: &str) -> Result<ExitCode>
     })?;
     let addr = listener.local_addr()?;
     let data = config.data_dir.clone();
+    let blobs = match &config.blobs {
+        BlobLocation::DataDir => String::new(),
+        bucket => format!(", blobs in {bucket}"),
+    };
     actix_web::rt::System::new().block_on(async move {
-        let server = fieldsync_server::run(listener, config)
-            .with_context(|| format!("cannot open the data directory {}", data.display()))?;
+        let server = fieldsync_server::run(listener, config).map_err(with_hint)?;
         println!(
-            "fieldsync listening on http://{addr} (data in {})",
+            "fieldsync listening on http://{addr} (data in {}{blobs})",
             data.display()
         );
         std::io::stdout().flush().ok();
         server.await.context("the server stopped with an error")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to check when the bucket cannot be reached: the server names no
+/// setting in its errors, the CLI does.
+fn with_hint(e: StartError) -> anyhow::Error {
+    match e {
+        StartError::Blobs { .. } => anyhow::anyhow!(
+            "{e}; check AWS_ENDPOINT_URL (with AWS_ALLOW_HTTP=true for a plain-http endpoint), \
+             AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the bucket exists"
+        ),
+        other => anyhow::Error::new(other),
+    }
 }

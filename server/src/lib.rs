@@ -1,7 +1,7 @@
 //! fieldsync-server: the server that devices of a case sync with. It runs
 //! the core's sync algorithm behind an HTTP API (actix-web, `api/`), keeps
 //! the case's reports in a SQLite store (`store/`), and keeps attachment
-//! ciphertext in a blob store (`blob_store.rs`, with the upload rules of
+//! ciphertext in a blob store (`blob_store/`, with the upload rules of
 //! `tus.rs`). It also serves the review web app and the phone app's files.
 //!
 //! Architecture invariant: the server never sees a plaintext attachment,
@@ -36,6 +36,25 @@ pub use config::{
 };
 pub use store::{ServerStorage, Store, StoreError};
 
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {}: {source}", dir.display())]
+    Store {
+        dir: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot open the blob storage ({location}): {source}")]
+    Blobs {
+        location: blob_store::BlobLocation,
+        #[source]
+        source: Box<blob_store::BlobStoreError>,
+    },
+    #[error("cannot serve on the listener: {0}")]
+    Listen(#[source] std::io::Error),
+}
+
 /// Opens the store and starts serving on `listener`. The returned server
 /// is a future; it stops gracefully on SIGTERM or SIGINT.
 ///
@@ -43,11 +62,16 @@ pub use store::{ServerStorage, Store, StoreError};
 /// upload are removed; a background thread then removes expired uploads
 /// periodically (see [`tus::sweep_interval`]). The audit log is pruned
 /// to its retention at start and hourly by another (`upkeep.rs`).
-pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StoreError> {
-    let store = Store::open(&config.data_dir)?;
-    let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
-        path: e.path,
-        source: e.source,
+pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Server, StartError> {
+    let store = Store::open(&config.data_dir).map_err(|source| StartError::Store {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let blobs = blob_store::BlobStore::open(&config.data_dir, &config.blobs).map_err(|source| {
+        StartError::Blobs {
+            location: config.blobs.clone(),
+            source: Box::new(source),
+        }
     })?;
     let store: Arc<dyn ServerStorage> = Arc::new(store);
     upkeep::sweep_at_start(store.as_ref(), &blobs);
@@ -77,10 +101,7 @@ pub fn run(listener: TcpListener, config: Config) -> Result<actix_web::dev::Serv
             .configure(phone_app::routes)
     })
     .listen(listener)
-    .map_err(|source| StoreError::Io {
-        path: "listener".into(),
-        source,
-    })?
+    .map_err(StartError::Listen)?
     .run();
     Ok(server)
 }
