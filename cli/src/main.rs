@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use fieldsync_server::blob_store::BlobLocation;
 
 /// See `Cargo.toml`: why this allocator, for the server and the device.
 #[global_allocator]
@@ -68,6 +69,12 @@ pub enum Command {
         /// the process list). Blobs stay in --data.
         #[arg(long, env = "FIELDSYNC_DATABASE", value_name = "URL")]
         database: Option<String>,
+        /// Keep attachments (complete and partial uploads) in an
+        /// S3-compatible bucket instead of the data directory:
+        /// s3://BUCKET/PREFIX, reached with the AWS_* environment variables
+        /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        blobs: Option<BlobLocation>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
         /// Largest sync request body accepted.
@@ -106,6 +113,10 @@ pub enum Command {
         /// the process list). Blobs stay in --data.
         #[arg(long, env = "FIELDSYNC_DATABASE", value_name = "URL")]
         database: Option<String>,
+        /// The server's --blobs, accepted (and checked) for symmetry with
+        /// `serve`: no admin command touches attachments today.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        blobs: Option<BlobLocation>,
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
@@ -186,6 +197,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve {
             data,
             database,
+            blobs,
             listen,
             max_request_bytes,
             max_blob_bytes,
@@ -197,6 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut config = fieldsync_server::Config::new(data);
             config.database = database;
+            config.blobs = blobs.unwrap_or_default();
             config.max_request_bytes = max_request_bytes;
             config.max_blob_bytes = max_blob_bytes;
             config.device_quota_bytes = device_quota_bytes;
@@ -208,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin {
             data,
             database,
+            blobs: _,
             command,
         } => admin::run(&data, database.as_deref(), command),
         Command::Device(command) => device::run(&home(cli.home)?, command),

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use fieldsync_server::blob_store::BlobLocation;
+use fieldsync_server::StartError;
 
 /// Automerge opens an info-level span, its arguments formatted, on every
 /// document it loads: at "info" that was a twentieth of the server's CPU
@@ -42,27 +44,30 @@ pub fn serve(
     let data = config.data_dir.clone();
     // The URL is not printed: it may hold a password.
     let postgres = config.database.is_some();
+    let blobs = match &config.blobs {
+        BlobLocation::DataDir => String::new(),
+        bucket => format!(", blobs in {bucket}"),
+    };
     actix_web::rt::System::new().block_on(async move {
         let server =
-            fieldsync_server::run(listener, metrics_listener, config).with_context(|| {
-                if postgres {
-                    "cannot open the PostgreSQL database given by --database".to_owned()
-                } else {
-                    format!("cannot open the data directory {}", data.display())
-                }
-            })?;
+            fieldsync_server::run(listener, metrics_listener, config).map_err(with_hint)?;
         // The banner stays the first line (tests and scripts read the
         // address from it); the metrics address, with a port 0 resolved,
         // is the second. One write, so a reader that takes only the first
         // line never makes the second fail.
+        let store = if postgres {
+            "PostgreSQL database"
+        } else {
+            "data in"
+        };
         let mut banner = if postgres {
             format!(
-                "fieldsync listening on http://{addr} (PostgreSQL database; blobs in {})\n",
+                "fieldsync listening on http://{addr} ({store}; data in {}{blobs})\n",
                 data.display()
             )
         } else {
             format!(
-                "fieldsync listening on http://{addr} (data in {})\n",
+                "fieldsync listening on http://{addr} ({store} {}{blobs})\n",
                 data.display()
             )
         };
@@ -74,4 +79,16 @@ pub fn serve(
         server.await.context("the server stopped with an error")
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to check when the bucket cannot be reached: the server names no
+/// setting in its errors, the CLI does.
+fn with_hint(e: StartError) -> anyhow::Error {
+    match e {
+        StartError::Blobs { .. } => anyhow::anyhow!(
+            "{e}; check AWS_ENDPOINT_URL (with AWS_ALLOW_HTTP=true for a plain-http endpoint), \
+             AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the bucket exists"
+        ),
+        other => anyhow::Error::new(other),
+    }
 }

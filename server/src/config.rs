@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::blob_store::BlobLocation;
 use fieldsync_core::protocol::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 use fieldsync_core::request_auth::DEFAULT_WINDOW_SECS;
 
@@ -13,6 +14,9 @@ pub struct Config {
     /// A PostgreSQL URL (`serve --database`); without one the store is
     /// SQLite in `data_dir`.
     pub database: Option<String>,
+    /// Where attachment ciphertext is kept: the data directory, or a
+    /// bucket (`--blobs s3://BUCKET/PREFIX`).
+    pub blobs: BlobLocation,
     /// Largest request body accepted (413 beyond).
     pub max_request_bytes: usize,
     /// Budget for the feed part of a sync response.
@@ -50,6 +54,7 @@ impl Config {
         Self {
             data_dir,
             database: None,
+            blobs: BlobLocation::DataDir,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             auth_window_secs: DEFAULT_WINDOW_SECS,

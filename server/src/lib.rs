@@ -1,7 +1,7 @@
 //! fieldsync-server: the server that devices of a case sync with. It runs
 //! the core's sync algorithm behind an HTTP API (actix-web, `api/`), keeps
 //! the case's reports in a SQLite store (`store/`), and keeps attachment
-//! ciphertext in a blob store (`blob_store.rs`, with the upload rules of
+//! ciphertext in a blob store (`blob_store/`, with the upload rules of
 //! `tus.rs`). It also serves the review web app and the phone app's files.
 //!
 //! Architecture invariant: the server never sees a plaintext attachment,
@@ -38,6 +38,27 @@ pub use config::{
 };
 pub use store::{PgStore, ServerStorage, Store, StoreError};
 
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {}: {source}", dir.display())]
+    Store {
+        dir: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot open the PostgreSQL database: {0}")]
+    Database(#[source] StoreError),
+    #[error("cannot open the blob storage ({location}): {source}")]
+    Blobs {
+        location: blob_store::BlobLocation,
+        #[source]
+        source: Box<blob_store::BlobStoreError>,
+    },
+    #[error("cannot serve on the listener: {0}")]
+    Listen(#[source] std::io::Error),
+}
+
 /// Opens the store and starts serving on `listener`, and the operators'
 /// metrics (`GET /metrics` only, `metrics.rs`) on `metrics_listener` if
 /// there is one: never on `listener`. The returned future ends when the
@@ -53,7 +74,7 @@ pub fn run(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     config: Config,
-) -> Result<impl Future<Output = std::io::Result<()>>, StoreError> {
+) -> Result<impl Future<Output = std::io::Result<()>>, StartError> {
     // Off the caller's thread, which may drive an async runtime (actix's):
     // the PostgreSQL client blocks on a runtime of its own.
     let (store, blobs) = std::thread::scope(|s| {
@@ -68,14 +89,10 @@ pub fn run(
     );
     upkeep::spawn_upkeep(Arc::downgrade(&store), config.audit_retention_days);
     let metrics = actix_web::web::Data::new(metrics::Metrics::new());
-    let listener_error = |source| StoreError::Io {
-        path: "listener".into(),
-        source,
-    };
     let exporter = metrics_listener
         .map(|l| metrics::server(l, metrics.clone(), store.clone()))
         .transpose()
-        .map_err(listener_error)?;
+        .map_err(StartError::Listen)?;
     let state = Arc::new(api::AppState {
         store,
         blobs,
@@ -98,7 +115,7 @@ pub fn run(
             .configure(phone_app::routes)
     })
     .listen(listener)
-    .map_err(listener_error)?
+    .map_err(StartError::Listen)?
     .run();
     let exporter = exporter.map(|exporter| {
         let handle = exporter.handle();
@@ -118,11 +135,21 @@ pub fn run(
 /// expired uploads and stray partial files removed, the audit log pruned.
 fn open_stores(
     config: &Config,
-) -> Result<(Arc<dyn ServerStorage>, blob_store::BlobStore), StoreError> {
-    let store = store::open_server_store(&config.data_dir, config.database.as_deref())?;
-    let blobs = blob_store::BlobStore::open(&config.data_dir).map_err(|e| StoreError::Io {
-        path: e.path,
-        source: e.source,
+) -> Result<(Arc<dyn ServerStorage>, blob_store::BlobStore), StartError> {
+    let store = store::open_server_store(&config.data_dir, config.database.as_deref()).map_err(
+        |source| match config.database {
+            Some(_) => StartError::Database(source),
+            None => StartError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            },
+        },
+    )?;
+    let blobs = blob_store::BlobStore::open(&config.data_dir, &config.blobs).map_err(|source| {
+        StartError::Blobs {
+            location: config.blobs.clone(),
+            source: Box::new(source),
+        }
     })?;
     upkeep::sweep_at_start(store.as_ref(), &blobs);
     upkeep::prune(store.as_ref(), config.audit_retention_days);

@@ -4,9 +4,11 @@
 //! may start and how much it may carry, the final check that the bytes
 //! hash to the blob id, and the sweep of expired uploads.
 //!
-//! The offset of an upload is the length of its partial file on disk
-//! (`blob_store.rs`); the store (`store/blobs.rs`) records the upload. The
-//! handlers in `api/uploads.rs` read headers and bodies and call these.
+//! The offset of an upload is what its partial holds (`blob_store/`: the
+//! length of a file, or where a chain of parts in a bucket ends); the
+//! store (`store/blobs.rs`) records the upload. The handlers in
+//! `api/uploads.rs` read headers and bodies and call these. Nothing here
+//! knows which blob backend is in use.
 
 use std::time::Duration;
 
@@ -15,7 +17,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use fieldsync_core::ReportId;
 
-use crate::blob_store::{BlobId, BlobStore, BlobStoreError, PartialEntry, UploadId, UploadLock};
+use crate::blob_store::{
+    BlobId, BlobStore, BlobStoreError, PartialEntry, Sealed, UploadId, UploadLock,
+};
 use crate::store::{BlobIndex, StoreError, UploadRecord};
 
 /// The tus protocol version spoken.
@@ -236,25 +240,23 @@ pub fn too_long(upload: &UploadRecord, current: u64) -> TusRefusal {
     }
 }
 
-/// The last bytes arrived: checks that the whole partial file hashes to
-/// the blob id, then moves it into its case and only then records the
-/// upload complete. `received` is the blob id of the file's bytes as they
-/// were written, when the PATCH that wrote them all hashed them on the
-/// way; otherwise the file is read and hashed here. Bytes that do not match are discarded, row first: an
-/// incomplete upload without a partial file is one whose verified bytes
-/// were moved into place (see [`sweep`]). Blocks; hold the upload's lock.
+/// The last bytes arrived: checks that the whole partial hashes to the
+/// blob id, has it stored as its case's blob ([`BlobStore::seal`]) and
+/// only then records the upload complete. `received` is the blob id of
+/// the bytes as they were written, when the PATCH that wrote them all
+/// hashed them on the way; otherwise they are read and hashed. Bytes that
+/// do not match are discarded, row first: an incomplete upload without a
+/// partial is one whose verified bytes were moved into place (see
+/// [`sweep`]). Blocks; hold the upload's lock.
 pub fn finish<S: BlobIndex + ?Sized>(
     store: &S,
     blobs: &BlobStore,
     upload: &UploadRecord,
-    _lock: &UploadLock,
+    lock: &UploadLock,
     received: Option<BlobId>,
 ) -> Result<UploadRecord, TusError> {
-    let actual = match received {
-        Some(id) => id,
-        None => blobs.partial_blob_id(&upload.id)?,
-    };
-    if actual != upload.blob {
+    let sealed = blobs.seal(lock, &upload.case_id, &upload.blob, received.as_ref())?;
+    if sealed == Sealed::Mismatch {
         store.delete_upload(&upload.id)?;
         blobs.remove_partial(&upload.id)?;
         tracing::info!(device = %upload.device_id, blob = %upload.blob, "upload refused: the bytes do not hash to the blob id; discarded");
@@ -263,7 +265,6 @@ pub fn finish<S: BlobIndex + ?Sized>(
         }
         .into());
     }
-    blobs.promote(&upload.id, &upload.case_id, &upload.blob)?;
     Ok(store.complete_upload(&upload.id)?)
 }
 
@@ -290,7 +291,7 @@ pub fn sweep<S: BlobIndex + ?Sized>(
 ) -> Result<(usize, usize), SweepError> {
     if at_start {
         for id in store.incomplete_uploads()? {
-            if blobs.has_partial(&id) {
+            if blobs.has_partial(&id)? {
                 continue;
             }
             let Some(upload) = store.upload(&id)? else {
@@ -321,7 +322,7 @@ pub fn sweep<S: BlobIndex + ?Sized>(
             let removed = match entry {
                 PartialEntry::Upload(id) if live.contains(&id) => false,
                 PartialEntry::Upload(id) => blobs.remove_partial(&id)?,
-                PartialEntry::Stray(path) => blobs.remove_stray(&path)?,
+                PartialEntry::Stray(name) => blobs.remove_stray(&name)?,
             };
             strays += usize::from(removed);
         }

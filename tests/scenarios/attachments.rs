@@ -125,24 +125,44 @@ fn the_server_never_holds_a_plaintext_byte_of_an_attachment() {
         .all(|a| a["waiting_for_upload"] == false));
     let windows = windows(&[&marker, &photo, &tiny]);
     let mut scanned = 0u64;
-    let mut places = every_file(&case.server.data);
-    places.push(case.server.log_path());
-    for file in places {
-        let bytes = std::fs::read(&file).unwrap();
+    let mut places: Vec<(String, Vec<u8>)> = every_file(&case.server.data)
+        .into_iter()
+        .chain([case.server.log_path()])
+        .map(|file| (file.display().to_string(), std::fs::read(&file).unwrap()))
+        .collect();
+    // With --blobs s3://…, the ciphertext is in the bucket: every object
+    // under the server's prefix is scanned too, and the data directory
+    // must hold no blob and no upload's bytes.
+    let blobs = case.server.blobs();
+    if blobs.is_bucket() {
+        let local = every_file(&case.server.data);
+        assert!(
+            local.iter().all(|f| {
+                let rel = f.strip_prefix(&case.server.data).unwrap();
+                !rel.starts_with("blobs") && !rel.starts_with("uploads")
+            }),
+            "blob bytes on the server's disk: {local:?}"
+        );
+        for name in blobs.names() {
+            places.push((blobs.describe(&name), blobs.read(&name)));
+        }
+    }
+    for (place, bytes) in places {
         scanned += bytes.len() as u64;
         if let Some(at) = first_plaintext_window(&bytes, &windows) {
-            panic!("plaintext found in {} at byte {at}", file.display());
+            panic!("plaintext found in {place} at byte {at}");
         }
         // The file names are metadata too, and shorter than a window.
         for name in [&b"statement.txt"[..], b"arrest.jpg", b"plate.txt"] {
             assert!(
                 !bytes.windows(name.len()).any(|w| w == name),
-                "{} names an attachment in the clear",
-                file.display()
+                "{place} names an attachment in the clear"
             );
         }
     }
-    println!("scanned {scanned} bytes of server data and log: no 16-byte window of any plaintext");
+    println!(
+        "scanned {scanned} bytes of server data, blobs and log: no 16-byte window of any plaintext"
+    );
     assert!(
         scanned > photo.len() as u64,
         "the blobs must be among what was scanned"
@@ -263,11 +283,12 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
     let item = case.coordinator.attachments(&report)[0].clone();
     let id = item["id"].as_str().unwrap();
     let blob_id = item["blob"].as_str().unwrap();
-    let stored = every_file(&case.server.data)
-        .into_iter()
-        .find(|p| p.file_name().unwrap() == blob_id)
+    // In the data directory, or the bucket with FIELDSYNC_TEST_S3_ENDPOINT.
+    let blobs = case.server.blobs();
+    let stored = blobs
+        .find_blob(blob_id)
         .expect("the server stores the blob under its id");
-    let pristine = std::fs::read(&stored).unwrap();
+    let pristine = blobs.read(&stored);
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("photo.jpg");
     let chunk = 64 * 1024 + 16;
@@ -284,7 +305,7 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
         ("a truncated blob", truncated),
         ("swapped chunks", swapped),
     ] {
-        std::fs::write(&stored, &bytes).unwrap();
+        blobs.write(&stored, &bytes);
         let out =
             case.coordinator
                 .run(&["attachment", "get", id, "--out", target.to_str().unwrap()]);
@@ -300,7 +321,7 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
         assert_no_leftovers(out_dir.path());
     }
 
-    std::fs::write(&stored, &pristine).unwrap();
+    blobs.write(&stored, &pristine);
     // A device given another key under the same epoch cannot open it.
     let stranger = enrolled_device(&case.server, "almaty", "coordinator");
     let other = DeviceHome::new();

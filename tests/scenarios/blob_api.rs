@@ -245,10 +245,9 @@ pub(crate) fn attach(home: &DeviceHome, report: &str, blob: &str, size: u64) {
     home.ok(&["sync"]);
 }
 
-/// The partial file of an upload, in the server's data directory.
-fn partial_file(data: &Path, location: &str) -> std::path::PathBuf {
-    data.join("uploads")
-        .join(location.trim_start_matches("/v1/uploads/"))
+/// The upload id of an upload's location.
+fn upload_id(location: &str) -> &str {
+    location.trim_start_matches("/v1/uploads/")
 }
 
 /// A server with a case "c" and a reporter that has a synced report
@@ -347,13 +346,15 @@ fn an_attachment_uploaded_in_pieces_downloads_byte_for_byte() {
         Some("application/octet-stream")
     );
     assert!(bytes == setup.bytes, "the download differs from the upload");
-    let stored = setup
-        .data()
-        .join("blobs")
-        .join(&setup.case)
-        .join(&setup.blob);
-    assert!(stored.is_file(), "{} holds the blob", stored.display());
-    assert!(!partial_file(setup.data(), &location).exists());
+    // In the data directory, or the bucket with FIELDSYNC_TEST_S3_ENDPOINT.
+    let blobs = setup.server.blobs();
+    let stored = format!("blobs/{}/{}", setup.case, setup.blob);
+    assert_eq!(
+        blobs.names(),
+        std::slice::from_ref(&stored),
+        "only the blob is kept"
+    );
+    assert!(blobs.read(&stored) == setup.bytes);
 }
 
 #[test]
@@ -438,18 +439,18 @@ fn bytes_that_do_not_hash_to_the_blob_id_are_refused_and_discarded() {
     let mut wrong = setup.bytes.clone();
     wrong[12_345] ^= 1;
     assert_eq!(alice.patch(&location, 0, &wrong[..20_000]).status, 204);
-    assert!(partial_file(setup.data(), &location).is_file());
+    let blobs = setup.server.blobs();
+    assert!(blobs.has_partial(upload_id(&location)));
     check(
         "bytes that do not hash to the blob id",
         &alice.patch(&location, 20_000, &wrong[20_000..]),
         422,
         "do not match the blob id; upload again",
     );
-    assert!(!partial_file(setup.data(), &location).exists());
-    let leftovers: Vec<_> = walk(setup.data())
-        .into_iter()
-        .filter(|p| p.starts_with(setup.data().join("uploads")) || p.ends_with(&setup.blob))
-        .collect();
+    assert!(!blobs.has_partial(upload_id(&location)));
+    // Nothing at all in the data directory's blobs and uploads, or in
+    // the server's prefix of the bucket.
+    let leftovers = blobs.names();
     assert!(leftovers.is_empty(), "bytes left behind: {leftovers:?}");
     assert_eq!(alice.head(&location).status, 404);
     check(
@@ -463,20 +464,6 @@ fn bytes_that_do_not_hash_to_the_blob_id_are_refused_and_discarded() {
     let location = alice.created(&setup.blob, &setup.report, 40_000);
     alice.upload_from(&location, &setup.bytes, 0, 40_000);
     assert!(alice.get(&setup.blob, None).1 == setup.bytes);
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]
@@ -755,10 +742,10 @@ fn an_abandoned_upload_expires_with_its_bytes() {
     let alice = setup.device();
     let location = alice.created(&setup.blob, &setup.report, 10_000);
     assert_eq!(alice.patch(&location, 0, &setup.bytes[..3_000]).status, 204);
-    let partial = partial_file(setup.data(), &location);
-    assert!(partial.is_file());
+    let blobs = setup.server.blobs();
+    assert!(blobs.has_partial(upload_id(&location)));
     eventually(10, "the sweeper removes the abandoned upload", || {
-        !partial.exists()
+        !blobs.has_partial(upload_id(&location))
     });
     assert_eq!(alice.head(&location).status, 404);
     check(
@@ -828,19 +815,18 @@ fn a_blob_moved_into_place_just_before_a_crash_is_recorded_at_restart() {
         204
     );
     drop(alice);
-    // The server dies after the last bytes were verified and moved into
-    // the case's directory, before the database recorded it.
+    // The server dies after the last bytes were verified and stored as the
+    // case's blob (moved into its directory, or assembled in the bucket),
+    // before the database recorded it; the partial is gone.
     setup.server.kill();
-    let partial = partial_file(setup.data(), &location);
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&partial)
-        .unwrap()
-        .write_all(&setup.bytes[20_000..])
-        .unwrap();
-    let case_dir = setup.data().join("blobs").join(&setup.case);
-    std::fs::create_dir_all(&case_dir).unwrap();
-    std::fs::rename(&partial, case_dir.join(&setup.blob)).unwrap();
+    let blobs = setup.server.blobs();
+    let id = upload_id(&location);
+    let mut whole = blobs.partial_bytes(id);
+    whole.extend_from_slice(&setup.bytes[20_000..]);
+    blobs.write(&format!("blobs/{}/{}", setup.case, setup.blob), &whole);
+    for name in blobs.partial_names(id) {
+        blobs.remove(&name);
+    }
     setup.server.restart();
 
     let alice = setup.device();
@@ -850,4 +836,68 @@ fn a_blob_moved_into_place_just_before_a_crash_is_recorded_at_restart() {
     let (reply, bytes) = alice.get(&setup.blob, None);
     assert_eq!(reply.status, 200);
     assert!(bytes == setup.bytes);
+}
+
+/// Files under `dir`'s `blobs/` and `uploads/`: where the file backend
+/// keeps blob bytes.
+fn local_blob_files(dir: &Path) -> Vec<String> {
+    fieldsync_tests::blobs::BlobPlace::Dir(dir.to_owned()).names()
+}
+
+/// With `--blobs s3://…` an upload's bytes are in the bucket only: a
+/// server killed mid-upload and started again on the same database and
+/// bucket, but a data directory that holds nothing else (as another
+/// machine would), resumes the upload from the offset the bucket holds.
+/// On the file backend this is not true by design (the bytes are in the
+/// data directory), so without `FIELDSYNC_TEST_S3_ENDPOINT` the test says
+/// it is skipped.
+#[test]
+fn with_s3_blobs_an_upload_resumes_on_a_server_that_kept_nothing_on_its_disk() {
+    if fieldsync_tests::blobs::s3_endpoint().is_none() {
+        println!("skipped: needs {}", fieldsync_tests::blobs::S3_ENDPOINT_VAR);
+        return;
+    }
+    let size = 3 * MIB + 5;
+    let acked = MIB + 10;
+    let mut setup = Setup::new(size, &[]);
+    let alice = setup.device();
+    let location = alice.created(&setup.blob, &setup.report, size as u64);
+    assert_eq!(alice.patch(&location, 0, &setup.bytes[..acked]).status, 204);
+    drop(alice);
+    assert_eq!(local_blob_files(setup.data()), Vec::<String>::new());
+    assert!(setup.server.blobs().has_partial(upload_id(&location)));
+
+    // Only the database goes along (a stand-in for a shared one).
+    setup.server.kill();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(setup.data()).unwrap() {
+        let path = file.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.starts_with(fieldsync_server::store::DB_FILE) {
+            std::fs::copy(&path, elsewhere.path().join(&name)).unwrap();
+        }
+    }
+    setup.server.restart_in(elsewhere.path());
+
+    let alice = setup.device();
+    let head = alice.head(&location);
+    assert_eq!(head.status, 200, "{}", head.body);
+    assert_eq!(number(&head, "upload-offset"), acked as u64);
+    // A PATCH at a stale offset is still refused across the restart.
+    check(
+        "a PATCH at the offset before the last one",
+        &alice.patch(&location, 0, &setup.bytes[..10]),
+        409,
+        &format!("offset {acked}"),
+    );
+    alice.upload_from(&location, &setup.bytes, acked, MIB);
+    let (reply, bytes) = alice.get(&setup.blob, Some(&format!("bytes={acked}-")));
+    assert_eq!(reply.status, 206);
+    assert!(bytes == setup.bytes[acked..], "the resumed blob differs");
+    assert_eq!(local_blob_files(elsewhere.path()), Vec::<String>::new());
+    assert_eq!(local_blob_files(setup.data()), Vec::<String>::new());
+    assert_eq!(
+        setup.server.blobs().names(),
+        [format!("blobs/{}/{}", setup.case, setup.blob)]
+    );
 }

@@ -1,6 +1,7 @@
 //! Support for fieldsync's cross-crate scenarios (`scenarios/`): helpers
 //! that start processes and make test data. Never used by the product.
 
+pub mod blobs;
 pub mod busy;
 pub mod http;
 pub mod proxy;
@@ -85,6 +86,10 @@ pub struct ServerProcess {
     /// `http://ADDR/metrics`, when started with `--metrics-listen`: the
     /// second line the server prints.
     pub metrics_url: Option<String>,
+    /// With `FIELDSYNC_TEST_S3_ENDPOINT` set: this server's prefix of the
+    /// test bucket (`--blobs s3://fieldsync-test/PREFIX`), kept across
+    /// restarts.
+    pub blobs_prefix: Option<String>,
 }
 
 impl ServerProcess {
@@ -95,19 +100,36 @@ impl ServerProcess {
     }
 
     /// Starts a server with further `serve` arguments (`--max-blob-bytes
-    /// 1000`, ...).
+    /// 1000`, ...). With `FIELDSYNC_TEST_S3_ENDPOINT` set, its blobs go to
+    /// a fresh prefix of the test bucket on that S3 server.
     pub fn start_with(data: &Path, listen: &str, extra_args: &[&str]) -> Self {
+        let prefix = blobs::s3_endpoint().map(|_| blobs::fresh_prefix());
+        Self::spawn(data, listen, extra_args, prefix)
+    }
+
+    fn spawn(data: &Path, listen: &str, extra_args: &[&str], prefix: Option<String>) -> Self {
         let mut command = Command::new(fieldsync_bin());
-        if let Some(url) = stores::database_for(data) {
-            command.env("FIELDSYNC_DATABASE", url);
-        } else {
-            command.env_remove("FIELDSYNC_DATABASE");
-        }
-        let mut child = command
+        // On PostgreSQL (FIELDSYNC_TEST_STORE), this data directory's
+        // own database.
+        match stores::database_for(data) {
+            Some(url) => command.env("FIELDSYNC_DATABASE", url),
+            None => command.env_remove("FIELDSYNC_DATABASE"),
+        };
+        command
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen])
-            .args(extra_args)
+            .args(extra_args);
+        if let (Some(prefix), Some(endpoint)) = (&prefix, blobs::s3_endpoint()) {
+            blobs::ensure_test_bucket(&endpoint);
+            command
+                .arg("--blobs")
+                .arg(format!("s3://{}/{prefix}", blobs::TEST_BUCKET))
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_SESSION_TOKEN")
+                .envs(blobs::aws_env(&endpoint));
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(log_file(data))
             .spawn()
@@ -135,7 +157,14 @@ impl ServerProcess {
             data: data.to_owned(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             metrics_url,
+            blobs_prefix: prefix,
         }
+    }
+
+    /// Where this server keeps attachment ciphertext: its data directory,
+    /// or its prefix of the test bucket.
+    pub fn blobs(&self) -> blobs::BlobPlace {
+        blobs::BlobPlace::of(&self.data, self.blobs_prefix.as_deref())
     }
 
     /// The server's log (its stderr), kept in the data directory so tests
@@ -148,9 +177,17 @@ impl ServerProcess {
     /// Creates a case with `fieldsync admin case create`; returns its id.
     pub fn create_case(&self, name: &str) -> String {
         let data = self.data.to_str().expect("utf-8 data path");
-        fieldsync_ok(&["admin", "--data", data, "case", "create", name])
-            .trim()
-            .to_owned()
+        let mut args = vec!["admin", "--data", data];
+        // `admin` takes the server's --blobs too (it touches no blob yet).
+        let blobs = self
+            .blobs_prefix
+            .as_ref()
+            .map(|p| format!("s3://{}/{p}", blobs::TEST_BUCKET));
+        if let Some(blobs) = &blobs {
+            args.extend(["--blobs", blobs]);
+        }
+        args.extend(["case", "create", name]);
+        fieldsync_ok(&args).trim().to_owned()
     }
 
     /// Issues a one-time enrollment token with `fieldsync admin invite`.
@@ -169,11 +206,19 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
-    /// Starts the server again on the same address and data directory.
+    /// Starts the server again on the same address and data directory
+    /// (and bucket prefix).
     pub fn restart(&mut self) {
+        let data = self.data.clone();
+        self.restart_in(&data);
+    }
+
+    /// Starts the server again on the same address and bucket prefix, with
+    /// `data` as its data directory.
+    pub fn restart_in(&mut self, data: &Path) {
         self.kill();
         let args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let again = Self::start_with(&self.data, &self.addr, &args);
+        let again = Self::spawn(data, &self.addr, &args, self.blobs_prefix.take());
         *self = again;
     }
 }

@@ -2,8 +2,6 @@
 //! whole or one byte range, for a device whose store says it may read the
 //! blob. The review app's `/web/api/blobs/` serves through [`serve_blob`].
 
-use std::fs::File;
-
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::rt::task::{spawn_blocking, JoinHandle};
@@ -11,12 +9,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
 use super::state::{audited, authenticate, blocking, AppState};
-use crate::blob_store::{read_chunk, BlobId};
+use crate::blob_store::{BlobId, BlobReader, BlobStoreError};
 use crate::store::{BlobAccess, DeviceRecord};
 use fieldsync_core::ids::IdError;
 
-/// Bytes of a blob read from disk per response chunk: large enough that
-/// handing a read to the blocking pool costs little beside it.
+/// Bytes of a blob read per response chunk: large enough that handing a
+/// read to the blocking pool (and, from a bucket, one ranged GET) costs
+/// little beside it.
 const READ_CHUNK: usize = 1024 * 1024;
 
 pub(super) async fn get_blob(
@@ -78,8 +77,8 @@ pub(super) async fn serve_blob(
         }
     };
     let (blobs, case, b) = (state.blobs.clone(), device.case_id.clone(), blob.clone());
-    let file = blocking(move || {
-        let (mut file, len) = blobs.open_blob(&case, &b)?;
+    let reader = blocking(move || {
+        let (reader, len) = blobs.open_blob(&case, &b, start)?;
         if len != size {
             tracing::error!(blob = %b, on_disk = len, recorded = size, "stored blob damaged");
             return Err(ApiError::new(
@@ -87,10 +86,7 @@ pub(super) async fn serve_blob(
                 "this attachment is damaged on the server (its stored size differs from the size recorded at upload); the operator must restore it from a backup, or its reporter upload it again",
             ));
         }
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(start))
-            .map_err(|e| ApiError::internal("blob seek", &e))?;
-        Ok::<_, ApiError>(file)
+        Ok::<_, ApiError>(reader)
     })
     .await?;
     let len = end - start;
@@ -116,7 +112,7 @@ pub(super) async fn serve_blob(
             Result<web::Bytes, actix_web::Error>,
         >()));
     }
-    Ok(response.streaming(file_body(file, len)))
+    Ok(response.streaming(blob_body(reader, len)))
 }
 
 /// A byte range of a blob: `start..end`.
@@ -177,19 +173,20 @@ fn parse_range(header: Option<&str>, size: u64) -> Range {
     }
 }
 
-/// `len` bytes of `file` from its position, read off the executor one
-/// chunk ahead: the next chunk is read while this one is sent.
-fn file_body(
-    file: File,
+/// `len` bytes of a blob from the reader's position, read off the
+/// executor one chunk ahead: the next chunk is read while this one is
+/// sent.
+fn blob_body(
+    reader: Box<dyn BlobReader>,
     len: u64,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
-    futures_util::stream::unfold(read_ahead(file, len), |next| async move {
+    futures_util::stream::unfold(read_ahead(reader, len), |next| async move {
         let (handle, left) = next?;
         let read = handle.await;
         match read {
-            Ok(Ok((file, bytes))) => {
+            Ok(Ok((reader, bytes))) => {
                 let left = left - bytes.len() as u64;
-                Some((Ok(web::Bytes::from(bytes)), read_ahead(file, left)))
+                Some((Ok(web::Bytes::from(bytes)), read_ahead(reader, left)))
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading a blob failed mid-response");
@@ -200,15 +197,15 @@ fn file_body(
     })
 }
 
-type Read = JoinHandle<std::io::Result<(File, Vec<u8>)>>;
+type Read = JoinHandle<Result<(Box<dyn BlobReader>, Vec<u8>), BlobStoreError>>;
 
 /// Starts reading the next chunk of the `left` bytes; `None` at the end.
-fn read_ahead(mut file: File, left: u64) -> Option<(Read, u64)> {
+fn read_ahead(mut reader: Box<dyn BlobReader>, left: u64) -> Option<(Read, u64)> {
     if left == 0 {
         return None;
     }
     let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
-    let handle = spawn_blocking(move || read_chunk(&mut file, want).map(|bytes| (file, bytes)));
+    let handle = spawn_blocking(move || reader.read_chunk(want).map(|bytes| (reader, bytes)));
     Some((handle, left))
 }
 

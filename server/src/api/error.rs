@@ -161,6 +161,20 @@ impl From<BlobStoreError> for ApiError {
             )
             .with_code(error_code::DISK_FULL);
         }
+        if e.is_taken() {
+            tracing::info!(error = %e, "a PATCH lost the race for its offset");
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "another PATCH to this upload stored bytes at this offset first; HEAD the upload and resume from its offset",
+            );
+        }
+        if e.is_bucket() {
+            tracing::error!(error = %e, "blob storage failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server's blob storage failed; the bytes it confirmed are kept, try again later (HEAD an upload to resume from its offset)",
+            );
+        }
         ApiError::internal("blob store", &e)
     }
 }

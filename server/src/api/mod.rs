@@ -43,17 +43,19 @@
 //! `Upload-Offset`) altered in transit therefore makes the upload fail
 //! with 422, never stores altered bytes.
 //!
-//! Uploads: the offset is the length of the partial file on disk
-//! (`blob_store.rs`), so it survives a SIGKILL of the server. The bytes of
-//! a PATCH whose client went away mid-body are kept (synced to disk) and
-//! the offset advances over them, so a resume sends only what is missing.
-//! One PATCH at a time per upload (a second gets 423 Locked); the lock is
+//! Uploads: the offset is what the upload's partial holds (`blob_store/`:
+//! the length of a file on disk, or the chain of parts in a bucket), so it
+//! survives a SIGKILL of the server. The bytes of a PATCH whose client
+//! went away mid-body are kept (durably) and the offset advances over
+//! them, so a resume sends only what is missing. One PATCH at a time per
+//! upload (a second gets 423 Locked in one process, 409 if through
+//! another it lost the race for the offset in the bucket); the lock is
 //! released as soon as the first ends, also when its client went away or
 //! sent nothing for `tus::BODY_IDLE_TIMEOUT`. A body is written in batches of
 //! about `tus::WRITE_BATCH` bytes off the async executor; no blob is ever held
-//! whole in memory. When the offset reaches the length the file is synced,
-//! hashed, moved into `blobs/<case>/<blob id>` and only then marked stored
-//! and answered 204.
+//! whole in memory. When the offset reaches the length the bytes are
+//! hashed and stored as `blobs/<case>/<blob id>` (`BlobStore::seal`) and
+//! only then marked stored and answered 204.
 //!
 //! An incomplete upload untouched for `--upload-expiry-secs` (every PATCH
 //! extends it) is deleted, bytes and row, by `tus::sweep`, which `upkeep.rs`

@@ -25,6 +25,8 @@ use crate::store::{DeviceRecord, ServerStorage};
 /// database work behind it.
 pub struct AppState {
     pub store: Arc<dyn ServerStorage>,
+    /// The blobs, in the data directory or a bucket: handlers never know
+    /// which (`blob_store/`).
     pub blobs: BlobStore,
     pub config: Config,
     /// Sync rounds decoded, verified and applied at once: one per core.

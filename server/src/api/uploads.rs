@@ -263,17 +263,17 @@ async fn receive(
         .finish())
 }
 
-/// What a write hands back: the file, the hash, and the batch's buffer
+/// What a write hands back: the writer, the hash, and the batch's buffer
 /// for reuse.
 struct Parts {
-    writer: PartialWriter,
+    writer: Box<dyn PartialWriter>,
     hash: Option<Context>,
     spare: Vec<u8>,
 }
 
-/// The partial file (and the hash of what this PATCH wrote to it, when it
-/// started the upload), written off the executor: a batch is written and
-/// hashed while the next one arrives.
+/// The upload's partial (and the hash of what this PATCH wrote to it, when
+/// it started the upload), written off the executor: a batch is written
+/// and hashed while the next one arrives.
 enum Disk {
     Idle(Box<Parts>),
     Busy(JoinHandle<Result<Box<Parts>, BlobStoreError>>),
@@ -282,7 +282,7 @@ enum Disk {
 }
 
 impl Disk {
-    fn new(writer: PartialWriter, hash: Option<Context>) -> Self {
+    fn new(writer: Box<dyn PartialWriter>, hash: Option<Context>) -> Self {
         Disk::Idle(Box::new(Parts {
             writer,
             hash,
@@ -315,7 +315,7 @@ impl Disk {
     }
 
     /// The writer and hash once no write is in progress.
-    async fn idle(&mut self) -> Result<(PartialWriter, Option<Context>), ApiError> {
+    async fn idle(&mut self) -> Result<(Box<dyn PartialWriter>, Option<Context>), ApiError> {
         let parts = self.parts().await?;
         Ok((parts.writer, parts.hash))
     }

@@ -1,5 +1,6 @@
 //! Resumable uploads and who may read which blob. The bytes themselves
-//! are in `blob_store.rs`; this is their index.
+//! are in `blob_store/` (the data directory or a bucket); this is their
+//! index.
 
 use std::time::Duration;
 

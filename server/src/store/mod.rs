@@ -57,7 +57,7 @@
 //! | `timeline_tags` | one entry per (report, tag), in timeline order, so a tag filter reads only that tag's reports; kept from `timeline` by triggers |
 //! | `nonces` | request nonces seen recently, for replay refusal |
 //! | `audit_log` | who did what, when; never report contents |
-//! | `uploads` | resumable blob uploads: device, case, blob id, report, length, expiry, completion; a deduplicated upload is a completed row that costs no quota. The offset is not here: it is the partial file's length (`blob_store.rs`) |
+//! | `uploads` | resumable blob uploads: device, case, blob id, report, length, expiry, completion; a deduplicated upload is a completed row that costs no quota. The offset is not here: it is what the upload's partial holds (`blob_store/`) |
 //! | `blobs` | complete blobs per case: size, first uploader and report, when stored |
 //! | `blob_refs` | (case, blob, report): a report whose server document lists the blob, recorded when an upload is created; tells a coordinator a listed blob is not uploaded yet (not unknown). A reporter reads only blobs it uploaded itself (`holds_blob`) |
 
