@@ -15,8 +15,9 @@ pub const POSTGRES_ENV: &str = "FIELDSYNC_TEST_POSTGRES";
 /// The environment variable that puts the scenarios on PostgreSQL.
 pub const STORE_ENV: &str = "FIELDSYNC_TEST_STORE";
 
-/// The file in a data directory that names its test database.
-const DATABASE_FILE: &str = "test-database-url";
+/// The file in a data directory that names its test database: with the
+/// SQLite files, what a copy of "the database" must take along.
+pub const DATABASE_FILE: &str = "test-database-url";
 
 /// Whether the scenarios run on PostgreSQL.
 pub fn on_postgres() -> bool {
@@ -71,4 +72,49 @@ pub fn fresh_database(server: &str) -> String {
         .map(|(base, _)| base)
         .expect("a PostgreSQL URL ending in /DATABASE");
     format!("{base}/{name}")
+}
+
+/// The store of the server of `data`, opened beside it, whichever it is.
+pub enum TestStore {
+    Sqlite(fieldsync_server::Store),
+    Postgres(fieldsync_server::PgStore),
+}
+
+impl TestStore {
+    pub fn open(data: &Path) -> TestStore {
+        match database_for(data) {
+            Some(url) => TestStore::Postgres(
+                fieldsync_server::PgStore::open(&url).expect("open the test database"),
+            ),
+            None => TestStore::Sqlite(fieldsync_server::Store::open(data).expect("open the store")),
+        }
+    }
+
+    /// Every table but nonces and the audit log, as text: equal exactly
+    /// when the stored state is.
+    pub fn dump(&self) -> String {
+        match self {
+            TestStore::Sqlite(store) => store.dump(),
+            TestStore::Postgres(store) => store.dump(),
+        }
+        .expect("dump the store")
+    }
+
+    /// The audit log, oldest first: (at, event, device, detail).
+    pub fn audit_log(&self) -> Vec<fieldsync_server::store::AuditEntry> {
+        match self {
+            TestStore::Sqlite(store) => store.audit_log(),
+            TestStore::Postgres(store) => store.audit_log(),
+        }
+        .expect("read the audit log")
+    }
+}
+
+/// The events of the audit log of the server of `data`, oldest first.
+pub fn audit_events(data: &Path) -> Vec<String> {
+    TestStore::open(data)
+        .audit_log()
+        .into_iter()
+        .map(|(_, event, _, _)| event)
+        .collect()
 }

@@ -89,6 +89,10 @@ pub const UNSCOPED: &[(&str, &str)] = &[
         "UPDATE web_sessions SET ended_at = $2 WHERE cookie_hash = $1 AND ended_at IS NULL",
         "a browser session by its cookie's hash",
     ),
+    (
+        "SELECT row_to_json(t)::text FROM",
+        "`dump`, every row of every table, for tests",
+    ),
 ];
 
 #[cfg(test)]
@@ -98,6 +102,7 @@ mod tests {
     /// The sibling files that hold SQL.
     const SOURCES: &[(&str, &str)] = &[
         ("blobs.rs", include_str!("blobs.rs")),
+        ("dump.rs", include_str!("dump.rs")),
         ("membership.rs", include_str!("membership.rs")),
         ("schema.rs", include_str!("schema.rs")),
         ("sync.rs", include_str!("sync.rs")),

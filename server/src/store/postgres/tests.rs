@@ -178,3 +178,25 @@ fn one_invite_enrolls_one_device_when_two_processes_race() {
     assert_eq!(enrolled.iter().filter(|ok| **ok).count(), 1, "{enrolled:?}");
     assert_eq!(stores[0].devices(Some("rally")).unwrap().len(), 1);
 }
+
+#[test]
+fn a_refused_round_leaves_the_database_as_it_was_and_an_accepted_one_does_not() {
+    let url = fresh_database();
+    let store = PgStore::open(&url).unwrap();
+    let case = store.create_case_in_zone("rally", None).unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    record(&mut reporter, &case.id, "one");
+    let mut plan = reporter
+        .replica
+        .prepare_sync(DEFAULT_MAX_REQUEST_BYTES)
+        .unwrap();
+    plan.request.docs[0].changes[0].signature[0] ^= 1;
+    let before = store.dump().unwrap();
+    assert!(verify_request(plan.request).is_err());
+    assert_eq!(store.dump().unwrap(), before);
+
+    sync(&store, &mut reporter);
+    let after = store.dump().unwrap();
+    assert_ne!(after, before);
+    assert!(after.contains("\"title\":\"one\""), "{after}");
+}
