@@ -162,16 +162,7 @@ impl Store {
         if !may_read(&device.member(), &creator) {
             return Err(UploadError::ReportNotSynced(new.report.clone()));
         }
-        let references = Automerge::load(&snapshot)
-            .map_err(|e| StoreError::Corrupt(format!("report {} does not load: {e}", new.report)))
-            .map(|doc| match read_report(&doc) {
-                Ok(report) => report
-                    .attachments
-                    .iter()
-                    .any(|a| a.blob == new.blob.as_str()),
-                Err(_) => false,
-            })?;
-        if !references {
+        if !report_lists_blob(&snapshot, &new.report, &new.blob)? {
             return Err(UploadError::BlobNotReferenced {
                 report: new.report.clone(),
                 blob: new.blob.clone(),
@@ -487,6 +478,21 @@ fn holds_blob(
         )
         .optional()?;
     size.map(sql_size).transpose()
+}
+
+/// Whether the stored report (its snapshot) lists `blob` among its
+/// attachments; a report that does not read lists none.
+pub(super) fn report_lists_blob(
+    snapshot: &[u8],
+    report: &ReportId,
+    blob: &BlobId,
+) -> Result<bool, StoreError> {
+    let doc = Automerge::load(snapshot)
+        .map_err(|e| StoreError::Corrupt(format!("report {report} does not load: {e}")))?;
+    Ok(match read_report(&doc) {
+        Ok(read) => read.attachments.iter().any(|a| a.blob == blob.as_str()),
+        Err(_) => false,
+    })
 }
 
 pub(super) fn vanished(id: &UploadId) -> StoreError {

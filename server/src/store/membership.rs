@@ -193,14 +193,7 @@ impl Store {
         let device = public_key.device_id();
         let result = enroll_in_tx(&mut conn, token, public_key);
         if let Err(e) = &result {
-            let reason = match e {
-                StoreError::InvalidToken => None,
-                StoreError::TokenUsed => Some("token already used"),
-                StoreError::TokenExpired => Some("token expired"),
-                StoreError::AlreadyEnrolled(_) => Some("device already enrolled"),
-                _ => Some("storage failure"),
-            };
-            if let Some(reason) = reason {
+            if let Some(reason) = enroll_refusal(e) {
                 if let Err(audit_error) =
                     write_audit(&conn, "enroll-refused", Some(&device), reason)
                 {
@@ -292,6 +285,18 @@ impl Store {
             )? == 1;
         tx.commit()?;
         Ok(fresh)
+    }
+}
+
+/// What the audit log says of a refused enrollment: `None` for a token
+/// this server never issued, which anyone can send.
+pub(super) fn enroll_refusal(e: &StoreError) -> Option<&'static str> {
+    match e {
+        StoreError::InvalidToken => None,
+        StoreError::TokenUsed => Some("token already used"),
+        StoreError::TokenExpired => Some("token expired"),
+        StoreError::AlreadyEnrolled(_) => Some("device already enrolled"),
+        _ => Some("storage failure"),
     }
 }
 

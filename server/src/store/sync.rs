@@ -3,7 +3,6 @@
 //! written in one write transaction ([`Store::sync_verified`]).
 
 use automerge::{Automerge, ChangeHash};
-use fieldsync_core::document::read_report;
 use fieldsync_core::model::{DeviceRole, Report};
 use fieldsync_core::protocol::{DocUpdate, SyncRequest, SyncResponse};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
@@ -308,23 +307,7 @@ impl ServerStore for CaseStore<'_> {
         report: Option<&Report>,
         new_changes: &[VerifiedChange],
     ) -> Result<(), StoreError> {
-        let read;
-        let report = match report {
-            Some(report) => Ok(report),
-            None => {
-                read = read_report(doc);
-                read.as_ref()
-            }
-        };
-        let projection = match report {
-            Ok(report) => Projection::of(report)?,
-            Err(e) => {
-                // The field name only: values would be report contents.
-                let field = e.field();
-                tracing::warn!(report = %id, field, "report does not read; its timeline row is left empty");
-                Projection::empty()
-            }
-        };
+        let projection = Projection::of_document(id, doc, report)?;
         let planned = PlannedDocument {
             id: id.clone(),
             creator: creator.clone(),

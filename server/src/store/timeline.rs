@@ -218,6 +218,33 @@ impl Projection {
         })
     }
 
+    /// The row of a document a sync round saves: of `report`, its read
+    /// (read here when the caller has none), or empty if it does not read
+    /// (it was stored unreadable before), with a warning naming the field.
+    pub(super) fn of_document(
+        id: &ReportId,
+        doc: &automerge::Automerge,
+        report: Option<&Report>,
+    ) -> Result<Projection, StoreError> {
+        let read;
+        let report = match report {
+            Some(report) => Ok(report),
+            None => {
+                read = fieldsync_core::document::read_report(doc);
+                read.as_ref()
+            }
+        };
+        match report {
+            Ok(report) => Projection::of(report),
+            Err(e) => {
+                // The field name only: values would be report contents.
+                let field = e.field();
+                tracing::warn!(report = %id, field, "report does not read; its timeline row is left empty");
+                Ok(Projection::empty())
+            }
+        }
+    }
+
     pub(super) fn empty() -> Projection {
         Projection {
             occurred_utc: None,

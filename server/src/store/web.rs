@@ -67,6 +67,24 @@ pub struct StoredReport {
     pub changes: Vec<StoredChange>,
 }
 
+/// The device a login certificate opens a session for, or why it does
+/// not: it must be the certificate's device, unrevoked, a coordinator,
+/// and the link unexpired at `now`.
+pub(super) fn may_log_in(
+    device: Option<DeviceRecord>,
+    cert: &LoginCertificate,
+    now: i64,
+) -> Result<DeviceRecord, LoginRefusal> {
+    match device {
+        None => Err(LoginRefusal::UnknownDevice),
+        Some(d) if d.public_key != cert.device => Err(LoginRefusal::UnknownDevice),
+        Some(d) if d.revoked_at.is_some() => Err(LoginRefusal::Revoked),
+        Some(d) if d.role != DeviceRole::Coordinator => Err(LoginRefusal::NotCoordinator),
+        Some(_) if cert.login_until < now.max(0) as u64 => Err(LoginRefusal::Expired),
+        Some(d) => Ok(d),
+    }
+}
+
 impl Store {
     /// Starts a session for a verified login certificate: the device must be
     /// an enrolled, unrevoked coordinator, the link unexpired and unused.
@@ -85,15 +103,7 @@ impl Store {
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM web_sessions WHERE expires_at < ?1", [now])?;
-        let refusal = match device_by_id(&tx, &device_id)? {
-            None => Err(LoginRefusal::UnknownDevice),
-            Some(d) if d.public_key != cert.device => Err(LoginRefusal::UnknownDevice),
-            Some(d) if d.revoked_at.is_some() => Err(LoginRefusal::Revoked),
-            Some(d) if d.role != DeviceRole::Coordinator => Err(LoginRefusal::NotCoordinator),
-            Some(_) if cert.login_until < now.max(0) as u64 => Err(LoginRefusal::Expired),
-            Some(d) => Ok(d),
-        };
-        let device = match refusal {
+        let device = match may_log_in(device_by_id(&tx, &device_id)?, cert, now) {
             Ok(d) => d,
             Err(why) => {
                 write_audit(&tx, "web-login-refused", Some(&device_id), &why.to_string())?;

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use automerge::Automerge;
 use chrono::{DateTime, Utc};
-use fieldsync_core::document::read_report;
 use fieldsync_core::model::DeviceRole;
 use fieldsync_core::sync::policy::may_read;
 use fieldsync_core::DeviceId;
@@ -15,7 +13,7 @@ use postgres::GenericClient;
 
 use super::{case_lock_key, PgStore};
 use crate::blob_store::{BlobId, UploadId};
-use crate::store::blobs::{expiry_duration, vanished};
+use crate::store::blobs::{expiry_duration, report_lists_blob, vanished};
 use crate::store::error::StoreError;
 use crate::store::membership::DeviceRecord;
 use crate::store::sql::{now_text, parse_stored, sql_length, sql_size, time_text};
@@ -48,16 +46,7 @@ impl PgStore {
             return Err(UploadError::ReportNotSynced(new.report.clone()));
         }
         let snapshot: Vec<u8> = doc.get(1);
-        let references = Automerge::load(&snapshot)
-            .map_err(|e| StoreError::Corrupt(format!("report {} does not load: {e}", new.report)))
-            .map(|doc| match read_report(&doc) {
-                Ok(report) => report
-                    .attachments
-                    .iter()
-                    .any(|a| a.blob == new.blob.as_str()),
-                Err(_) => false,
-            })?;
-        if !references {
+        if !report_lists_blob(&snapshot, &new.report, &new.blob)? {
             return Err(UploadError::BlobNotReferenced {
                 report: new.report.clone(),
                 blob: new.blob.clone(),

@@ -15,7 +15,7 @@ use postgres::{GenericClient, Row};
 use super::PgStore;
 use crate::store::error::StoreError;
 use crate::store::membership::{
-    validate_case_name, CaseRecord, DeviceRecord, RawDevice, MAX_INVITE_TTL,
+    enroll_refusal, validate_case_name, CaseRecord, DeviceRecord, RawDevice, MAX_INVITE_TTL,
 };
 use crate::store::sql::{now_text, parse_stored, random_token, time_text, token_hash};
 
@@ -150,14 +150,7 @@ impl PgStore {
         let device = public_key.device_id();
         let result = enroll_in_tx(&mut conn, token, public_key);
         if let Err(e) = &result {
-            let reason = match e {
-                StoreError::InvalidToken => None,
-                StoreError::TokenUsed => Some("token already used"),
-                StoreError::TokenExpired => Some("token expired"),
-                StoreError::AlreadyEnrolled(_) => Some("device already enrolled"),
-                _ => Some("storage failure"),
-            };
-            if let Some(reason) = reason {
+            if let Some(reason) = enroll_refusal(e) {
                 if let Err(audit_error) =
                     write_audit(&mut *conn, "enroll-refused", Some(&device), reason)
                 {

@@ -13,7 +13,6 @@
 //! wait for each other.
 
 use automerge::{Automerge, ChangeHash};
-use fieldsync_core::document::read_report;
 use fieldsync_core::model::{DeviceRole, Report};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::Member;
@@ -182,22 +181,7 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
                 "report {id} was to be written by a round that offered no change"
             )));
         }
-        let read;
-        let report = match report {
-            Some(report) => Ok(report),
-            None => {
-                read = read_report(doc);
-                read.as_ref()
-            }
-        };
-        let projection = match report {
-            Ok(report) => Projection::of(report)?,
-            Err(e) => {
-                let field = e.field();
-                tracing::warn!(report = %id, field, "report does not read; its timeline row is left empty");
-                Projection::empty()
-            }
-        };
+        let projection = Projection::of_document(id, doc, report)?;
         self.stored += new_changes.len();
         write_document(
             self.conn,

@@ -2,13 +2,13 @@
 //! certificate's nonce is unique in the table, so a login link works once
 //! whichever process opens it.
 
-use fieldsync_core::model::DeviceRole;
 use fieldsync_core::web_login::LoginCertificate;
 
 use super::membership::{device_by_id, write_audit};
 use super::PgStore;
 use crate::store::error::StoreError;
 use crate::store::sql::{now_text, random_token, token_hash};
+use crate::store::web::may_log_in;
 use crate::store::{LoginRefusal, NewWebSession, WebSession};
 
 impl PgStore {
@@ -25,15 +25,7 @@ impl PgStore {
             return Ok(Err(LoginRefusal::UnknownDevice));
         }
         let mut tx = conn.transaction()?;
-        let refusal = match device_by_id(&mut tx, &device_id)? {
-            None => Err(LoginRefusal::UnknownDevice),
-            Some(d) if d.public_key != cert.device => Err(LoginRefusal::UnknownDevice),
-            Some(d) if d.revoked_at.is_some() => Err(LoginRefusal::Revoked),
-            Some(d) if d.role != DeviceRole::Coordinator => Err(LoginRefusal::NotCoordinator),
-            Some(_) if cert.login_until < now.max(0) as u64 => Err(LoginRefusal::Expired),
-            Some(d) => Ok(d),
-        };
-        let device = match refusal {
+        let device = match may_log_in(device_by_id(&mut tx, &device_id)?, cert, now) {
             Ok(d) => d,
             Err(why) => {
                 write_audit(
