@@ -46,6 +46,11 @@ pub enum AdminCommand {
     },
     /// Revokes a device (a seized phone): refused from its next request on.
     Revoke { device_id: String },
+    /// Copies a server's data directory into PostgreSQL (and its
+    /// attachments into a bucket with --to-blobs), then checks every
+    /// report's heads and every blob's hash. Stop the server first; run it
+    /// again after an interruption and it finishes the job.
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +95,11 @@ pub fn run(data: &Path, database: Option<&str>, command: AdminCommand) -> Result
         )
         .with_writer(std::io::stderr)
         .init();
+    // Its own source and target, not --data and --database.
+    let command = match command {
+        AdminCommand::Migrate(args) => return crate::migrate::run(args),
+        other => other,
+    };
     let store = open_admin_store(data, database).with_context(|| match database {
         Some(_) => "cannot open the PostgreSQL database given by --database".to_owned(),
         None => format!("cannot open the data directory {}", data.display()),
@@ -207,6 +217,7 @@ pub fn run(data: &Path, database: Option<&str>, command: AdminCommand) -> Result
                 }
             }
         }
+        AdminCommand::Migrate(_) => unreachable!("answered above"),
         AdminCommand::Revoke { device_id } => {
             let id: DeviceId = device_id.parse()?;
             let device = store.revoke(&id)?;

@@ -15,6 +15,7 @@ mod hints;
 mod home;
 mod import;
 mod keys;
+mod migrate;
 mod parse;
 mod passphrase;
 mod progress;

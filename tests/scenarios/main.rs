@@ -16,6 +16,7 @@ mod hardening;
 mod hostile_requests;
 mod import;
 mod metrics;
+mod migrate;
 mod node_units;
 mod offline_sync;
 mod phone_app;

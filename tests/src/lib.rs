@@ -107,6 +107,19 @@ impl ServerProcess {
         Self::spawn(data, listen, extra_args, prefix)
     }
 
+    /// Starts a server whose blobs are in `prefix` of the test bucket when
+    /// there is an S3 server, or in its data directory with `None`,
+    /// whatever the environment says (`admin migrate`'s source and
+    /// target).
+    pub fn start_with_prefix(
+        data: &Path,
+        listen: &str,
+        extra_args: &[&str],
+        prefix: Option<String>,
+    ) -> Self {
+        Self::spawn(data, listen, extra_args, prefix)
+    }
+
     fn spawn(data: &Path, listen: &str, extra_args: &[&str], prefix: Option<String>) -> Self {
         let mut command = Command::new(fieldsync_bin());
         // On PostgreSQL (FIELDSYNC_TEST_STORE), this data directory's

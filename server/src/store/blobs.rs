@@ -322,6 +322,44 @@ impl Store {
         ids.iter().map(|id| parse_stored(id, "upload id")).collect()
     }
 
+    /// Every complete blob of every case, with its size: what a copy of
+    /// this store must carry (`admin migrate`).
+    pub fn stored_blobs(&self) -> Result<Vec<(CaseId, BlobId, u64)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT case_id, blob_id, size FROM blobs ORDER BY case_id, blob_id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(case, blob, size)| {
+                Ok((
+                    parse_stored(&case, "case id")?,
+                    parse_stored(&blob, "blob id")?,
+                    sql_size(size)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Every report's stored heads: (case id, report id, heads), for
+    /// comparing two stores.
+    pub fn document_heads(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT case_id, id, heads FROM documents ORDER BY case_id, id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Whether `device` may read `blob`. Coordinators read every blob of
     /// their case; reporters only blobs their own device uploaded
     /// ([`holds_blob`]), and get one answer for every other blob, whether

@@ -40,6 +40,7 @@ use super::error::StoreError;
 use super::pool::PoolStatus;
 
 mod blobs;
+pub mod copy;
 mod dump;
 mod membership;
 pub mod queries;
