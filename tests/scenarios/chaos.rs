@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use fieldsync_core::hashing::sha256_file;
 use fieldsync_core::replica::Replica;
+use fieldsync_tests::blobs::{fresh_prefix, s3_endpoint};
 use fieldsync_tests::proxy::{FaultProxy, Faults, RandomFaults};
+use fieldsync_tests::stores::{fresh_database, on_postgres, postgres_server, DATABASE_FILE};
 use fieldsync_tests::{enrolled_device, DeviceHome, Rng, ServerProcess};
 use serde_json::Value;
 
@@ -75,28 +77,62 @@ struct Device {
 
 #[test]
 fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    chaos(vec![ServerProcess::start(data.path(), "127.0.0.1:0")]);
+}
+
+/// The same chaos against three `fieldsync serve` processes on one
+/// PostgreSQL database and one bucket: the proxy spreads the devices'
+/// connections over the three, and the kills take one of them at a time.
+/// Runs where the scenarios have both (`./test`'s second pass:
+/// `FIELDSYNC_TEST_STORE=postgres` under `tests/with-s3-server`).
+#[test]
+fn three_processes_on_one_database_through_faults_and_kills_lose_nothing() {
+    if !on_postgres() || s3_endpoint().is_none() {
+        println!("skipped: needs FIELDSYNC_TEST_STORE=postgres and an S3 server (./test runs it)");
+        return;
+    }
+    let url = fresh_database(&postgres_server());
+    let prefix = fresh_prefix();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers = dirs
+        .iter()
+        .map(|dir| {
+            // Each process's data directory names the one database.
+            std::fs::write(dir.path().join(DATABASE_FILE), &url).unwrap();
+            ServerProcess::start_with_prefix(dir.path(), "127.0.0.1:0", &[], Some(prefix.clone()))
+        })
+        .collect();
+    chaos(servers);
+}
+
+/// Twenty devices through a faulty proxy to `servers`, which are killed
+/// and restarted at random; then every device settles, and nothing any
+/// of them recorded may be missing.
+fn chaos(mut servers: Vec<ServerProcess>) {
     let mut rng = Rng::from_env_or_random();
     let secs = std::env::var("FIELDSYNC_CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(CHAOS_SECS);
-    let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(data.path(), "127.0.0.1:0");
-    // From here: starting the server built the CLI first, if it had to.
+    // From here: starting the servers built the CLI first, if it had to.
     let started = Instant::now();
-    server.create_case(CASE);
-    let proxy = FaultProxy::start(&server.addr, Faults::default(), Rng::seeded(rng.next_u64()));
+    servers[0].create_case(CASE);
+    let addresses: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    let proxy =
+        FaultProxy::start_balanced(&addresses, Faults::default(), Rng::seeded(rng.next_u64()));
 
-    // The checker: a coordinator straight on the server, never faulted.
-    let checker = enrolled_device(&server, CASE, "coordinator");
+    // The checker: a coordinator straight on a server, never faulted.
+    let server = &servers[0];
+    let checker = enrolled_device(server, CASE, "coordinator");
     let code = checker.ok(&["key", "new", "--case", CASE]);
     let code = code.lines().next().unwrap().to_owned();
     let fingerprint = checker.case_key_fingerprint(CASE);
     let devices: Vec<Device> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..DEVICES)
             .map(|n| {
-                let (server, proxy, code, fingerprint) = (&server, &proxy, &code, &fingerprint);
+                let (proxy, code, fingerprint) = (&proxy, &code, &fingerprint);
                 s.spawn(move || {
                     let coordinator = n < COORDINATORS;
                     let role = if coordinator {
@@ -165,7 +201,9 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
     let mut kills = 0;
     while Instant::now() + Duration::from_millis(1_500) < deadline {
         std::thread::sleep(Duration::from_millis(rng.range(1_000, 5_000)));
-        server.restart(); // SIGKILL, then start on the same port and data
+        // SIGKILL one of them, then start it on the same port and data.
+        let victim = rng.range(0, servers.len() as u64) as usize;
+        servers[victim].restart();
         kills += 1;
     }
     for w in workers {
@@ -332,7 +370,10 @@ fn twenty_devices_through_a_faulty_network_and_server_kills_lose_nothing() {
         started.elapsed().as_secs_f64(),
         setup.as_secs_f64()
     );
-    println!("chaos: injected {chaos}; {kills} server kills");
+    println!(
+        "chaos: injected {chaos}; {kills} kills of {} server processes",
+        servers.len()
+    );
     println!(
         "chaos: syncs: {} ok, {} with an attachment left for later, {} failed cleanly",
         syncs.get(&SyncOutcome::Ok).unwrap_or(&0),

@@ -150,6 +150,14 @@ impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`
     /// (`host:port`).
     pub fn start(upstream: &str, faults: Faults, rng: Rng) -> Self {
+        Self::start_balanced(&[upstream.to_owned()], faults, rng)
+    }
+
+    /// As [`FaultProxy::start`], spreading connections over `upstreams`
+    /// in turn, as a load balancer without health checks does: a
+    /// connection to one that is down fails, and the device tries again.
+    pub fn start_balanced(upstreams: &[String], faults: Faults, rng: Rng) -> Self {
+        assert!(!upstreams.is_empty(), "a proxy needs an upstream");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("proxy addr"));
         let counters = Arc::new(Counters::default());
@@ -157,12 +165,13 @@ impl FaultProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let rng = Arc::new(Mutex::new(rng));
         {
-            let (counters, faults, stop, upstream) = (
+            let (counters, faults, stop, upstreams) = (
                 counters.clone(),
                 faults.clone(),
                 stop.clone(),
-                upstream.to_owned(),
+                upstreams.to_vec(),
             );
+            let mut turn = 0usize;
             listener
                 .set_nonblocking(true)
                 .expect("nonblocking listener");
@@ -181,7 +190,9 @@ impl FaultProxy {
                             let (up_rng, down_rng) =
                                 (Rng::seeded(rng.next_u64()), Rng::seeded(rng.next_u64()));
                             drop(rng);
-                            let (counters, upstream) = (counters.clone(), upstream.clone());
+                            let upstream = upstreams[turn % upstreams.len()].clone();
+                            turn += 1;
+                            let counters = counters.clone();
                             // Connect off the accept loop: one slow connect
                             // must not hold up the other devices.
                             thread::spawn(move || {
