@@ -16,6 +16,7 @@ mod attachments;
 mod automerge_repo;
 mod import;
 mod measure;
+mod postgres;
 mod sync_throughput;
 mod table;
 mod timeline;
@@ -37,7 +38,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run one section only: sync, week, import, attachments, timeline,
-    /// scale, app.
+    /// scale, app, postgres.
     #[arg(long)]
     only: Option<String>,
     /// Attachment size in MiB (default 1024, quick 64).
@@ -53,7 +54,7 @@ struct Args {
 }
 
 /// The sections, in the order a full run takes them.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "sync",
     "week",
     "import",
@@ -61,6 +62,7 @@ const SECTIONS: [&str; 7] = [
     "timeline",
     "scale",
     "app",
+    "postgres",
 ];
 
 fn main() -> Result<()> {
@@ -107,6 +109,13 @@ fn main() -> Result<()> {
         for &reports in sizes {
             timeline::scale(&mut table, reports)?;
         }
+    }
+    if wanted("postgres") {
+        postgres::run(
+            &mut table,
+            &sync_workload(args.quick),
+            if args.quick { 5_000 } else { 100_000 },
+        )?;
     }
     if wanted("app") {
         // The phone app in headless chromium (needs node, chromium and

@@ -199,7 +199,7 @@ pub fn week_offline(table: &mut Table, reports: usize, edits: usize) -> Result<(
 }
 
 /// The workload for the enrolled device at `home`.
-fn fill(home: &Path, reports: usize, edits: usize) -> Result<()> {
+pub(crate) fn fill(home: &Path, reports: usize, edits: usize) -> Result<()> {
     let mut replica = Replica::open(home)?;
     let case: fieldsync_core::CaseId = replica
         .meta("case_id")?
@@ -276,7 +276,7 @@ fn ed25519_verifications_per_second() -> Result<f64> {
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

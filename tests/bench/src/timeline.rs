@@ -59,42 +59,7 @@ pub fn queries(table: &mut Table, reports: usize) -> Result<()> {
     generated_row(table, &section, &case, &data)?;
 
     let server = ServerProcess::start(&data, "127.0.0.1:0");
-    let client = Client::new(&server.url, &case.coordinator);
-    let week = case.week_in_the_middle();
-    let queries = [
-        (
-            "first page",
-            "first page (100 reports, no filter)",
-            String::new(),
-        ),
-        (
-            "tag",
-            "tag filter (a tag 1 report in 100 carries)",
-            format!("tag={RARE_TAG}"),
-        ),
-        (
-            "week + status",
-            "one week + status=unverified (all are)",
-            format!(
-                "from={}&to={}&status=unverified",
-                urlencode(&week.0),
-                urlencode(&week.1)
-            ),
-        ),
-    ];
-    for (_, what, query) in &queries {
-        // One request first, not counted: the first after the start reads
-        // the pages it needs from the file.
-        client.timeline(query)?;
-        let mut times = Vec::with_capacity(REQUESTS);
-        for _ in 0..REQUESTS {
-            let started = Instant::now();
-            let page = client.timeline(query)?;
-            times.push(started.elapsed());
-            check_page(&page, query, full_page(reports, query))?;
-        }
-        table.row(&section, what, latency(&mut times));
-    }
+    let queries = http_queries(table, &section, &server.url, &case, "")?;
     drop(server);
 
     // The same queries in this process, store only: what HTTP, the request
@@ -175,7 +140,7 @@ pub fn scale(table: &mut Table, reports: usize) -> Result<()> {
 
 /// A generated case: its id, the coordinator that reads it and how long
 /// generating took.
-struct Case {
+pub(crate) struct Case {
     id: CaseId,
     coordinator: DeviceKey,
     reports: usize,
@@ -196,10 +161,60 @@ fn start() -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339("2016-01-01T00:00:00+06:00").expect("a valid time")
 }
 
+/// The timeline's queries through the server at `url`, each timed over
+/// `REQUESTS` requests and checked, one row each (`suffix` added to the
+/// row's name); returns them for a run of the same queries in-process.
+pub(crate) fn http_queries(
+    table: &mut Table,
+    section: &str,
+    url: &str,
+    case: &Case,
+    suffix: &str,
+) -> Result<[(&'static str, &'static str, String); 3]> {
+    let reports = case.reports;
+    let client = Client::new(url, &case.coordinator);
+    let week = case.week_in_the_middle();
+    let queries = [
+        (
+            "first page",
+            "first page (100 reports, no filter)",
+            String::new(),
+        ),
+        (
+            "tag",
+            "tag filter (a tag 1 report in 100 carries)",
+            format!("tag={RARE_TAG}"),
+        ),
+        (
+            "week + status",
+            "one week + status=unverified (all are)",
+            format!(
+                "from={}&to={}&status=unverified",
+                urlencode(&week.0),
+                urlencode(&week.1)
+            ),
+        ),
+    ];
+    for (_, what, query) in &queries {
+        // One request first, not counted: the first after the start reads
+        // the pages it needs from the file.
+        client.timeline(query)?;
+        let mut times = Vec::with_capacity(REQUESTS);
+        for _ in 0..REQUESTS {
+            let started = Instant::now();
+            let page = client.timeline(query)?;
+            times.push(started.elapsed());
+            check_page(&page, query, full_page(reports, query))?;
+        }
+        table.row(section, &format!("{what}{suffix}"), latency(&mut times));
+    }
+    Ok(queries)
+}
+
 /// A new store in `data` with one case, `REPORTERS` reporters and a
 /// coordinator, and `reports` reports spread over the reporters, one every
 /// five minutes (in an order unrelated to the ids or to the order written).
-fn generate(data: &Path, reports: usize) -> Result<Case> {
+pub(crate) fn generate(data: &Path, reports: usize) -> Result<Case> {
     let store = Store::open(data)?;
     let case = store.create_case("bench")?;
     let enroll = |role| -> Result<DeviceKey> {
@@ -256,7 +271,12 @@ fn generate(data: &Path, reports: usize) -> Result<Case> {
     })
 }
 
-fn generated_row(table: &mut Table, section: &str, case: &Case, data: &Path) -> Result<()> {
+pub(crate) fn generated_row(
+    table: &mut Table,
+    section: &str,
+    case: &Case,
+    data: &Path,
+) -> Result<()> {
     let size = std::fs::metadata(data.join(fieldsync_server::store::DB_FILE))?.len();
     table.row(
         section,
