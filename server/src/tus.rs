@@ -257,7 +257,7 @@ pub fn finish<S: BlobIndex + ?Sized>(
 ) -> Result<UploadRecord, TusError> {
     let sealed = blobs.seal(lock, &upload.case_id, &upload.blob, received.as_ref())?;
     if sealed == Sealed::Mismatch {
-        store.delete_upload(&upload.id)?;
+        store.delete_upload(&upload.case_id, &upload.id)?;
         blobs.remove_partial(&upload.id)?;
         tracing::info!(device = %upload.device_id, blob = %upload.blob, "upload refused: the bytes do not hash to the blob id; discarded");
         return Err(TusRefusal::Mismatch {
@@ -265,7 +265,7 @@ pub fn finish<S: BlobIndex + ?Sized>(
         }
         .into());
     }
-    Ok(store.complete_upload(&upload.id)?)
+    Ok(store.complete_upload(&upload.case_id, &upload.id)?)
 }
 
 /// How often expired uploads are looked for: a quarter of the expiry,
@@ -290,34 +290,37 @@ pub fn sweep<S: BlobIndex + ?Sized>(
     at_start: bool,
 ) -> Result<(usize, usize), SweepError> {
     if at_start {
-        for id in store.incomplete_uploads()? {
+        for (case, id) in store.incomplete_uploads()? {
             if blobs.has_partial(&id)? {
                 continue;
             }
-            let Some(upload) = store.upload(&id)? else {
+            let Some(upload) = store.upload(&case, &id)? else {
                 continue;
             };
             if blobs.stored_blob_id(&upload.case_id, &upload.blob)? == Some(upload.blob.clone()) {
-                store.complete_upload(&id)?;
+                store.complete_upload(&case, &id)?;
                 tracing::info!(device = %upload.device_id, blob = %upload.blob, size = upload.length, "upload complete (recorded at start: the server stopped after moving it into place)");
             }
         }
     }
     let mut expired = 0;
-    for id in store.expired_uploads(Utc::now())? {
+    for (case, id) in store.expired_uploads(Utc::now())? {
         let Some(_lock) = blobs.lock_upload(&id) else {
             continue;
         };
         // Row first, as in `finish`: a crash in between leaves a stray
         // partial file, never an incomplete upload without one.
-        store.delete_upload(&id)?;
+        store.delete_upload(&case, &id)?;
         blobs.remove_partial(&id)?;
         expired += 1;
     }
     let mut strays = 0;
     if at_start {
-        let live: std::collections::HashSet<UploadId> =
-            store.incomplete_uploads()?.into_iter().collect();
+        let live: std::collections::HashSet<UploadId> = store
+            .incomplete_uploads()?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         for entry in blobs.partial_entries()? {
             let removed = match entry {
                 PartialEntry::Upload(id) if live.contains(&id) => false,

@@ -339,9 +339,9 @@ async fn touch(
     state: &web::Data<AppState>,
     upload: &UploadRecord,
 ) -> Result<DateTime<Utc>, ApiError> {
-    let (st, id) = (state.clone(), upload.id.clone());
+    let (st, case, id) = (state.clone(), upload.case_id.clone(), upload.id.clone());
     let expiry = Duration::from_secs(state.config.upload_expiry_secs);
-    blocking(move || st.store.touch_upload(&id, expiry)).await
+    blocking(move || st.store.touch_upload(&case, &id, expiry)).await
 }
 
 /// The device's own upload, unexpired ([`tus::own_upload`]).
@@ -351,8 +351,8 @@ async fn own_upload(
     raw_id: &str,
 ) -> Result<UploadRecord, ApiError> {
     let id: UploadId = raw_id.parse().map_err(|_| TusRefusal::NoSuchUpload)?;
-    let st = state.clone();
-    let upload = blocking(move || st.store.upload(&id)).await?;
+    let (st, case) = (state.clone(), device.case_id.clone());
+    let upload = blocking(move || st.store.upload(&case, &id)).await?;
     Ok(tus::own_upload(upload, &device.device_id, Utc::now())?)
 }
 

@@ -192,7 +192,9 @@ impl Store {
                 });
             }
             insert_upload(&tx, id, device, new, now, now, true)?;
-            UploadStart::Deduplicated(upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?)
+            UploadStart::Deduplicated(
+                upload_by_id(&tx, &device.case_id, id)?.ok_or_else(|| vanished(id))?,
+            )
         } else if let Some(existing) = tx
             .query_row(
                 "SELECT id FROM uploads
@@ -212,11 +214,18 @@ impl Store {
         {
             let existing: UploadId = parse_stored(&existing, "upload id")?;
             tx.execute(
-                "UPDATE uploads SET expires_at = ?2 WHERE id = ?1",
-                params![existing.as_str(), time_text(expires_at)],
+                "UPDATE uploads SET expires_at = ?3 WHERE case_id = ?1 AND id = ?2",
+                params![
+                    device.case_id.as_str(),
+                    existing.as_str(),
+                    time_text(expires_at)
+                ],
             )
             .map_err(StoreError::from)?;
-            UploadStart::Resumed(upload_by_id(&tx, &existing)?.ok_or_else(|| vanished(&existing))?)
+            UploadStart::Resumed(
+                upload_by_id(&tx, &device.case_id, &existing)?
+                    .ok_or_else(|| vanished(&existing))?,
+            )
         } else {
             let used: i64 = tx
                 .query_row(
@@ -234,30 +243,35 @@ impl Store {
                 });
             }
             insert_upload(&tx, id, device, new, now, expires_at, false)?;
-            UploadStart::Created(upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?)
+            UploadStart::Created(
+                upload_by_id(&tx, &device.case_id, id)?.ok_or_else(|| vanished(id))?,
+            )
         };
         tx.commit().map_err(StoreError::from)?;
         Ok(start)
     }
 
-    /// An upload, whoever made it, complete or not, expired or not.
-    pub fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+    /// An upload of `case`, whoever made it, complete or not, expired or
+    /// not.
+    pub fn upload(&self, case: &CaseId, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
         let conn = self.conn()?;
-        upload_by_id(&conn, id)
+        upload_by_id(&conn, case, id)
     }
 
     /// Keeps an incomplete upload for `expiry` from now (it is in use);
     /// returns the new expiry.
     pub fn touch_upload(
         &self,
+        case: &CaseId,
         id: &UploadId,
         expiry: Duration,
     ) -> Result<DateTime<Utc>, StoreError> {
         let expires_at = Utc::now() + expiry_duration(expiry)?;
         let conn = self.conn()?;
         conn.execute(
-            "UPDATE uploads SET expires_at = ?2 WHERE id = ?1 AND completed_at IS NULL",
-            params![id.as_str(), time_text(expires_at)],
+            "UPDATE uploads SET expires_at = ?3
+             WHERE case_id = ?1 AND id = ?2 AND completed_at IS NULL",
+            params![case.as_str(), id.as_str(), time_text(expires_at)],
         )?;
         Ok(expires_at)
     }
@@ -265,14 +279,19 @@ impl Store {
     /// Marks an upload complete and its blob stored in the upload's case,
     /// in one transaction. Call it only once the blob's bytes are verified
     /// and durably in place.
-    pub fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
+    pub fn complete_upload(
+        &self,
+        case: &CaseId,
+        id: &UploadId,
+    ) -> Result<UploadRecord, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let upload = upload_by_id(&tx, id)?.ok_or_else(|| vanished(id))?;
+        let upload = upload_by_id(&tx, case, id)?.ok_or_else(|| vanished(id))?;
         let now = now_text();
         tx.execute(
-            "UPDATE uploads SET completed_at = COALESCE(completed_at, ?2) WHERE id = ?1",
-            params![id.as_str(), now],
+            "UPDATE uploads SET completed_at = COALESCE(completed_at, ?3)
+             WHERE case_id = ?1 AND id = ?2",
+            params![case.as_str(), id.as_str(), now],
         )?;
         tx.execute(
             "INSERT OR IGNORE INTO blobs (case_id, blob_id, size, uploaded_by, report_id, stored_at)
@@ -294,32 +313,54 @@ impl Store {
     }
 
     /// Forgets an upload (its bytes were refused, or it expired).
-    pub fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+    pub fn delete_upload(&self, case: &CaseId, id: &UploadId) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        conn.execute("DELETE FROM uploads WHERE id = ?1", [id.as_str()])?;
+        conn.execute(
+            "DELETE FROM uploads WHERE case_id = ?1 AND id = ?2",
+            [case.as_str(), id.as_str()],
+        )?;
         Ok(())
     }
 
-    /// Incomplete uploads whose expiry is past `now`.
-    pub fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+    /// Incomplete uploads whose expiry is past `now`, of every case.
+    pub fn expired_uploads(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
         self.upload_ids(
-            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at <= ?1",
+            "SELECT case_id, id FROM uploads WHERE completed_at IS NULL AND expires_at <= ?1",
             Some(time_text(now)),
         )
     }
 
-    /// Every incomplete upload.
-    pub fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
-        self.upload_ids("SELECT id FROM uploads WHERE completed_at IS NULL", None)
+    /// Every incomplete upload of every case.
+    pub fn incomplete_uploads(&self) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
+        self.upload_ids(
+            "SELECT case_id, id FROM uploads WHERE completed_at IS NULL",
+            None,
+        )
     }
 
-    fn upload_ids(&self, sql: &str, arg: Option<String>) -> Result<Vec<UploadId>, StoreError> {
+    fn upload_ids(
+        &self,
+        sql: &str,
+        arg: Option<String>,
+    ) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(sql)?;
         let ids = stmt
-            .query_map(params_from_iter(arg.iter()), |r| r.get::<_, String>(0))?
+            .query_map(params_from_iter(arg.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        ids.iter().map(|id| parse_stored(id, "upload id")).collect()
+        ids.iter()
+            .map(|(case, id)| {
+                Ok((
+                    parse_stored(case, "case id")?,
+                    parse_stored(id, "upload id")?,
+                ))
+            })
+            .collect()
     }
 
     /// Every complete blob of every case, with its size: what a copy of
@@ -408,7 +449,11 @@ const UPLOAD_SELECT: &str =
     "SELECT id, case_id, device_id, blob_id, report_id, length, expires_at, completed_at, deduplicated
      FROM uploads";
 
-fn upload_by_id(conn: &Connection, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+fn upload_by_id(
+    conn: &Connection,
+    case: &CaseId,
+    id: &UploadId,
+) -> Result<Option<UploadRecord>, StoreError> {
     type Row = (
         String,
         String,
@@ -421,8 +466,8 @@ fn upload_by_id(conn: &Connection, id: &UploadId) -> Result<Option<UploadRecord>
         bool,
     );
     let row: Option<Row> = conn
-        .prepare_cached(&format!("{UPLOAD_SELECT} WHERE id = ?1"))?
-        .query_row([id.as_str()], |r| {
+        .prepare_cached(&format!("{UPLOAD_SELECT} WHERE case_id = ?1 AND id = ?2"))?
+        .query_row([case.as_str(), id.as_str()], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,

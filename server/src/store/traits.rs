@@ -85,12 +85,20 @@ pub trait BlobIndex {
         id: &UploadId,
         limits: UploadLimits,
     ) -> Result<UploadStart, UploadError>;
-    fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
-    fn touch_upload(&self, id: &UploadId, expiry: Duration) -> Result<DateTime<Utc>, StoreError>;
-    fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError>;
-    fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError>;
-    fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError>;
-    fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError>;
+    // An upload is named by its case and its id, so that every query on
+    // the upload path is scoped to one case (ARCHITECTURE.md, "Past one
+    // database node"); the sweeps below are the cross-case exceptions.
+    fn upload(&self, case: &CaseId, id: &UploadId) -> Result<Option<UploadRecord>, StoreError>;
+    fn touch_upload(
+        &self,
+        case: &CaseId,
+        id: &UploadId,
+        expiry: Duration,
+    ) -> Result<DateTime<Utc>, StoreError>;
+    fn complete_upload(&self, case: &CaseId, id: &UploadId) -> Result<UploadRecord, StoreError>;
+    fn delete_upload(&self, case: &CaseId, id: &UploadId) -> Result<(), StoreError>;
+    fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<(CaseId, UploadId)>, StoreError>;
+    fn incomplete_uploads(&self) -> Result<Vec<(CaseId, UploadId)>, StoreError>;
     fn blob_access(&self, device: &DeviceRecord, blob: &BlobId) -> Result<BlobAccess, StoreError>;
 }
 
@@ -296,26 +304,38 @@ macro_rules! delegate {
             ) -> Result<UploadStart, UploadError> {
                 <$store>::create_upload(self, device, new, id, limits)
             }
-            fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
-                <$store>::upload(self, id)
+            fn upload(
+                &self,
+                case: &CaseId,
+                id: &UploadId,
+            ) -> Result<Option<UploadRecord>, StoreError> {
+                <$store>::upload(self, case, id)
             }
             fn touch_upload(
                 &self,
+                case: &CaseId,
                 id: &UploadId,
                 expiry: Duration,
             ) -> Result<DateTime<Utc>, StoreError> {
-                <$store>::touch_upload(self, id, expiry)
+                <$store>::touch_upload(self, case, id, expiry)
             }
-            fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
-                <$store>::complete_upload(self, id)
+            fn complete_upload(
+                &self,
+                case: &CaseId,
+                id: &UploadId,
+            ) -> Result<UploadRecord, StoreError> {
+                <$store>::complete_upload(self, case, id)
             }
-            fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
-                <$store>::delete_upload(self, id)
+            fn delete_upload(&self, case: &CaseId, id: &UploadId) -> Result<(), StoreError> {
+                <$store>::delete_upload(self, case, id)
             }
-            fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+            fn expired_uploads(
+                &self,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
                 <$store>::expired_uploads(self, now)
             }
-            fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+            fn incomplete_uploads(&self) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
                 <$store>::incomplete_uploads(self)
             }
             fn blob_access(

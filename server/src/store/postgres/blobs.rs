@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fieldsync_core::model::DeviceRole;
 use fieldsync_core::sync::policy::may_read;
-use fieldsync_core::DeviceId;
+use fieldsync_core::{CaseId, DeviceId};
 use postgres::GenericClient;
 
 use super::{case_lock_key, PgStore};
@@ -90,16 +90,23 @@ impl PgStore {
                 });
             }
             insert_upload(&mut tx, id, device, new, now, now, true)?;
-            UploadStart::Deduplicated(upload_by_id(&mut tx, id)?.ok_or_else(|| vanished(id))?)
+            UploadStart::Deduplicated(
+                upload_by_id(&mut tx, &device.case_id, id)?.ok_or_else(|| vanished(id))?,
+            )
         } else if let Some(existing) = existing {
             let existing: UploadId = parse_stored(&existing.get::<_, String>(0), "upload id")?;
             tx.execute(
-                "UPDATE uploads SET expires_at = $2 WHERE id = $1",
-                &[&existing.as_str(), &time_text(expires_at)],
+                "UPDATE uploads SET expires_at = $3 WHERE case_id = $1 AND id = $2",
+                &[
+                    &device.case_id.as_str(),
+                    &existing.as_str(),
+                    &time_text(expires_at),
+                ],
             )
             .map_err(StoreError::from)?;
             UploadStart::Resumed(
-                upload_by_id(&mut tx, &existing)?.ok_or_else(|| vanished(&existing))?,
+                upload_by_id(&mut tx, &device.case_id, &existing)?
+                    .ok_or_else(|| vanished(&existing))?,
             )
         } else {
             let used: i64 = tx
@@ -119,37 +126,46 @@ impl PgStore {
                 });
             }
             insert_upload(&mut tx, id, device, new, now, expires_at, false)?;
-            UploadStart::Created(upload_by_id(&mut tx, id)?.ok_or_else(|| vanished(id))?)
+            UploadStart::Created(
+                upload_by_id(&mut tx, &device.case_id, id)?.ok_or_else(|| vanished(id))?,
+            )
         };
         tx.commit().map_err(StoreError::from)?;
         Ok(start)
     }
 
-    pub fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
-        upload_by_id(&mut *self.conn()?, id)
+    pub fn upload(&self, case: &CaseId, id: &UploadId) -> Result<Option<UploadRecord>, StoreError> {
+        upload_by_id(&mut *self.conn()?, case, id)
     }
 
     pub fn touch_upload(
         &self,
+        case: &CaseId,
         id: &UploadId,
         expiry: Duration,
     ) -> Result<DateTime<Utc>, StoreError> {
         let expires_at = Utc::now() + expiry_duration(expiry)?;
         self.conn()?.execute(
-            "UPDATE uploads SET expires_at = $2 WHERE id = $1 AND completed_at IS NULL",
-            &[&id.as_str(), &time_text(expires_at)],
+            "UPDATE uploads SET expires_at = $3
+             WHERE case_id = $1 AND id = $2 AND completed_at IS NULL",
+            &[&case.as_str(), &id.as_str(), &time_text(expires_at)],
         )?;
         Ok(expires_at)
     }
 
-    pub fn complete_upload(&self, id: &UploadId) -> Result<UploadRecord, StoreError> {
+    pub fn complete_upload(
+        &self,
+        case: &CaseId,
+        id: &UploadId,
+    ) -> Result<UploadRecord, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let upload = upload_by_id(&mut tx, id)?.ok_or_else(|| vanished(id))?;
+        let upload = upload_by_id(&mut tx, case, id)?.ok_or_else(|| vanished(id))?;
         let now = now_text();
         tx.execute(
-            "UPDATE uploads SET completed_at = COALESCE(completed_at, $2) WHERE id = $1",
-            &[&id.as_str(), &now],
+            "UPDATE uploads SET completed_at = COALESCE(completed_at, $3)
+             WHERE case_id = $1 AND id = $2",
+            &[&case.as_str(), &id.as_str(), &now],
         )?;
         tx.execute(
             "INSERT INTO blobs (case_id, blob_id, size, uploaded_by, report_id, stored_at)
@@ -170,29 +186,31 @@ impl PgStore {
         })
     }
 
-    pub fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
-        self.conn()?
-            .execute("DELETE FROM uploads WHERE id = $1", &[&id.as_str()])?;
+    pub fn delete_upload(&self, case: &CaseId, id: &UploadId) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "DELETE FROM uploads WHERE case_id = $1 AND id = $2",
+            &[&case.as_str(), &id.as_str()],
+        )?;
         Ok(())
     }
 
-    pub fn expired_uploads(&self, now: DateTime<Utc>) -> Result<Vec<UploadId>, StoreError> {
+    pub fn expired_uploads(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
         let rows = self.conn()?.query(
-            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at <= $1",
+            "SELECT case_id, id FROM uploads WHERE completed_at IS NULL AND expires_at <= $1",
             &[&time_text(now)],
         )?;
-        rows.iter()
-            .map(|r| parse_stored(&r.get::<_, String>(0), "upload id"))
-            .collect()
+        rows.iter().map(upload_key).collect()
     }
 
-    pub fn incomplete_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
-        let rows = self
-            .conn()?
-            .query("SELECT id FROM uploads WHERE completed_at IS NULL", &[])?;
-        rows.iter()
-            .map(|r| parse_stored(&r.get::<_, String>(0), "upload id"))
-            .collect()
+    pub fn incomplete_uploads(&self) -> Result<Vec<(CaseId, UploadId)>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT case_id, id FROM uploads WHERE completed_at IS NULL",
+            &[],
+        )?;
+        rows.iter().map(upload_key).collect()
     }
 
     pub fn blob_access(
@@ -227,15 +245,23 @@ impl PgStore {
     }
 }
 
+fn upload_key(row: &postgres::Row) -> Result<(CaseId, UploadId), StoreError> {
+    Ok((
+        parse_stored(&row.get::<_, String>(0), "case id")?,
+        parse_stored(&row.get::<_, String>(1), "upload id")?,
+    ))
+}
+
 fn upload_by_id(
     conn: &mut impl GenericClient,
+    case: &CaseId,
     id: &UploadId,
 ) -> Result<Option<UploadRecord>, StoreError> {
     let row = conn.query_opt(
         "SELECT id, case_id, device_id, blob_id, report_id, length, expires_at, completed_at,
                 deduplicated
-         FROM uploads WHERE id = $1",
-        &[&id.as_str()],
+         FROM uploads WHERE case_id = $1 AND id = $2",
+        &[&case.as_str(), &id.as_str()],
     )?;
     row.map(|r| {
         let expires_at: String = r.get(6);

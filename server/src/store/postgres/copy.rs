@@ -59,6 +59,11 @@ const TABLES: &[Table] = &[
         columns: &[("id", Text), ("case_id", Text), ("creator", Text), ("snapshot", Bytes), ("heads", Text), ("last_seq", Int)],
     },
     Table {
+        name: "report_ids",
+        select: "SELECT id, case_id FROM documents",
+        columns: &[("id", Text), ("case_id", Text)],
+    },
+    Table {
         name: "changes",
         select: "SELECT seq, case_id, doc_id, hash, bytes, author_device, signature, received_at, actor_device, doc_creator FROM changes ORDER BY seq",
         columns: &[("seq", Int), ("case_id", Text), ("doc_id", Text), ("hash", Text), ("bytes", Bytes), ("author_device", Text), ("signature", Bytes), ("received_at", Text), ("actor_device", Text), ("doc_creator", Text)],
@@ -75,7 +80,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "audit_log",
-        select: "SELECT a.id, d.case_id, a.at, a.event, a.device_id, a.detail FROM audit_log a LEFT JOIN devices d ON d.device_id = a.device_id ORDER BY a.id",
+        select: "SELECT a.id, COALESCE(d.case_id, ''), a.at, a.event, a.device_id, a.detail FROM audit_log a LEFT JOIN devices d ON d.device_id = a.device_id ORDER BY a.id",
         columns: &[("id", Int), ("case_id", Text), ("at", Text), ("event", Text), ("device_id", Text), ("detail", Text)],
     },
     Table {
@@ -156,8 +161,9 @@ impl PgStore {
             });
         }
         // The tag index is made from the timeline, as SQLite's triggers do
-        // (ASCII case folding, as its lower()); then the sequences continue
-        // after the copied numbers.
+        // (ASCII case folding, as its lower()); then the audit log's ids
+        // continue after the copied ones. Feed numbers need nothing: a
+        // round numbers its changes after its case's last.
         dst.batch_execute(
             "DELETE FROM timeline_tags;
              INSERT INTO timeline_tags (report_id, case_id, tag, occurred_utc)
@@ -165,8 +171,6 @@ impl PgStore {
                     translate(j.tag, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
                     t.occurred_utc
              FROM timeline t, jsonb_array_elements_text(t.tags::jsonb) AS j(tag);
-             SELECT setval(pg_get_serial_sequence('changes', 'seq'),
-                           GREATEST((SELECT max(seq) FROM changes), 1));
              SELECT setval(pg_get_serial_sequence('audit_log', 'id'),
                            GREATEST((SELECT max(id) FROM audit_log), 1));",
         )?;

@@ -567,10 +567,20 @@ pub(super) fn write_audit(
     detail: &str,
 ) -> Result<(), StoreError> {
     let device = device.map(DeviceId::as_str);
+    // Looked up first rather than in the insert: a distributed table's
+    // case must be a value when the insert is planned (Citus). An event
+    // of no enrolled device is filed under the empty case id.
+    let case: String = match device {
+        Some(id) => conn
+            .query_opt("SELECT case_id FROM devices WHERE device_id = $1", &[&id])?
+            .map(|r| r.get(0))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     conn.execute(
         "INSERT INTO audit_log (case_id, at, event, device_id, detail)
-         VALUES ((SELECT case_id FROM devices WHERE device_id = $3), $1, $2, $3, $4)",
-        &[&now_text(), &event, &device, &detail],
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&case, &now_text(), &event, &device, &detail],
     )?;
     Ok(())
 }

@@ -1,60 +1,21 @@
 //! Which of the PostgreSQL store's queries are not scoped to one case.
 //!
-//! The schema can be distributed by case (Citus: every table carries
-//! `case_id`, the distribution column) only if the hot paths, sync, feed
-//! and uploads, each touch one case. A query is scoped when it filters on
-//! `case_id` (after its `WHERE`), or, an insert, writes it. The queries
-//! below are the ones that are not; each is looked up by a key that is global by
-//! design, and none is on a path that scans more than one row per request.
-//! `the_unscoped_queries_are_exactly_the_listed_ones` reads this module's
-//! sibling files and fails when a query without `case_id` appears that is
-//! not listed here, or a listed one is gone. `copy.rs`, the offline copy
-//! of a SQLite store (`admin migrate`), reads and writes every row of
-//! every table by design and is not scanned.
+//! The schema can be distributed by case (Citus, `migrations/postgres/
+//! citus.sql`) only if the hot paths, sync, feed and uploads, each touch
+//! one case. A query is scoped when it filters on `case_id =` (after its
+//! `WHERE`), or, an insert, writes `case_id`, or when it touches only
+//! reference tables (small tables copied to every node, named in
+//! `citus.sql`). The queries below are the ones that are not: the
+//! operator's and the upkeep's, which run across cases by design and are
+//! on no request's path. `the_unscoped_queries_are_exactly_the_listed_ones`
+//! reads this module's sibling files and fails when a query that is not
+//! scoped appears and is not listed here, or a listed one is gone.
+//! `copy.rs`, the offline copy of a SQLite store (`admin migrate`), reads
+//! and writes every row of every table by design and is not scanned.
 
-/// The start of each query without `case_id` (whitespace collapsed), and
+/// The start of each query that is not scoped (whitespace collapsed), and
 /// why it may stay so.
 pub const UNSCOPED: &[(&str, &str)] = &[
-    (
-        "SELECT timezone FROM cases WHERE id = $1",
-        "the cases table itself, by its key",
-    ),
-    (
-        "SELECT import_salt FROM cases WHERE id = $1",
-        "the cases table itself, by its key",
-    ),
-    (
-        "UPDATE cases SET timezone = $2 WHERE id = $1",
-        "the cases table itself, by its key (operator)",
-    ),
-    (
-        "INSERT INTO cases (id, name, created_at, import_salt, timezone)",
-        "the cases table itself: `id` is the case id",
-    ),
-    (
-        "SELECT id, name, created_at, timezone FROM cases WHERE name = $1",
-        "a case by its unique name (operator and enrollment)",
-    ),
-    (
-        "UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE device_id = $1",
-        "a device by its global id, which names its case (operator)",
-    ),
-    (
-        "SELECT case_id FROM devices WHERE device_id = $1",
-        "what case a signed request's device is in: every request starts here",
-    ),
-    (
-        "SELECT d.device_id, d.public_key, d.case_id, c.name, d.role, d.enrolled_at, d.revoked_at FROM devices d JOIN cases c ON c.id = d.case_id",
-        "a device by its global id (request authentication), or the operator's list of all devices",
-    ),
-    (
-        "SELECT case_id, role, expires_at, used_at, used_by FROM invites WHERE token_hash = $1 FOR UPDATE",
-        "an invite by its token's hash: the enrolling device does not know its case yet",
-    ),
-    (
-        "UPDATE invites SET used_at = $2, used_by = $3 WHERE token_hash = $1",
-        "the invite just read, by its key",
-    ),
     (
         "SELECT at, event, device_id, detail FROM audit_log ORDER BY id",
         "the operator's whole audit log",
@@ -64,32 +25,12 @@ pub const UNSCOPED: &[(&str, &str)] = &[
         "retention: the hourly upkeep, across cases",
     ),
     (
-        "SELECT id, case_id, device_id, blob_id, report_id, length, expires_at, completed_at, deduplicated FROM uploads WHERE id = $1",
-        "an upload by its random global id, which names its case",
+        "SELECT case_id, id FROM uploads WHERE completed_at IS NULL AND expires_at <= $1",
+        "the expiry sweep, across cases; what it finds it deletes by case and id",
     ),
     (
-        "UPDATE uploads SET expires_at = $2 WHERE id = $1",
-        "an upload by its random global id",
-    ),
-    (
-        "UPDATE uploads SET completed_at = COALESCE(completed_at, $2) WHERE id = $1",
-        "an upload by its random global id",
-    ),
-    (
-        "DELETE FROM uploads WHERE id = $1",
-        "an upload by its random global id",
-    ),
-    (
-        "SELECT id FROM uploads WHERE completed_at IS NULL",
-        "the expiry sweep and the start-up sweep, across cases",
-    ),
-    (
-        "SELECT device_id, certificate, csrf, expires_at FROM web_sessions WHERE cookie_hash = $1",
-        "a browser session by its cookie's hash: the browser does not say its case",
-    ),
-    (
-        "UPDATE web_sessions SET ended_at = $2 WHERE cookie_hash = $1 AND ended_at IS NULL",
-        "a browser session by its cookie's hash",
+        "SELECT case_id, id FROM uploads WHERE completed_at IS NULL",
+        "the start-up sweep and the uploads-in-progress gauge, across cases",
     ),
     (
         "SELECT row_to_json(t)::text FROM",
@@ -137,16 +78,56 @@ mod tests {
         found
     }
 
-    /// Whether a query touches one case only: filters on `case_id`, or
-    /// (an insert) writes it.
+    /// The tables `citus.sql` makes reference tables.
+    pub(super) fn reference_tables() -> Vec<&'static str> {
+        include_str!("../../../migrations/postgres/citus.sql")
+            .lines()
+            .filter_map(|l| l.strip_prefix("SELECT create_reference_table('"))
+            .filter_map(|rest| rest.split('\'').next())
+            .collect()
+    }
+
+    /// The tables a query names after FROM, JOIN, INTO or UPDATE.
+    fn tables(query: &str) -> Vec<&str> {
+        let words: Vec<&str> = query.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| ["FROM", "JOIN", "INTO", "UPDATE"].contains(&w[0]))
+            .map(|w| w[1].trim_end_matches(','))
+            // `FROM unnest(…)` and subqueries `FROM (…)` name no table.
+            .filter(|t| !t.contains('('))
+            .collect()
+    }
+
+    /// Whether a query touches one case only: filters on `case_id =`, or
+    /// (an insert) writes it, or touches only reference tables.
     fn scoped(query: &str) -> bool {
+        let reference = reference_tables();
+        if tables(query).iter().all(|t| reference.contains(t)) {
+            return true;
+        }
         if query.starts_with("INSERT ") {
             let columns = query.split(" VALUES ").next().unwrap_or_default();
             return columns.contains("case_id");
         }
         query
             .split_once(" WHERE ")
-            .is_some_and(|(_, filter)| filter.contains("case_id"))
+            .is_some_and(|(_, filter)| filter.contains("case_id = "))
+    }
+
+    #[test]
+    fn a_query_that_excludes_a_case_is_not_scoped_to_one() {
+        assert!(scoped(
+            "SELECT 1 FROM documents WHERE case_id = $1 AND id = $2"
+        ));
+        assert!(!scoped(
+            "SELECT 1 FROM documents WHERE id = $1 AND case_id <> $2"
+        ));
+        assert!(!scoped("SELECT id FROM uploads WHERE id = $1"));
+        assert!(scoped("SELECT case_id FROM devices WHERE device_id = $1"));
+        assert!(!scoped(
+            "SELECT d.id FROM devices d JOIN documents x ON x.creator = d.device_id"
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use postgres::Client;
 use crate::store::error::StoreError;
 
 /// Schema version of a PostgreSQL database this build writes.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Any number 64 bits wide; it only has to differ from the case locks'
 /// keys, which are SHA-256 prefixes.
@@ -30,6 +30,11 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
     if version < 1 {
         tx.batch_execute(include_str!("../../../migrations/postgres/001_initial.sql"))?;
+    }
+    if version < 2 {
+        tx.batch_execute(include_str!(
+            "../../../migrations/postgres/002_keys_by_case.sql"
+        ))?;
     }
     tx.execute(
         "UPDATE fieldsync_schema SET version = $1",

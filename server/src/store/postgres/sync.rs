@@ -4,13 +4,16 @@
 //! read-only snapshot.
 //!
 //! The lock is what keeps the feed whole across processes. `changes.seq`
-//! is handed out by a sequence before commit; two rounds of one case
-//! could otherwise commit in the other order than their numbers, and a
-//! reader between the two commits would move its cursor past a change
-//! that was not yet visible, and never read it. Under the lock, a case's
-//! rounds allocate and commit one after another, so what a reader sees of
-//! a case is always a prefix of its feed. Rounds of different cases do not
-//! wait for each other.
+//! is handed out before commit; two rounds of one case could otherwise
+//! commit in the other order than their numbers, and a reader between the
+//! two commits would move its cursor past a change that was not yet
+//! visible, and never read it. Under the lock, a case's rounds number
+//! their changes after the case's last and commit one after another, so
+//! what a reader sees of a case is always a prefix of its feed. Rounds of
+//! different cases do not wait for each other. The numbers come from the
+//! case's own rows, not a sequence, so they stay in commit order when the
+//! schema is distributed by case (a Citus sequence hands each node its
+//! own range).
 
 use automerge::{Automerge, ChangeHash};
 use fieldsync_core::model::{DeviceRole, Report};
@@ -162,10 +165,10 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
         Ok(self
             .conn
             .query_opt(
-                "SELECT 1 FROM documents WHERE id = $1 AND case_id <> $2",
-                &[&id.as_str(), &self.case_id],
+                "SELECT case_id FROM report_ids WHERE id = $1",
+                &[&id.as_str()],
             )?
-            .is_some())
+            .is_some_and(|r| r.get::<_, &str>(0) != self.case_id))
     }
 
     fn save_document(
@@ -282,30 +285,53 @@ pub(super) fn write_document(
     p: &Projection,
 ) -> Result<(), StoreError> {
     let id = id.as_str();
-    let upserted = conn.execute(
-        "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
-         VALUES ($1, $2, $3, $4, $5, 0)
-         ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, heads = excluded.heads
-         WHERE documents.case_id = excluded.case_id",
-        &[&id, &case_id, &creator.as_str(), &snapshot, &heads],
-    )?;
-    if upserted != 1 {
+    // `xmax = 0` only on a row this statement inserted.
+    let inserted: bool = conn
+        .query_one(
+            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+             VALUES ($1, $2, $3, $4, $5, 0)
+             ON CONFLICT (case_id, id) DO UPDATE SET snapshot = excluded.snapshot,
+                                                     heads = excluded.heads
+             RETURNING xmax = 0",
+            &[&id, &case_id, &creator.as_str(), &snapshot, &heads],
+        )?
+        .get(0);
+    // A new report takes its id for its case, once for all cases: the
+    // round already asked `held_by_another_case`, so this refuses only a
+    // copied id that another case's round took meanwhile.
+    if inserted
+        && conn.execute(
+            "INSERT INTO report_ids (id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, &case_id],
+        )? != 1
+    {
         return Err(StoreError::Corrupt(
             "report id belongs to another case".into(),
         ));
     }
     let mut last_seq: Option<i64> = None;
     if !changes.is_empty() {
+        // The round holds the case's lock (`save_document` checks), so no
+        // other round of the case numbers changes until this one commits:
+        // the case's feed grows in commit order.
+        let mut seq: i64 = conn
+            .query_one(
+                "SELECT COALESCE(max(seq), 0) FROM changes WHERE case_id = $1",
+                &[&case_id],
+            )?
+            .get(0);
         let insert = conn.prepare(
-            "INSERT INTO changes (case_id, doc_id, hash, bytes, author_device, signature,
+            "INSERT INTO changes (case_id, seq, doc_id, hash, bytes, author_device, signature,
                                   received_at, actor_device, doc_creator)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )?;
         for change in changes {
-            let row = conn.query_one(
+            seq += 1;
+            conn.execute(
                 &insert,
                 &[
                     &case_id,
+                    &seq,
                     &id,
                     &change.hash().to_string(),
                     &change.signed.bytes,
@@ -316,7 +342,7 @@ pub(super) fn write_document(
                     &creator.as_str(),
                 ],
             )?;
-            last_seq = Some(row.get(0));
+            last_seq = Some(seq);
         }
     }
     if let Some(seq) = last_seq {
@@ -330,7 +356,7 @@ pub(super) fn write_document(
                                title, search_text, status, tags, reporter, updated_at,
                                lat, lon, entries)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (report_id) DO UPDATE SET
+         ON CONFLICT (case_id, report_id) DO UPDATE SET
              occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
              approximate = excluded.approximate, place = excluded.place,
              title = excluded.title, search_text = excluded.search_text,

@@ -200,3 +200,189 @@ fn a_refused_round_leaves_the_database_as_it_was_and_an_accepted_one_does_not() 
     assert_ne!(after, before);
     assert!(after.contains("\"title\":\"one\""), "{after}");
 }
+
+/// What Citus requires of a schema distributed as `citus.sql` says, read
+/// from the catalog of a database this build migrated: every table is
+/// either a reference table or distributed by `case_id`; a distributed
+/// table's `case_id` is never NULL and is part of each of its primary and
+/// unique keys; a foreign key between two distributed tables joins on
+/// `case_id`; and no reference table points at a distributed one.
+#[test]
+fn the_schema_is_distributable_by_case_as_citus_sql_says() {
+    let url = fresh_database();
+    drop(PgStore::open(&url).unwrap());
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let plan = include_str!("../../../migrations/postgres/citus.sql");
+    let named = |prefix: &str| -> Vec<String> {
+        plan.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|rest| rest.split('\'').next().unwrap().to_owned())
+            .collect()
+    };
+    let reference = named("SELECT create_reference_table('");
+    let distributed = named("SELECT create_distributed_table('");
+    assert!(plan
+        .lines()
+        .filter(|l| l.starts_with("SELECT create_distributed_table("))
+        .all(|l| l.contains("'case_id'")));
+
+    let mut tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables.sort();
+    let mut planned: Vec<String> = reference.iter().chain(&distributed).cloned().collect();
+    planned.sort();
+    assert_eq!(tables, planned, "citus.sql must name every table once");
+
+    let mut broken = Vec::new();
+    for table in &distributed {
+        let nullable: String = client
+            .query_one(
+                "SELECT is_nullable::text FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name = $1 AND column_name = 'case_id'",
+                &[table],
+            )
+            .unwrap()
+            .get(0);
+        if nullable != "NO" {
+            broken.push(format!("{table}.case_id may be NULL"));
+        }
+    }
+    // Each constraint with its table, the table it references, and whether
+    // `case_id` is among its own columns and among the referenced ones.
+    let constraints = client
+        .query(
+            "SELECT c.conname::text, c.contype::text, t.relname::text,
+                    COALESCE(r.relname::text, ''),
+                    EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                              AND a.attname = 'case_id'),
+                    EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = c.confrelid AND a.attnum = ANY (c.confkey)
+                              AND a.attname = 'case_id')
+             FROM pg_constraint c
+             JOIN pg_class t ON t.oid = c.conrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
+             LEFT JOIN pg_class r ON r.oid = c.confrelid
+             WHERE c.contype IN ('p', 'u', 'f')",
+            &[],
+        )
+        .unwrap();
+    assert!(constraints.len() > 20, "the catalog query found too little");
+    for row in &constraints {
+        let (name, kind, table, target): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (own_case, target_case): (bool, bool) = (row.get(4), row.get(5));
+        let is_distributed = |t: &str| distributed.iter().any(|d| d == t);
+        match kind.as_str() {
+            "p" | "u" if is_distributed(&table) && !own_case => {
+                broken.push(format!("{table}: key {name} lacks case_id"));
+            }
+            "f" if is_distributed(&table)
+                && is_distributed(&target)
+                && !(own_case && target_case) =>
+            {
+                broken.push(format!(
+                    "{table}: foreign key {name} to {target} does not join on case_id"
+                ));
+            }
+            "f" if !is_distributed(&table) && is_distributed(&target) => {
+                broken.push(format!(
+                    "reference table {table} points at distributed {target} ({name})"
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert!(broken.is_empty(), "not distributable by case: {broken:#?}");
+}
+
+/// A database a build of schema 1 wrote moves to schema 2 when a newer
+/// process opens it: its rows stay, the report ids it holds are taken for
+/// their cases, an audit row of no case gets the empty case id, and the
+/// next round numbers its changes after the case's last.
+#[test]
+fn a_schema_one_database_is_upgraded_in_place_and_its_feed_continues() {
+    let url = fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(include_str!("../../../migrations/postgres/001_initial.sql"))
+        .unwrap();
+    let old_report = ReportId::random().unwrap();
+    let old_case = CaseId::random().unwrap();
+    client
+        .execute(
+            "INSERT INTO cases (id, name, created_at) VALUES ($1, 'archive', '2026-01-01T00:00:00.000000Z')",
+            &[&old_case.as_str()],
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+             VALUES ($1, $2, 'old-device', '\\x00', '', 41)",
+            &[&old_report.as_str(), &old_case.as_str()],
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO changes (seq, case_id, doc_id, hash, bytes, author_device, signature,
+                                  received_at, actor_device, doc_creator)
+             VALUES (41, $1, $2, 'h', '\\x00', 'old-device', '\\x00', 't', 'old-device', 'old-device')",
+            &[&old_case.as_str(), &old_report.as_str()],
+        )
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO audit_log (case_id, at, event, detail) VALUES (NULL, 't', 'refused', '');
+             CREATE TABLE fieldsync_schema (version BIGINT NOT NULL);
+             INSERT INTO fieldsync_schema (version) VALUES (1);",
+        )
+        .unwrap();
+
+    let store = PgStore::open(&url).unwrap();
+    let version: i64 = client
+        .query_one("SELECT version FROM fieldsync_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, super::schema::PG_SCHEMA_VERSION);
+    let owner: String = client
+        .query_one(
+            "SELECT case_id FROM report_ids WHERE id = $1",
+            &[&old_report.as_str()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, old_case.as_str());
+    let unfiled: i64 = client
+        .query_one("SELECT count(*) FROM audit_log WHERE case_id = ''", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(unfiled, 1);
+
+    let mut reporter = enroll(&store, "archive", DeviceRole::Reporter);
+    record(&mut reporter, &old_case, "recorded after the upgrade");
+    sync(&store, &mut reporter);
+    let seqs: Vec<i64> = client
+        .query(
+            "SELECT seq FROM changes WHERE case_id = $1 ORDER BY seq",
+            &[&old_case.as_str()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs[0], 41);
+    assert!(seqs.len() > 1, "the new report's changes were not stored");
+    assert_eq!(
+        seqs[1..],
+        (42..42 + seqs.len() as i64 - 1).collect::<Vec<_>>()[..],
+        "the feed continues after the case's last number"
+    );
+}
