@@ -17,10 +17,9 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use super::error::StoreError;
 use super::membership::{device_by_id, DeviceRecord};
 use super::pool::Store;
-use super::sql::{format_heads, now_text, parse_heads, parse_stored, sql_count};
-use super::sync_plan::{Plan, PlannedChange, PlannedDocument};
-use super::sync_rows::{held_by_another_case, member_by_key};
-use super::timeline::Projection;
+use super::sql::{now_text, parse_heads, parse_stored, sql_count};
+use super::sync_plan::{Plan, PlanRows, PlannedDocument};
+use super::sync_rows::{held_by_another_case, member_by_key, SqliteRows};
 
 /// A sync round, committed: the answer for the device, and what the round
 /// added to the store (for the operators' metrics, `metrics.rs`).
@@ -144,8 +143,10 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
         let member = current.member();
         let (docs, changes_stored) = match outcome {
-            Some((docs, plan)) if member == requester.member() && plan.still_holds(&tx)? => {
-                let stored = plan.write_all(&tx)?;
+            Some((docs, plan))
+                if member == requester.member() && plan.still_holds(&mut SqliteRows(&tx))? =>
+            {
+                let stored = plan.write_all(&mut SqliteRows(&tx))?;
                 (docs, stored)
             }
             _ => {
@@ -307,33 +308,15 @@ impl ServerStore for CaseStore<'_> {
         report: Option<&Report>,
         new_changes: &[VerifiedChange],
     ) -> Result<(), StoreError> {
-        let projection = Projection::of_document(id, doc, report)?;
-        let planned = PlannedDocument {
-            id: id.clone(),
-            creator: creator.clone(),
-            // Uncompressed: deflating a report's columns costs twenty times
-            // the save itself and takes a fifth off its size (measured with
-            // `--example apply_parts`); `Automerge::load` reads both.
-            snapshot: doc.save_nocompress(),
-            heads: format_heads(&doc.get_heads()),
-            changes: new_changes
-                .iter()
-                .map(|change| PlannedChange {
-                    hash: change.hash(),
-                    signed: change.signed.clone(),
-                    author: change.author.device_id(),
-                    actor: change.actor.device_id(),
-                })
-                .collect(),
-            projection,
-        };
+        let planned = PlannedDocument::new(id, creator, doc, report, new_changes)?;
         match &mut self.plan {
             Some(plan) => {
                 plan.write(planned);
                 Ok(())
             }
             None => {
-                self.stored += planned.write(self.tx, &self.case_id, &self.now)?;
+                self.stored +=
+                    SqliteRows(self.tx).write_document(&self.case_id, &self.now, &planned)?;
                 Ok(())
             }
         }

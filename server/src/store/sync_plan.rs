@@ -2,17 +2,40 @@
 //! would write, so that the write transaction only checks the reads and
 //! makes the writes ([`super::sync`] explains the scheme).
 
-use automerge::ChangeHash;
-use fieldsync_core::signed_change::SignedChange;
+use automerge::{Automerge, ChangeHash};
+use fieldsync_core::model::Report;
+use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
 use fieldsync_core::sync::policy::Member;
 use fieldsync_core::{DeviceId, PublicKey, ReportId};
-use rusqlite::Connection;
 
 use super::error::StoreError;
-use super::sync_rows::{
-    document_heads, held_by_another_case, member_by_key, write_document, ChangeRow, DocumentRow,
-};
+use super::sql::format_heads;
 use super::timeline::Projection;
+
+/// The rows a plan is checked against and written to: one store's write
+/// transaction (`sync_rows.rs` for SQLite, `postgres/sync.rs`).
+pub(super) trait PlanRows {
+    /// The enrolled device of `case_id` whose public key this is.
+    fn member(&mut self, case_id: &str, key: &PublicKey) -> Result<Option<Member>, StoreError>;
+    /// The heads of report `id` of `case_id`, as stored, if it is stored
+    /// there.
+    fn document_heads(
+        &mut self,
+        case_id: &str,
+        id: &ReportId,
+    ) -> Result<Option<String>, StoreError>;
+    /// Whether a case other than `case_id` holds a report under `id`.
+    fn held_by_another_case(&mut self, case_id: &str, id: &ReportId) -> Result<bool, StoreError>;
+    /// Writes one report as a round of `case_id` received at `now` does;
+    /// returns how many changes it wrote (each a new row: a duplicate
+    /// fails the round, it is not skipped).
+    fn write_document(
+        &mut self,
+        case_id: &str,
+        now: &str,
+        document: &PlannedDocument,
+    ) -> Result<usize, StoreError>;
+}
 
 /// Every row a planned round read, with what it read, and every report it
 /// would write.
@@ -79,76 +102,71 @@ impl Plan {
         self.writes.push(document);
     }
 
-    /// Whether every row the plan read reads the same through `conn`
+    /// Whether every row the plan read reads the same through `rows`
     /// (inside the write transaction): then the round's outcome is the
     /// plan's.
-    pub(super) fn still_holds(&self, conn: &Connection) -> Result<bool, StoreError> {
+    pub(super) fn still_holds(&self, rows: &mut impl PlanRows) -> Result<bool, StoreError> {
         if self.reloaded {
             return Ok(false);
         }
         for (key, member) in &self.members {
-            if &member_by_key(conn, &self.case_id, key)? != member {
+            if &rows.member(&self.case_id, key)? != member {
                 return Ok(false);
             }
         }
         for (id, heads) in &self.documents {
-            if &document_heads(conn, &self.case_id, id)? != heads {
+            if &rows.document_heads(&self.case_id, id)? != heads {
                 return Ok(false);
             }
         }
         for (id, held) in &self.elsewhere {
-            if held_by_another_case(conn, &self.case_id, id)? != *held {
+            if rows.held_by_another_case(&self.case_id, id)? != *held {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// Makes the plan's writes through `conn`, inside the write
+    /// Makes the plan's writes through `rows`, inside the write
     /// transaction in which [`Plan::still_holds`] said yes.
     /// Returns how many changes it wrote.
-    pub(super) fn write_all(self, conn: &Connection) -> Result<usize, StoreError> {
+    pub(super) fn write_all(self, rows: &mut impl PlanRows) -> Result<usize, StoreError> {
         let mut stored = 0;
         for document in &self.writes {
-            stored += document.write(conn, &self.case_id, &self.now)?;
+            stored += rows.write_document(&self.case_id, &self.now, document)?;
         }
         Ok(stored)
     }
 }
 
 impl PlannedDocument {
-    /// Writes this report's rows for a round of `case_id` received at `now`;
-    /// returns how many changes it wrote (each is a new row: a duplicate
-    /// would fail the round, not be skipped).
-    pub(super) fn write(
-        &self,
-        conn: &Connection,
-        case_id: &str,
-        now: &str,
-    ) -> Result<usize, StoreError> {
-        let changes: Vec<ChangeRow<'_>> = self
-            .changes
-            .iter()
-            .map(|c| ChangeRow {
-                hash: c.hash,
-                signed: &c.signed,
-                author: c.author.clone(),
-                actor: c.actor.clone(),
-            })
-            .collect();
-        write_document(
-            conn,
-            case_id,
-            now,
-            &DocumentRow {
-                id: &self.id,
-                creator: &self.creator,
-                snapshot: &self.snapshot,
-                heads: &self.heads,
-                changes: &changes,
-                projection: &self.projection,
-            },
-        )?;
-        Ok(changes.len())
+    /// Report `id` as a round saves it: `doc` after the round's changes,
+    /// `new_changes` those of them the store does not hold yet.
+    pub(super) fn new(
+        id: &ReportId,
+        creator: &DeviceId,
+        doc: &Automerge,
+        report: Option<&Report>,
+        new_changes: &[VerifiedChange],
+    ) -> Result<Self, StoreError> {
+        Ok(PlannedDocument {
+            id: id.clone(),
+            creator: creator.clone(),
+            // Uncompressed: deflating a report's columns costs twenty times
+            // the save itself and takes a fifth off its size (measured with
+            // `--example apply_parts`); `Automerge::load` reads both.
+            snapshot: doc.save_nocompress(),
+            heads: format_heads(&doc.get_heads()),
+            changes: new_changes
+                .iter()
+                .map(|change| PlannedChange {
+                    hash: change.hash(),
+                    signed: change.signed.clone(),
+                    author: change.author.device_id(),
+                    actor: change.actor.device_id(),
+                })
+                .collect(),
+            projection: Projection::of_document(id, doc, report)?,
+        })
     }
 }

@@ -10,7 +10,61 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::error::StoreError;
 use super::sql::parse_stored;
+use super::sync_plan::{PlanRows, PlannedDocument};
 use super::timeline::Projection;
+
+/// A SQLite write transaction, as a plan's rows ([`PlanRows`]).
+pub(super) struct SqliteRows<'a>(pub(super) &'a Connection);
+
+impl PlanRows for SqliteRows<'_> {
+    fn member(&mut self, case_id: &str, key: &PublicKey) -> Result<Option<Member>, StoreError> {
+        member_by_key(self.0, case_id, key)
+    }
+
+    fn document_heads(
+        &mut self,
+        case_id: &str,
+        id: &ReportId,
+    ) -> Result<Option<String>, StoreError> {
+        document_heads(self.0, case_id, id)
+    }
+
+    fn held_by_another_case(&mut self, case_id: &str, id: &ReportId) -> Result<bool, StoreError> {
+        held_by_another_case(self.0, case_id, id)
+    }
+
+    fn write_document(
+        &mut self,
+        case_id: &str,
+        now: &str,
+        document: &PlannedDocument,
+    ) -> Result<usize, StoreError> {
+        let changes: Vec<ChangeRow<'_>> = document
+            .changes
+            .iter()
+            .map(|c| ChangeRow {
+                hash: c.hash,
+                signed: &c.signed,
+                author: c.author.clone(),
+                actor: c.actor.clone(),
+            })
+            .collect();
+        write_document(
+            self.0,
+            case_id,
+            now,
+            &DocumentRow {
+                id: &document.id,
+                creator: &document.creator,
+                snapshot: &document.snapshot,
+                heads: &document.heads,
+                changes: &changes,
+                projection: &document.projection,
+            },
+        )?;
+        Ok(changes.len())
+    }
+}
 
 /// The enrolled device of `case_id` whose public key this is.
 pub(super) fn member_by_key(

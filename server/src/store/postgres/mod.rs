@@ -65,6 +65,10 @@ pub struct PgStore {
     /// commits: tests hold a commit open with it.
     #[cfg(test)]
     before_commit: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
+    /// Runs between a sync round's plan and its write transaction: tests
+    /// write what the plan read with it.
+    #[cfg(test)]
+    before_lock: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Holds a handle to the pool while any [`PgStore`] lives; dropped with
@@ -112,6 +116,8 @@ impl PgStore {
             pool,
             #[cfg(test)]
             before_commit: None,
+            #[cfg(test)]
+            before_lock: None,
         })
     }
 

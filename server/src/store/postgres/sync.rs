@@ -1,7 +1,9 @@
 //! The sync round on PostgreSQL: the core's [`apply_request`] over a
-//! [`ServerStore`] view of one case, in one write transaction that holds
-//! the case's advisory lock until it commits, then the feed read in a
-//! read-only snapshot.
+//! [`ServerStore`] view of one case, planned in a read-only snapshot
+//! outside any lock as on SQLite (`store/sync.rs` explains the plan), then
+//! checked and written in one write transaction that holds the case's
+//! advisory lock until it commits, then the feed read in a read-only
+//! snapshot.
 //!
 //! The lock is what keeps the feed whole across processes. `changes.seq`
 //! is handed out before commit; two rounds of one case could otherwise
@@ -24,13 +26,14 @@ use fieldsync_core::sync::server::{
     StoredDocument, VerifiedRequest,
 };
 use fieldsync_core::{DeviceId, PublicKey, ReportId};
-use postgres::{GenericClient, IsolationLevel};
+use postgres::{GenericClient, IsolationLevel, Transaction};
 
 use super::membership::{device_by_id, member_by_key};
 use super::{case_lock_key, PgStore};
 use crate::store::error::StoreError;
 use crate::store::membership::DeviceRecord;
-use crate::store::sql::{format_heads, now_text, parse_heads, parse_stored, sql_count};
+use crate::store::sql::{now_text, parse_heads, parse_stored, sql_count};
+use crate::store::sync_plan::{Plan, PlanRows, PlannedDocument};
 use crate::store::timeline::Projection;
 use crate::store::{SyncRound, SyncStoreError};
 
@@ -47,12 +50,33 @@ impl PgStore {
         let cursor = request.cursor;
         let offered = request.offered();
         let case_id = requester.case_id.as_str().to_owned();
+        let now = now_text();
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(StoreError::from)?;
-        // Only a round that may write waits for the case's lock: one that
-        // offers no change writes nothing, and must not wait behind
-        // another process's commit to read.
+        // Only a round that may write is planned and waits for the case's
+        // lock: one that offers no change writes nothing, and must not
+        // wait behind another process's commit to read.
         let writes = request.docs.iter().any(|d| !d.changes.is_empty());
+        let planned = if writes {
+            let mut read = snapshot(&mut conn)?;
+            let seen = device_by_id(&mut read, &requester.device_id)?
+                .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?
+                .member();
+            let mut planning = CaseStore::planning(&mut read, &case_id, &now);
+            // A refusal of the whole request is decided under the lock,
+            // against what is current then.
+            let docs = apply_request(&mut planning, &seen, &request.docs, live_session).ok();
+            let plan = planning.plan.take();
+            read.commit().map_err(StoreError::from)?;
+            docs.zip(plan).map(|outcome| (seen, outcome))
+        } else {
+            None
+        };
+
+        #[cfg(test)]
+        if let Some(hook) = &self.before_lock {
+            hook();
+        }
+        let mut tx = conn.transaction().map_err(StoreError::from)?;
         if writes {
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -65,9 +89,19 @@ impl PgStore {
         let current = device_by_id(&mut tx, &requester.device_id)?
             .ok_or_else(|| StoreError::UnknownDevice(requester.device_id.clone()))?;
         let member = current.member();
-        let mut case_store = CaseStore::new(&mut tx, &case_id, now_text(), writes);
-        let docs = apply_request(&mut case_store, &member, &request.docs, live_session)?;
-        let changes_stored = case_store.stored;
+        let (docs, changes_stored) = match planned {
+            Some((seen, (docs, plan)))
+                if seen == member && plan.still_holds(&mut PgRows(&mut tx))? =>
+            {
+                let stored = plan.write_all(&mut PgRows(&mut tx))?;
+                (docs, stored)
+            }
+            _ => {
+                let mut case_store = CaseStore::writing(&mut tx, &case_id, &now, writes);
+                let docs = apply_request(&mut case_store, &member, &request.docs, live_session)?;
+                (docs, case_store.stored)
+            }
+        };
         #[cfg(test)]
         if let Some(hold) = &self.before_commit {
             hold();
@@ -76,13 +110,8 @@ impl PgStore {
         // flushed WAL, so the response may acknowledge it.
         tx.commit().map_err(StoreError::from)?;
 
-        let mut read = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(StoreError::from)?;
-        let mut case_store = CaseStore::new(&mut read, &case_id, String::new(), false);
+        let mut read = snapshot(&mut conn)?;
+        let mut case_store = CaseStore::writing(&mut read, &case_id, "", false);
         let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
         read.commit().map_err(StoreError::from)?;
         Ok(SyncRound {
@@ -90,6 +119,15 @@ impl PgStore {
             changes_stored,
         })
     }
+}
+
+/// A read-only transaction that sees one snapshot throughout.
+fn snapshot(conn: &mut postgres::Client) -> Result<Transaction<'_>, StoreError> {
+    Ok(conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
 }
 
 /// A reporter's feed: only changes to reports it created.
@@ -108,7 +146,9 @@ const COORDINATOR_FEED: &str = "SELECT seq, doc_id, doc_creator, actor_device,
     WHERE case_id = $1 AND seq > $2
     ORDER BY seq LIMIT $3";
 
-/// One case's view of the database inside an open transaction.
+/// One case's view of the database inside an open transaction. Planning,
+/// it writes nothing: it records what it read and what it would write in
+/// a [`Plan`].
 struct CaseStore<'a, C> {
     conn: &'a mut C,
     case_id: &'a str,
@@ -117,18 +157,30 @@ struct CaseStore<'a, C> {
     /// Whether the transaction holds the case's lock, which every write
     /// needs.
     locked: bool,
-    /// Changes written so far.
+    plan: Option<Plan>,
+    /// Changes written so far (writing, not planning).
     stored: usize,
 }
 
 impl<'a, C: GenericClient> CaseStore<'a, C> {
-    fn new(conn: &'a mut C, case_id: &'a str, now: String, locked: bool) -> Self {
+    /// Applies a round inside a transaction, which must hold the case's
+    /// lock (`locked`) if the round writes.
+    fn writing(conn: &'a mut C, case_id: &'a str, now: &str, locked: bool) -> Self {
         Self {
             conn,
             case_id,
-            now,
+            now: now.to_owned(),
             locked,
+            plan: None,
             stored: 0,
+        }
+    }
+
+    /// Plans a round inside a read-only snapshot.
+    fn planning(conn: &'a mut C, case_id: &'a str, now: &str) -> Self {
+        Self {
+            plan: Some(Plan::new(case_id, now)),
+            ..Self::writing(conn, case_id, now, false)
         }
     }
 }
@@ -141,15 +193,22 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
     }
 
     fn member(&mut self, key: &PublicKey) -> Result<Option<Member>, StoreError> {
-        member_by_key(self.conn, self.case_id, key)
+        let member = member_by_key(self.conn, self.case_id, key)?;
+        if let Some(plan) = &mut self.plan {
+            plan.read_member(key, &member);
+        }
+        Ok(member)
     }
 
     fn load_document(&mut self, id: &ReportId) -> Result<Option<StoredDocument>, StoreError> {
-        let Some(row) = self.conn.query_opt(
-            "SELECT creator, snapshot FROM documents WHERE id = $1 AND case_id = $2",
-            &[&id.as_str(), &self.case_id],
-        )?
-        else {
+        let row = self.conn.query_opt(
+            "SELECT creator, snapshot, heads FROM documents WHERE case_id = $1 AND id = $2",
+            &[&self.case_id, &id.as_str()],
+        )?;
+        if let Some(plan) = &mut self.plan {
+            plan.read_document(id, row.as_ref().map(|r| r.get(2)));
+        }
+        let Some(row) = row else {
             return Ok(None);
         };
         let snapshot: Vec<u8> = row.get(1);
@@ -162,13 +221,11 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
     }
 
     fn held_by_another_case(&mut self, id: &ReportId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_opt(
-                "SELECT case_id FROM report_ids WHERE id = $1",
-                &[&id.as_str()],
-            )?
-            .is_some_and(|r| r.get::<_, &str>(0) != self.case_id))
+        let held = held_by_another_case(self.conn, self.case_id, id)?;
+        if let Some(plan) = &mut self.plan {
+            plan.read_elsewhere(id, held);
+        }
+        Ok(held)
     }
 
     fn save_document(
@@ -179,25 +236,18 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
         report: Option<&Report>,
         new_changes: &[VerifiedChange],
     ) -> Result<(), StoreError> {
+        let planned = PlannedDocument::new(id, creator, doc, report, new_changes)?;
+        if let Some(plan) = &mut self.plan {
+            plan.write(planned);
+            return Ok(());
+        }
         if !self.locked {
             return Err(StoreError::Corrupt(format!(
                 "report {id} was to be written by a round that offered no change"
             )));
         }
-        let projection = Projection::of_document(id, doc, report)?;
-        self.stored += new_changes.len();
-        write_document(
-            self.conn,
-            self.case_id,
-            &self.now,
-            id,
-            creator,
-            // Uncompressed, as the SQLite store keeps it.
-            &doc.save_nocompress(),
-            &format_heads(&doc.get_heads()),
-            new_changes,
-            &projection,
-        )
+        self.stored += PgRows(&mut *self.conn).write_document(self.case_id, &self.now, &planned)?;
+        Ok(())
     }
 
     fn signature(
@@ -269,88 +319,159 @@ impl<C: GenericClient> ServerStore for CaseStore<'_, C> {
     }
 }
 
-/// Writes one report as a sync round does: the document (inserted, or
-/// updated within its case), its new changes at the end of the case feed,
-/// its timeline row and its tags.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_document(
+/// Whether a case other than `case_id` took report id `id`.
+fn held_by_another_case(
     conn: &mut impl GenericClient,
     case_id: &str,
-    now: &str,
     id: &ReportId,
-    creator: &DeviceId,
-    snapshot: &[u8],
-    heads: &str,
-    changes: &[VerifiedChange],
-    p: &Projection,
-) -> Result<(), StoreError> {
-    let id = id.as_str();
-    // `xmax = 0` only on a row this statement inserted.
-    let inserted: bool = conn
-        .query_one(
-            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
-             VALUES ($1, $2, $3, $4, $5, 0)
-             ON CONFLICT (case_id, id) DO UPDATE SET snapshot = excluded.snapshot,
-                                                     heads = excluded.heads
-             RETURNING xmax = 0",
-            &[&id, &case_id, &creator.as_str(), &snapshot, &heads],
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_opt(
+            "SELECT case_id FROM report_ids WHERE id = $1",
+            &[&id.as_str()],
         )?
-        .get(0);
-    // A new report takes its id for its case, once for all cases: the
-    // round already asked `held_by_another_case`, so this refuses only a
-    // copied id that another case's round took meanwhile.
-    if inserted
-        && conn.execute(
-            "INSERT INTO report_ids (id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id, &case_id],
-        )? != 1
-    {
-        return Err(StoreError::Corrupt(
-            "report id belongs to another case".into(),
-        ));
+        .is_some_and(|r| r.get::<_, &str>(0) != case_id))
+}
+
+/// A PostgreSQL write transaction, as a plan's rows ([`PlanRows`]).
+struct PgRows<'a, C>(&'a mut C);
+
+impl<C: GenericClient> PlanRows for PgRows<'_, C> {
+    fn member(&mut self, case_id: &str, key: &PublicKey) -> Result<Option<Member>, StoreError> {
+        member_by_key(self.0, case_id, key)
     }
-    let mut last_seq: Option<i64> = None;
-    if !changes.is_empty() {
-        // The round holds the case's lock (`save_document` checks), so no
-        // other round of the case numbers changes until this one commits:
-        // the case's feed grows in commit order.
-        let mut seq: i64 = conn
+
+    fn document_heads(
+        &mut self,
+        case_id: &str,
+        id: &ReportId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT heads FROM documents WHERE case_id = $1 AND id = $2",
+                &[&case_id, &id.as_str()],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn held_by_another_case(&mut self, case_id: &str, id: &ReportId) -> Result<bool, StoreError> {
+        held_by_another_case(self.0, case_id, id)
+    }
+
+    /// The document (inserted, or updated within its case), its new
+    /// changes at the end of the case feed, its timeline row and its tags,
+    /// in six statements however many changes it has. The transaction
+    /// holds the case's lock.
+    fn write_document(
+        &mut self,
+        case_id: &str,
+        now: &str,
+        document: &PlannedDocument,
+    ) -> Result<usize, StoreError> {
+        let conn = &mut *self.0;
+        let id = document.id.as_str();
+        let count = document.changes.len();
+        // Under the case's lock no other round of the case numbers changes
+        // until this one commits, so the case's feed grows in commit order.
+        let first: i64 = conn
             .query_one(
-                "SELECT COALESCE(max(seq), 0) FROM changes WHERE case_id = $1",
+                "SELECT COALESCE(max(seq), 0) + 1 FROM changes WHERE case_id = $1",
                 &[&case_id],
             )?
             .get(0);
-        let insert = conn.prepare(
-            "INSERT INTO changes (case_id, seq, doc_id, hash, bytes, author_device, signature,
-                                  received_at, actor_device, doc_creator)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )?;
-        for change in changes {
-            seq += 1;
+        let last_seq = first + i64::try_from(count).unwrap_or(i64::MAX) - 1;
+        // `xmax = 0` only on a row this statement inserted.
+        let inserted: bool = conn
+            .query_one(
+                "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (case_id, id) DO UPDATE SET
+                     snapshot = excluded.snapshot, heads = excluded.heads,
+                     last_seq = GREATEST(documents.last_seq, excluded.last_seq)
+                 RETURNING xmax = 0",
+                &[
+                    &id,
+                    &case_id,
+                    &document.creator.as_str(),
+                    &document.snapshot,
+                    &document.heads,
+                    &if count == 0 { 0 } else { last_seq },
+                ],
+            )?
+            .get(0);
+        // A new report takes its id for its case, once for all cases: the
+        // plan already asked `held_by_another_case`, so this refuses only
+        // a copied id that another case's round took meanwhile.
+        if inserted
+            && conn.execute(
+                "INSERT INTO report_ids (id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&id, &case_id],
+            )? != 1
+        {
+            return Err(StoreError::Corrupt(
+                "report id belongs to another case".into(),
+            ));
+        }
+        if count > 0 {
+            let hashes: Vec<String> = document
+                .changes
+                .iter()
+                .map(|c| c.hash.to_string())
+                .collect();
+            let bytes: Vec<&[u8]> = document
+                .changes
+                .iter()
+                .map(|c| &c.signed.bytes[..])
+                .collect();
+            let signatures: Vec<&[u8]> = document
+                .changes
+                .iter()
+                .map(|c| &c.signed.signature[..])
+                .collect();
+            let authors: Vec<&str> = document.changes.iter().map(|c| c.author.as_str()).collect();
+            let actors: Vec<&str> = document.changes.iter().map(|c| c.actor.as_str()).collect();
             conn.execute(
-                &insert,
+                "INSERT INTO changes (case_id, seq, doc_id, hash, bytes, author_device, signature,
+                                      received_at, actor_device, doc_creator)
+                 SELECT $1, $2 + n - 1, $3, hash, bytes, author, signature, $4, actor, $5
+                 FROM unnest($6::text[], $7::bytea[], $8::text[], $9::bytea[], $10::text[])
+                      WITH ORDINALITY AS c(hash, bytes, author, signature, actor, n)",
                 &[
                     &case_id,
-                    &seq,
+                    &first,
                     &id,
-                    &change.hash().to_string(),
-                    &change.signed.bytes,
-                    &change.author.device_id().as_str(),
-                    &change.signed.signature,
                     &now,
-                    &change.actor.device_id().as_str(),
-                    &creator.as_str(),
+                    &document.creator.as_str(),
+                    &hashes,
+                    &bytes,
+                    &authors,
+                    &signatures,
+                    &actors,
                 ],
             )?;
-            last_seq = Some(seq);
         }
-    }
-    if let Some(seq) = last_seq {
-        conn.execute(
-            "UPDATE documents SET last_seq = $3 WHERE id = $1 AND case_id = $2",
-            &[&id, &case_id, &seq],
+        write_timeline(
+            conn,
+            case_id,
+            now,
+            id,
+            &document.creator,
+            &document.projection,
         )?;
+        Ok(count)
     }
+}
+
+/// The report's timeline row.
+fn write_timeline(
+    conn: &mut impl GenericClient,
+    case_id: &str,
+    now: &str,
+    id: &str,
+    creator: &DeviceId,
+    p: &Projection,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
                                title, search_text, status, tags, reporter, updated_at,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_core::document::NewReport;
-use fieldsync_core::model::DeviceRole;
+use fieldsync_core::model::{DeviceRole, Edit};
 use fieldsync_core::protocol::{SyncRequest, DEFAULT_MAX_REQUEST_BYTES};
 use fieldsync_core::replica::Replica;
 use fieldsync_core::sync::server::{verify_request, ServerLimits, SyncError};
@@ -52,14 +52,14 @@ fn enroll(store: &PgStore, case: &str, role: DeviceRole) -> Device {
     Device { replica, record }
 }
 
-fn record(device: &mut Device, case: &CaseId, title: &str) {
+fn record(device: &mut Device, case: &CaseId, title: &str) -> ReportId {
     let report = NewReport::new(
         ReportId::random().unwrap(),
         case.clone(),
         title,
         chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap(),
     );
-    device.replica.create_report(&report).unwrap();
+    device.replica.create_report(&report).unwrap()
 }
 
 fn sync(store: &PgStore, device: &mut Device) {
@@ -384,5 +384,64 @@ fn a_schema_one_database_is_upgraded_in_place_and_its_feed_continues() {
         seqs[1..],
         (42..42 + seqs.len() as i64 - 1).collect::<Vec<_>>()[..],
         "the feed continues after the case's last number"
+    );
+}
+
+/// A round planned (outside the lock) before another process wrote the
+/// report it plans to write finds its plan stale under the lock and is
+/// applied again there: neither process's edit is lost.
+#[test]
+fn a_round_planned_before_another_process_wrote_its_report_is_applied_again() {
+    let url = fresh_database();
+    let mut planner = PgStore::open(&url).unwrap();
+    let other = Arc::new(PgStore::open(&url).unwrap());
+    let case = other.create_case_in_zone("rally", None).unwrap();
+    let mut reporter = enroll(&other, "rally", DeviceRole::Reporter);
+    let mut coordinator = enroll(&other, "rally", DeviceRole::Coordinator);
+    let id = record(&mut reporter, &case.id, "Detained");
+    sync(&other, &mut reporter);
+    sync(&other, &mut coordinator);
+
+    reporter
+        .replica
+        .edit_report(&id, &[Edit::AppendDescription("Two officers.".into())])
+        .unwrap();
+    coordinator
+        .replica
+        .edit_report(&id, &[Edit::AddTag("arrest".into())])
+        .unwrap();
+    // Between the reporter's plan and its lock, the coordinator's edit of
+    // the same report lands through the other process.
+    let coordinator = Arc::new(std::sync::Mutex::new(Some(coordinator)));
+    let (hook_store, hook_device) = (other.clone(), coordinator.clone());
+    planner.before_lock = Some(Arc::new(move || {
+        if let Some(mut device) = hook_device.lock().unwrap().take() {
+            sync(&hook_store, &mut device);
+        }
+    }));
+    sync(&planner, &mut reporter);
+    assert!(coordinator.lock().unwrap().is_none(), "the hook ran");
+
+    let report = reporter.replica.report(&id).unwrap();
+    assert_eq!(report.description, "Two officers.");
+    assert!(report.tags.contains("arrest"), "{:?}", report.tags);
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT snapshot, (SELECT tags FROM timeline WHERE report_id = $1),
+                    (SELECT count(*) FROM changes WHERE doc_id = $1)
+             FROM documents WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .unwrap();
+    let stored = automerge::Automerge::load(&row.get::<_, Vec<u8>>(0)).unwrap();
+    let stored = fieldsync_core::document::read_report(&stored).unwrap();
+    assert_eq!(stored.description, "Two officers.");
+    assert!(stored.tags.contains("arrest"));
+    assert!(row.get::<_, String>(1).contains("arrest"));
+    assert_eq!(
+        row.get::<_, i64>(2),
+        3,
+        "the creation and both edits, once each"
     );
 }
