@@ -23,6 +23,7 @@ mod phone_app;
 mod replica_crash;
 mod server_crash;
 mod server_memory;
+mod several_processes;
 mod web_api;
 mod web_review;
 mod wire_encodings;

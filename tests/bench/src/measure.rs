@@ -93,6 +93,40 @@ pub fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64().max(1e-9)
 }
 
+/// CPU seconds of `root` and of its children: those running now and
+/// those it has reaped (`cutime`, `cstime`). A PostgreSQL cluster's
+/// postmaster with its backends and helpers.
+pub fn tree_cpu_seconds(root: u32) -> Result<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| -> f64 { fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0.0) };
+        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if pid == root {
+            total += field(11) + field(12) + field(13) + field(14);
+        } else if parent == Some(root) {
+            total += field(11) + field(12);
+        }
+    }
+    Ok(total / ticks)
+}
+
 /// CPU seconds (user + system) a running process has used so far, from
 /// /proc/PID/stat.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {

@@ -54,6 +54,20 @@ impl Cluster {
     fn fresh_database(&self) -> String {
         fieldsync_tests::stores::fresh_database(&self.url)
     }
+
+    /// CPU seconds the cluster's processes have used so far.
+    fn cpu_seconds(&self) -> Result<f64> {
+        let pid_file = Path::new(&self.dir).join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("read {}", pid_file.display()))?;
+        let postmaster: u32 = text
+            .lines()
+            .next()
+            .context("an empty postmaster.pid")?
+            .trim()
+            .parse()?;
+        measure::tree_cpu_seconds(postmaster)
+    }
 }
 
 impl Drop for Cluster {
@@ -90,11 +104,18 @@ fn migrate(data: &Path, url: &str) -> Result<(f64, serde_json::Value)> {
 struct SyncRun {
     wall: f64,
     cpu: f64,
+    /// The PostgreSQL cluster's CPU seconds, when the servers use it.
+    database_cpu: Option<f64>,
     peak_rss: u64,
 }
 
-/// Every home syncs at once, home `i` with `servers[i % n]`.
-fn sync_all(homes: &[PathBuf], servers: &[ServerProcess]) -> Result<SyncRun> {
+/// Every home syncs at once, home `i` with `servers[i % n]`, whose
+/// database is `cluster`'s if they use one.
+fn sync_all(
+    homes: &[PathBuf],
+    servers: &[ServerProcess],
+    cluster: Option<&Cluster>,
+) -> Result<SyncRun> {
     for (i, home) in homes.iter().enumerate() {
         fieldsync_core::replica::Replica::open(home)?.set_meta(
             fieldsync_core::device::meta_keys::SERVER,
@@ -105,6 +126,7 @@ fn sync_all(homes: &[PathBuf], servers: &[ServerProcess]) -> Result<SyncRun> {
         .iter()
         .map(|s| measure::cpu_seconds(s.child.id()))
         .sum::<Result<f64>>()?;
+    let database_before = cluster.map(Cluster::cpu_seconds).transpose()?;
     let started = Instant::now();
     let children: Vec<Child> = homes
         .iter()
@@ -134,6 +156,10 @@ fn sync_all(homes: &[PathBuf], servers: &[ServerProcess]) -> Result<SyncRun> {
         .map(|s| measure::cpu_seconds(s.child.id()))
         .sum::<Result<f64>>()?
         - cpu_before;
+    let database_cpu = match (cluster, database_before) {
+        (Some(cluster), Some(before)) => Some(cluster.cpu_seconds()? - before),
+        _ => None,
+    };
     let peak_rss = servers
         .iter()
         .map(|s| measure::peak_rss_of(s.child.id()))
@@ -141,6 +167,7 @@ fn sync_all(homes: &[PathBuf], servers: &[ServerProcess]) -> Result<SyncRun> {
     Ok(SyncRun {
         wall,
         cpu,
+        database_cpu,
         peak_rss,
     })
 }
@@ -184,11 +211,15 @@ pub fn run(table: &mut Table, work: &Workload, timeline_reports: usize) -> Resul
         let ratio = base
             .map(|b| format!(", {:.2}× SQLite", rate / b))
             .unwrap_or_default();
+        let database = run
+            .database_cpu
+            .map(|cpu| format!(", PostgreSQL CPU {cpu:.2} s"))
+            .unwrap_or_default();
         table.row(
             &section,
             what,
             format!(
-                "{:.2} s, {:.0} changes/s{ratio}; server CPU {:.2} s, peak RSS {:.1} MiB",
+                "{:.2} s, {:.0} changes/s{ratio}; server CPU {:.2} s{database}, peak RSS {:.1} MiB",
                 run.wall,
                 rate,
                 run.cpu,
@@ -204,7 +235,7 @@ pub fn run(table: &mut Table, work: &Workload, timeline_reports: usize) -> Resul
     let sqlite = ServerProcess::start_with_prefix(&sqlite_data, "127.0.0.1:0", &[], None);
     let base = row(
         "SQLite, 1 process",
-        &sync_all(&copies("sqlite-homes")?, &[sqlite])?,
+        &sync_all(&copies("sqlite-homes")?, &[sqlite], None)?,
         None,
     );
 
@@ -223,7 +254,11 @@ pub fn run(table: &mut Table, work: &Workload, timeline_reports: usize) -> Resul
                 ))
             })
             .collect::<Result<_>>()?;
-        let run = sync_all(&copies(&format!("pg{processes}-homes"))?, &servers)?;
+        let run = sync_all(
+            &copies(&format!("pg{processes}-homes"))?,
+            &servers,
+            Some(&cluster),
+        )?;
         row(
             &format!(
                 "PostgreSQL, {processes} process{}",
