@@ -111,7 +111,7 @@ impl PgStore {
         tx.commit().map_err(StoreError::from)?;
 
         let mut read = snapshot(&mut conn)?;
-        let mut case_store = CaseStore::writing(&mut read, &case_id, "", false);
+        let mut case_store = CaseStore::reading(&mut read, &case_id);
         let feed = answer_from_feed(&mut case_store, &member, cursor, &offered, limits)?;
         read.commit().map_err(StoreError::from)?;
         Ok(SyncRound {
@@ -174,6 +174,11 @@ impl<'a, C: GenericClient> CaseStore<'a, C> {
             plan: None,
             stored: 0,
         }
+    }
+
+    /// Reads the feed inside a read-only snapshot.
+    fn reading(conn: &'a mut C, case_id: &'a str) -> Self {
+        Self::writing(conn, case_id, "", false)
     }
 
     /// Plans a round inside a read-only snapshot.
