@@ -27,6 +27,7 @@ use crate::signed_change::{
     check_applicable, has_change, objects_applicable, PendingObjects, VerifiedChange,
 };
 
+use super::apply::apply_changes;
 use super::policy::{check_change, check_creation, check_touches, Member};
 use super::store::{ServerStore, StoredDocument, SyncError};
 
@@ -155,7 +156,7 @@ pub(super) fn admit_changes<S: ServerStore>(
             Ok(None) => {
                 // Mode::EachChange, on a copy.
                 let mut trial = doc.clone();
-                match trial.apply_changes([v.change.clone()]) {
+                match apply_changes(&mut trial, vec![v.change.clone()]) {
                     Err(e) => refused.push(
                         hash,
                         Refusal::BadCreation,
@@ -172,7 +173,7 @@ pub(super) fn admit_changes<S: ServerStore>(
             }
         }
     }
-    if !pending.changes.is_empty() && doc.apply_changes(pending.changes).is_err() {
+    if !pending.changes.is_empty() && apply_changes(&mut doc, pending.changes).is_err() {
         return Ok(None);
     }
     let report = if accepted.is_empty() {
@@ -329,9 +330,7 @@ fn admit(
     }
     let mut trial = Automerge::new();
     check_applicable(&trial, &mut PendingObjects::new(), &v.change).map_err(unapplicable)?;
-    trial
-        .apply_changes([v.change.clone()])
-        .map_err(|e| unapplicable(e.to_string()))?;
+    apply_changes(&mut trial, vec![v.change.clone()]).map_err(|e| unapplicable(e.to_string()))?;
     let report = read_report(&trial).map_err(|e| (Refusal::BadCreation, e.to_string()))?;
     validate_report(&report).map_err(|e| (Refusal::InvalidReport, e.to_string()))?;
     check_creation(author, case, &report)?;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use automerge::{AutoCommit, ChangeHash};
 
+use super::apply::{apply_changes, ApplyError};
 use crate::ids::ReportId;
 use crate::protocol::*;
 use crate::signed_change::{
@@ -121,7 +122,7 @@ pub enum AbsorbError {
     Automerge {
         doc: ReportId,
         #[source]
-        source: Box<automerge::AutomergeError>,
+        source: Box<ApplyError>,
     },
 }
 
@@ -163,11 +164,12 @@ pub fn absorb(doc: &mut AutoCommit, update: &DocUpdate) -> Result<Absorbed, Abso
         })?;
     }
     if !applied.is_empty() {
-        doc.apply_changes(applied.iter().map(|v| v.change.clone()).collect::<Vec<_>>())
-            .map_err(|source| AbsorbError::Automerge {
+        apply_changes(doc, applied.iter().map(|v| v.change.clone()).collect()).map_err(
+            |source| AbsorbError::Automerge {
                 doc: update.id.clone(),
                 source: Box::new(source),
-            })?;
+            },
+        )?;
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(AbsorbError::MissingDependencies {
                 doc: update.id.clone(),

@@ -6,8 +6,11 @@
 //!   response into a document.
 //! - [`policy`]: who may read and write what.
 //! - [`memory`]: an in-memory server store, the reference for tests.
+//! - [`apply`]: Automerge's apply of changes from outside, its panics
+//!   turned into errors.
 
 mod admission;
+pub mod apply;
 pub mod device;
 pub mod memory;
 pub mod policy;
