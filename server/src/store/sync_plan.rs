@@ -24,6 +24,17 @@ pub(super) trait PlanRows {
         case_id: &str,
         id: &ReportId,
     ) -> Result<Option<String>, StoreError>;
+    /// The stored heads of each of `ids`, in their order; one look-up
+    /// each unless a store does better.
+    fn documents_heads(
+        &mut self,
+        case_id: &str,
+        ids: &[ReportId],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        ids.iter()
+            .map(|id| self.document_heads(case_id, id))
+            .collect()
+    }
     /// Whether a case other than `case_id` holds a report under `id`.
     fn held_by_another_case(&mut self, case_id: &str, id: &ReportId) -> Result<bool, StoreError>;
     /// Writes one report as a round of `case_id` received at `now` does;
@@ -35,6 +46,20 @@ pub(super) trait PlanRows {
         now: &str,
         document: &PlannedDocument,
     ) -> Result<usize, StoreError>;
+    /// Writes every report of a round; returns how many changes it wrote.
+    /// One report at a time unless a store does better.
+    fn write_documents(
+        &mut self,
+        case_id: &str,
+        now: &str,
+        documents: &[PlannedDocument],
+    ) -> Result<usize, StoreError> {
+        let mut stored = 0;
+        for document in documents {
+            stored += self.write_document(case_id, now, document)?;
+        }
+        Ok(stored)
+    }
 }
 
 /// Every row a planned round read, with what it read, and every report it
@@ -114,10 +139,14 @@ impl Plan {
                 return Ok(false);
             }
         }
-        for (id, heads) in &self.documents {
-            if &rows.document_heads(&self.case_id, id)? != heads {
-                return Ok(false);
-            }
+        let ids: Vec<ReportId> = self.documents.iter().map(|(id, _)| id.clone()).collect();
+        let current = rows.documents_heads(&self.case_id, &ids)?;
+        if current
+            .iter()
+            .zip(&self.documents)
+            .any(|(now, (_, then))| now != then)
+        {
+            return Ok(false);
         }
         for (id, held) in &self.elsewhere {
             if rows.held_by_another_case(&self.case_id, id)? != *held {
@@ -131,11 +160,7 @@ impl Plan {
     /// transaction in which [`Plan::still_holds`] said yes.
     /// Returns how many changes it wrote.
     pub(super) fn write_all(self, rows: &mut impl PlanRows) -> Result<usize, StoreError> {
-        let mut stored = 0;
-        for document in &self.writes {
-            stored += rows.write_document(&self.case_id, &self.now, document)?;
-        }
-        Ok(stored)
+        rows.write_documents(&self.case_id, &self.now, &self.writes)
     }
 }
 

@@ -17,6 +17,8 @@
 //! schema is distributed by case (a Citus sequence hands each node its
 //! own range).
 
+use std::collections::{HashMap, HashSet};
+
 use automerge::{Automerge, ChangeHash};
 use fieldsync_core::model::{DeviceRole, Report};
 use fieldsync_core::signed_change::{SignedChange, VerifiedChange};
@@ -360,128 +362,233 @@ impl<C: GenericClient> PlanRows for PgRows<'_, C> {
             .map(|r| r.get(0)))
     }
 
+    /// One statement for all of them.
+    fn documents_heads(
+        &mut self,
+        case_id: &str,
+        ids: &[ReportId],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let wanted: Vec<&str> = ids.iter().map(ReportId::as_str).collect();
+        let found: HashMap<String, String> = self
+            .0
+            .query(
+                "SELECT id, heads FROM documents WHERE case_id = $1 AND id = ANY($2)",
+                &[&case_id, &wanted],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(wanted.iter().map(|id| found.get(*id).cloned()).collect())
+    }
+
     fn held_by_another_case(&mut self, case_id: &str, id: &ReportId) -> Result<bool, StoreError> {
         held_by_another_case(self.0, case_id, id)
     }
 
-    /// The document (inserted, or updated within its case), its new
-    /// changes at the end of the case feed, its timeline row and its tags,
-    /// in six statements however many changes it has. The transaction
-    /// holds the case's lock.
     fn write_document(
         &mut self,
         case_id: &str,
         now: &str,
         document: &PlannedDocument,
     ) -> Result<usize, StoreError> {
+        self.write_documents(case_id, now, std::slice::from_ref(document))
+    }
+
+    /// The documents (inserted, or updated within their case), their new
+    /// changes at the end of the case feed, their timeline rows and tags:
+    /// seven statements for the round however many reports and changes it
+    /// writes. The transaction holds the case's lock.
+    fn write_documents(
+        &mut self,
+        case_id: &str,
+        now: &str,
+        documents: &[PlannedDocument],
+    ) -> Result<usize, StoreError> {
+        let distinct: HashSet<&ReportId> = documents.iter().map(|d| &d.id).collect();
+        if distinct.len() < documents.len() {
+            // One statement may not upsert a row twice; a plan never holds
+            // a report twice (a second load makes it stale), this is for
+            // any other caller.
+            let mut stored = 0;
+            for document in documents {
+                stored += self.write_documents(case_id, now, std::slice::from_ref(document))?;
+            }
+            return Ok(stored);
+        }
         let conn = &mut *self.0;
-        let id = document.id.as_str();
-        let count = document.changes.len();
         // Under the case's lock no other round of the case numbers changes
         // until this one commits, so the case's feed grows in commit order.
-        let first: i64 = conn
+        let mut seq: i64 = conn
             .query_one(
-                "SELECT COALESCE(max(seq), 0) + 1 FROM changes WHERE case_id = $1",
+                "SELECT COALESCE(max(seq), 0) FROM changes WHERE case_id = $1",
                 &[&case_id],
             )?
             .get(0);
-        let last_seq = first + i64::try_from(count).unwrap_or(i64::MAX) - 1;
-        // `xmax = 0` only on a row this statement inserted.
-        let inserted: bool = conn
-            .query_one(
-                "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (case_id, id) DO UPDATE SET
-                     snapshot = excluded.snapshot, heads = excluded.heads,
-                     last_seq = GREATEST(documents.last_seq, excluded.last_seq)
-                 RETURNING xmax = 0",
-                &[
-                    &id,
-                    &case_id,
-                    &document.creator.as_str(),
-                    &document.snapshot,
-                    &document.heads,
-                    &if count == 0 { 0 } else { last_seq },
-                ],
-            )?
-            .get(0);
-        // A new report takes its id for its case, once for all cases: the
-        // plan already asked `held_by_another_case`, so this refuses only
-        // a copied id that another case's round took meanwhile.
-        if inserted
-            && conn.execute(
-                "INSERT INTO report_ids (id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&id, &case_id],
-            )? != 1
-        {
-            return Err(StoreError::Corrupt(
-                "report id belongs to another case".into(),
-            ));
+        let rows = Rows::of(documents, &mut seq)?;
+        let inserted = conn.query(
+            "INSERT INTO documents (id, case_id, creator, snapshot, heads, last_seq)
+             SELECT id, $1, creator, snapshot, heads, last_seq
+             FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::bigint[])
+                  AS d(id, creator, snapshot, heads, last_seq)
+             ON CONFLICT (case_id, id) DO UPDATE SET
+                 snapshot = excluded.snapshot, heads = excluded.heads,
+                 last_seq = GREATEST(documents.last_seq, excluded.last_seq)
+             RETURNING id, xmax = 0",
+            &[
+                &case_id,
+                &rows.ids,
+                &rows.creators,
+                &rows.snapshots,
+                &rows.heads,
+                &rows.last_seqs,
+            ],
+        )?;
+        // `xmax = 0` only on a row the statement inserted. A new report
+        // takes its id for its case, once for all cases: the plan already
+        // asked `held_by_another_case`, so this refuses only a copied id
+        // that another case's round took meanwhile.
+        let new: Vec<String> = inserted
+            .iter()
+            .filter(|r| r.get::<_, bool>(1))
+            .map(|r| r.get(0))
+            .collect();
+        if !new.is_empty() {
+            let taken = conn.execute(
+                "INSERT INTO report_ids (id, case_id)
+                 SELECT id, $1 FROM unnest($2::text[]) AS r(id) ON CONFLICT DO NOTHING",
+                &[&case_id, &new],
+            )?;
+            if usize::try_from(taken).ok() != Some(new.len()) {
+                return Err(StoreError::Corrupt(
+                    "report id belongs to another case".into(),
+                ));
+            }
         }
-        if count > 0 {
-            let hashes: Vec<String> = document
-                .changes
-                .iter()
-                .map(|c| c.hash.to_string())
-                .collect();
-            let bytes: Vec<&[u8]> = document
-                .changes
-                .iter()
-                .map(|c| &c.signed.bytes[..])
-                .collect();
-            let signatures: Vec<&[u8]> = document
-                .changes
-                .iter()
-                .map(|c| &c.signed.signature[..])
-                .collect();
-            let authors: Vec<&str> = document.changes.iter().map(|c| c.author.as_str()).collect();
-            let actors: Vec<&str> = document.changes.iter().map(|c| c.actor.as_str()).collect();
+        let c = &rows.changes;
+        if !c.seqs.is_empty() {
             conn.execute(
                 "INSERT INTO changes (case_id, seq, doc_id, hash, bytes, author_device, signature,
                                       received_at, actor_device, doc_creator)
-                 SELECT $1, $2 + n - 1, $3, hash, bytes, author, signature, $4, actor, $5
-                 FROM unnest($6::text[], $7::bytea[], $8::text[], $9::bytea[], $10::text[])
-                      WITH ORDINALITY AS c(hash, bytes, author, signature, actor, n)",
+                 SELECT $1, seq, doc, hash, bytes, author, signature, $2, actor, creator
+                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bytea[], $7::text[],
+                             $8::bytea[], $9::text[], $10::text[])
+                      AS c(seq, doc, hash, bytes, author, signature, actor, creator)",
                 &[
                     &case_id,
-                    &first,
-                    &id,
                     &now,
-                    &document.creator.as_str(),
-                    &hashes,
-                    &bytes,
-                    &authors,
-                    &signatures,
-                    &actors,
+                    &c.seqs,
+                    &c.docs,
+                    &c.hashes,
+                    &c.bytes,
+                    &c.authors,
+                    &c.signatures,
+                    &c.actors,
+                    &c.creators,
                 ],
             )?;
         }
-        write_timeline(
-            conn,
-            case_id,
-            now,
-            id,
-            &document.creator,
-            &document.projection,
-        )?;
-        Ok(count)
+        write_timeline(conn, case_id, now, &rows)?;
+        Ok(c.seqs.len())
     }
 }
 
-/// The report's timeline row.
+/// A round's reports as columns, for `unnest`.
+struct Rows<'a> {
+    ids: Vec<&'a str>,
+    creators: Vec<&'a str>,
+    snapshots: Vec<&'a [u8]>,
+    heads: Vec<&'a str>,
+    last_seqs: Vec<i64>,
+    projections: Vec<&'a Projection>,
+    changes: ChangeColumns<'a>,
+}
+
+#[derive(Default)]
+struct ChangeColumns<'a> {
+    seqs: Vec<i64>,
+    docs: Vec<&'a str>,
+    hashes: Vec<String>,
+    bytes: Vec<&'a [u8]>,
+    authors: Vec<&'a str>,
+    signatures: Vec<&'a [u8]>,
+    actors: Vec<&'a str>,
+    creators: Vec<&'a str>,
+}
+
+impl<'a> Rows<'a> {
+    /// Numbers the changes after `seq`, which ends at the last.
+    fn of(documents: &'a [PlannedDocument], seq: &mut i64) -> Result<Self, StoreError> {
+        let mut rows = Rows {
+            ids: Vec::with_capacity(documents.len()),
+            creators: Vec::with_capacity(documents.len()),
+            snapshots: Vec::with_capacity(documents.len()),
+            heads: Vec::with_capacity(documents.len()),
+            last_seqs: Vec::with_capacity(documents.len()),
+            projections: Vec::with_capacity(documents.len()),
+            changes: ChangeColumns::default(),
+        };
+        for d in documents {
+            let c = &mut rows.changes;
+            for change in &d.changes {
+                *seq = seq
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Corrupt("the feed's numbers ran out".into()))?;
+                c.seqs.push(*seq);
+                c.docs.push(d.id.as_str());
+                c.hashes.push(change.hash.to_string());
+                c.bytes.push(&change.signed.bytes);
+                c.authors.push(change.author.as_str());
+                c.signatures.push(&change.signed.signature);
+                c.actors.push(change.actor.as_str());
+                c.creators.push(d.creator.as_str());
+            }
+            rows.ids.push(d.id.as_str());
+            rows.creators.push(d.creator.as_str());
+            rows.snapshots.push(&d.snapshot);
+            rows.heads.push(&d.heads);
+            // 0 keeps a stored report's number (GREATEST), and is a new
+            // report's without changes.
+            rows.last_seqs
+                .push(if d.changes.is_empty() { 0 } else { *seq });
+            rows.projections.push(&d.projection);
+        }
+        Ok(rows)
+    }
+}
+
+/// The reports' timeline rows and their entries in `timeline_tags` (what
+/// SQLite's triggers keep, written here). Tags are folded to lower case in
+/// ASCII only, as SQLite's `lower()` folds them, so both stores match a
+/// tag filter alike.
 fn write_timeline(
     conn: &mut impl GenericClient,
     case_id: &str,
     now: &str,
-    id: &str,
-    creator: &DeviceId,
-    p: &Projection,
+    rows: &Rows<'_>,
 ) -> Result<(), StoreError> {
+    let p = &rows.projections;
+    let occurred_utc: Vec<Option<&str>> = p.iter().map(|p| p.occurred_utc.as_deref()).collect();
+    let occurred_at: Vec<Option<&str>> = p.iter().map(|p| p.occurred_at.as_deref()).collect();
+    let approximate: Vec<bool> = p.iter().map(|p| p.approximate).collect();
+    let place: Vec<&str> = p.iter().map(|p| p.place.as_str()).collect();
+    let title: Vec<&str> = p.iter().map(|p| p.title.as_str()).collect();
+    let search_text: Vec<&str> = p.iter().map(|p| p.search_text.as_str()).collect();
+    let status: Vec<&str> = p.iter().map(|p| p.status.as_str()).collect();
+    let tags: Vec<&str> = p.iter().map(|p| p.tags.as_str()).collect();
+    let lat: Vec<Option<f64>> = p.iter().map(|p| p.lat).collect();
+    let lon: Vec<Option<f64>> = p.iter().map(|p| p.lon).collect();
+    let entries: Vec<&str> = p.iter().map(|p| p.entries.as_str()).collect();
     conn.execute(
         "INSERT INTO timeline (report_id, case_id, occurred_utc, occurred_at, approximate, place,
                                title, search_text, status, tags, reporter, updated_at,
                                lat, lon, entries)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         SELECT id, $1, occurred_utc, occurred_at, approximate, place, title, search_text,
+                status, tags, reporter, $2, lat, lon, entries
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[],
+                     $9::text[], $10::text[], $11::text[], $12::text[], $13::float8[],
+                     $14::float8[], $15::text[])
+              AS t(id, occurred_utc, occurred_at, approximate, place, title, search_text,
+                   status, tags, reporter, lat, lon, entries)
          ON CONFLICT (case_id, report_id) DO UPDATE SET
              occurred_utc = excluded.occurred_utc, occurred_at = excluded.occurred_at,
              approximate = excluded.approximate, place = excluded.place,
@@ -490,49 +597,46 @@ fn write_timeline(
              reporter = excluded.reporter, updated_at = excluded.updated_at,
              lat = excluded.lat, lon = excluded.lon, entries = excluded.entries",
         &[
-            &id,
             &case_id,
-            &p.occurred_utc,
-            &p.occurred_at,
-            &p.approximate,
-            &p.place,
-            &p.title,
-            &p.search_text,
-            &p.status,
-            &p.tags,
-            &creator.as_str(),
             &now,
-            &p.lat,
-            &p.lon,
-            &p.entries,
+            &rows.ids,
+            &occurred_utc,
+            &occurred_at,
+            &approximate,
+            &place,
+            &title,
+            &search_text,
+            &status,
+            &tags,
+            &rows.creators,
+            &lat,
+            &lon,
+            &entries,
         ],
     )?;
-    write_tags(conn, case_id, id, p)
-}
-
-/// The report's entries in `timeline_tags`: what SQLite's triggers keep,
-/// written here. Tags are folded to lower case in ASCII only, as SQLite's
-/// `lower()` folds them, so both stores match a tag filter alike.
-fn write_tags(
-    conn: &mut impl GenericClient,
-    case_id: &str,
-    id: &str,
-    p: &Projection,
-) -> Result<(), StoreError> {
-    let tags: Vec<String> = serde_json::from_str(&p.tags)
-        .map_err(|_| StoreError::Corrupt(format!("timeline tags of report {id}")))?;
-    let mut folded: Vec<String> = tags.iter().map(|t| t.to_ascii_lowercase()).collect();
-    folded.sort();
-    folded.dedup();
+    let (mut tag_reports, mut tag_names, mut tag_times) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, p) in rows.ids.iter().zip(p) {
+        let tags: Vec<String> = serde_json::from_str(&p.tags)
+            .map_err(|_| StoreError::Corrupt(format!("timeline tags of report {id}")))?;
+        let mut folded: Vec<String> = tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+        folded.sort();
+        folded.dedup();
+        for tag in folded {
+            tag_reports.push(*id);
+            tag_names.push(tag);
+            tag_times.push(p.occurred_utc.as_deref());
+        }
+    }
     conn.execute(
-        "DELETE FROM timeline_tags WHERE case_id = $1 AND report_id = $2",
-        &[&case_id, &id],
+        "DELETE FROM timeline_tags WHERE case_id = $1 AND report_id = ANY($2)",
+        &[&case_id, &rows.ids],
     )?;
-    if !folded.is_empty() {
+    if !tag_reports.is_empty() {
         conn.execute(
             "INSERT INTO timeline_tags (report_id, case_id, tag, occurred_utc)
-             SELECT $1, $2, tag, $3 FROM unnest($4::text[]) AS tag",
-            &[&id, &case_id, &p.occurred_utc, &folded],
+             SELECT report_id, $1, tag, occurred_utc
+             FROM unnest($2::text[], $3::text[], $4::text[]) AS t(report_id, tag, occurred_utc)",
+            &[&case_id, &tag_reports, &tag_names, &tag_times],
         )?;
     }
     Ok(())

@@ -445,3 +445,69 @@ fn a_round_planned_before_another_process_wrote_its_report_is_applied_again() {
         "the creation and both edits, once each"
     );
 }
+
+/// A round of several reports is written in one statement per table: each
+/// report's changes are numbered in order after the case's last, each
+/// report's `last_seq` is its own last change, and its tags (folded to
+/// lower case) are in `timeline_tags`, replaced when an edit changes them.
+#[test]
+fn a_round_of_several_reports_numbers_their_changes_and_indexes_their_tags() {
+    let url = fresh_database();
+    let store = PgStore::open(&url).unwrap();
+    let case = store.create_case_in_zone("rally", None).unwrap();
+    let mut reporter = enroll(&store, "rally", DeviceRole::Reporter);
+    let mut ids = Vec::new();
+    for tags in [vec!["Arrest"], vec!["arrest", "Night"], vec![]] {
+        let mut report = NewReport::new(
+            ReportId::random().unwrap(),
+            case.id.clone(),
+            "tagged",
+            chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap(),
+        );
+        report.tags = tags.into_iter().map(str::to_owned).collect();
+        ids.push(reporter.replica.create_report(&report).unwrap());
+    }
+    sync(&store, &mut reporter);
+    reporter
+        .replica
+        .edit_report(
+            &ids[1],
+            &[Edit::RemoveTag("Night".into()), Edit::AddTag("Vans".into())],
+        )
+        .unwrap();
+    sync(&store, &mut reporter);
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let seqs: Vec<i64> = client
+        .query("SELECT seq FROM changes ORDER BY seq", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(seqs.len() >= 4, "three creations and an edit: {seqs:?}");
+    for id in &ids {
+        let row = client
+            .query_one(
+                "SELECT d.last_seq, (SELECT max(seq) FROM changes c WHERE c.doc_id = d.id)
+                 FROM documents d WHERE d.id = $1",
+                &[&id.as_str()],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), row.get::<_, i64>(1), "report {id}");
+    }
+    let mut tags: Vec<(String, String)> = client
+        .query("SELECT report_id, tag FROM timeline_tags", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    tags.sort();
+    let mut expected = vec![
+        (ids[0].to_string(), "arrest".to_owned()),
+        (ids[1].to_string(), "arrest".to_owned()),
+        (ids[1].to_string(), "vans".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(tags, expected);
+}
