@@ -8,7 +8,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("app");
+    // Read when the script runs, not baked in when it is compiled: cargo
+    // may reuse this script's binary for a checkout at another path (a
+    // worktree sharing the target directory).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let app = Path::new(&manifest).join("app");
     println!("cargo:rerun-if-changed={}", app.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let gz_dir = out.join("app-gz");
