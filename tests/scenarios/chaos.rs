@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use fieldsync_core::hashing::sha256_file;
 use fieldsync_core::replica::Replica;
-use fieldsync_tests::blobs::{fresh_prefix, s3_endpoint};
+use fieldsync_tests::blobs::s3_endpoint;
 use fieldsync_tests::proxy::{FaultProxy, Faults, RandomFaults};
-use fieldsync_tests::stores::{fresh_database, on_postgres, postgres_server, DATABASE_FILE};
+use fieldsync_tests::stores::{on_postgres, processes_on_one_database};
 use fieldsync_tests::{enrolled_device, DeviceHome, Rng, ServerProcess};
 use serde_json::Value;
 
@@ -92,17 +92,7 @@ fn three_processes_on_one_database_through_faults_and_kills_lose_nothing() {
         println!("skipped: needs FIELDSYNC_TEST_STORE=postgres and an S3 server (./test runs it)");
         return;
     }
-    let url = fresh_database(&postgres_server());
-    let prefix = fresh_prefix();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let servers = dirs
-        .iter()
-        .map(|dir| {
-            // Each process's data directory names the one database.
-            std::fs::write(dir.path().join(DATABASE_FILE), &url).unwrap();
-            ServerProcess::start_with_prefix(dir.path(), "127.0.0.1:0", &[], Some(prefix.clone()))
-        })
-        .collect();
+    let (_dirs, servers) = processes_on_one_database(3);
     chaos(servers);
 }
 

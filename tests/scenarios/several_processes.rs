@@ -7,9 +7,9 @@
 //! `FIELDSYNC_TEST_STORE=postgres` under `tests/with-s3-server`).
 
 use fieldsync_server::blob_store::BlobId;
-use fieldsync_tests::blobs::{fresh_prefix, s3_endpoint};
-use fieldsync_tests::stores::{fresh_database, on_postgres, postgres_server, DATABASE_FILE};
-use fieldsync_tests::{enrolled_device, Rng, ServerProcess};
+use fieldsync_tests::blobs::s3_endpoint;
+use fieldsync_tests::stores::{on_postgres, processes_on_one_database};
+use fieldsync_tests::{enrolled_device, Rng};
 use serde_json::json;
 
 use crate::blob_api::{check, number, random_bytes, report_with_attachment, Device};
@@ -23,17 +23,7 @@ fn an_upload_a_download_and_a_browser_session_carry_over_between_processes() {
         println!("skipped: needs FIELDSYNC_TEST_STORE=postgres and an S3 server (./test runs it)");
         return;
     }
-    let url = fresh_database(&postgres_server());
-    let prefix = fresh_prefix();
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let servers: Vec<ServerProcess> = dirs
-        .iter()
-        .map(|dir| {
-            // Each process's data directory names the one database.
-            std::fs::write(dir.path().join(DATABASE_FILE), &url).unwrap();
-            ServerProcess::start_with_prefix(dir.path(), "127.0.0.1:0", &[], Some(prefix.clone()))
-        })
-        .collect();
+    let (_dirs, servers) = processes_on_one_database(2);
     let (a, b) = (&servers[0], &servers[1]);
     a.create_case("c");
     let reporter = enrolled_device(a, "c", "reporter");

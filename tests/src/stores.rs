@@ -118,3 +118,26 @@ pub fn audit_events(data: &Path) -> Vec<String> {
         .map(|(_, event, _, _)| event)
         .collect()
 }
+
+/// `n` server processes on one fresh database and one prefix of the test
+/// bucket, each with a data directory of its own (dropped with them).
+/// Needs `FIELDSYNC_TEST_STORE=postgres` and an S3 server.
+pub fn processes_on_one_database(n: usize) -> (Vec<tempfile::TempDir>, Vec<crate::ServerProcess>) {
+    let url = fresh_database(&postgres_server());
+    let prefix = crate::blobs::fresh_prefix();
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers = dirs
+        .iter()
+        .map(|dir| {
+            // Each process's data directory names the one database.
+            std::fs::write(dir.path().join(DATABASE_FILE), &url).unwrap();
+            crate::ServerProcess::start_with_prefix(
+                dir.path(),
+                "127.0.0.1:0",
+                &[],
+                Some(prefix.clone()),
+            )
+        })
+        .collect();
+    (dirs, servers)
+}

@@ -139,14 +139,16 @@ impl Plan {
                 return Ok(false);
             }
         }
-        let ids: Vec<ReportId> = self.documents.iter().map(|(id, _)| id.clone()).collect();
-        let current = rows.documents_heads(&self.case_id, &ids)?;
-        if current
-            .iter()
-            .zip(&self.documents)
-            .any(|(now, (_, then))| now != then)
-        {
-            return Ok(false);
+        if !self.documents.is_empty() {
+            let ids: Vec<ReportId> = self.documents.iter().map(|(id, _)| id.clone()).collect();
+            let current = rows.documents_heads(&self.case_id, &ids)?;
+            if current
+                .iter()
+                .zip(&self.documents)
+                .any(|(now, (_, then))| now != then)
+            {
+                return Ok(false);
+            }
         }
         for (id, held) in &self.elsewhere {
             if rows.held_by_another_case(&self.case_id, id)? != *held {
