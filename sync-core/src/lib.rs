@@ -59,6 +59,7 @@ pub mod replica;
 pub mod request_auth;
 pub mod signed_change;
 pub mod sync;
+pub mod verifying_keys;
 pub mod web_login;
 mod wire;
 

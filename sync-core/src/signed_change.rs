@@ -11,6 +11,7 @@ use automerge::{legacy, Automerge, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DeviceKey, Domain, IdentityError, PublicKey, Signature};
+use crate::verifying_keys::VerifyingKeys;
 use crate::web_login::{
     verify_delegated, LoginCertificate, WebLoginError, DELEGATED_SIGNATURE_LEN,
 };
@@ -64,6 +65,13 @@ impl SignedChange {
     /// signed by a device and the session key signed the change
     /// ([`crate::web_login`]).
     pub fn verify(&self) -> Result<VerifiedChange, ChangeError> {
+        self.verify_with(&mut VerifyingKeys::new())
+    }
+
+    /// [`SignedChange::verify`], with the keys already decoded by the
+    /// caller's earlier checks: a round checks thousands of changes under
+    /// one or two keys.
+    pub fn verify_with(&self, keys: &mut VerifyingKeys) -> Result<VerifiedChange, ChangeError> {
         // Automerge believes the counts a change declares; bound them first.
         crate::change_limits::check(&self.bytes)?;
         let change = Change::try_from(self.bytes.as_slice())
@@ -92,8 +100,7 @@ impl SignedChange {
         }
         let signature = Signature::from_bytes(&self.signature)
             .map_err(|source| ChangeError::Signature { hash, source })?;
-        actor
-            .verify(Domain::Change, &hash.0, &signature)
+        keys.verify(&actor, Domain::Change, &hash.0, &signature)
             .map_err(|source| ChangeError::Signature { hash, source })?;
         Ok(VerifiedChange {
             change,

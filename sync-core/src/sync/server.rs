@@ -18,6 +18,7 @@ use crate::identity::PublicKey;
 use crate::ids::ReportId;
 use crate::protocol::*;
 use crate::signed_change::{causal_order, has_change, ChangeError, SignedChange, VerifiedChange};
+use crate::verifying_keys::VerifyingKeys;
 
 use super::admission::{admit_changes, Gate, Mode};
 use super::policy::{may_read, Member};
@@ -85,7 +86,10 @@ pub fn verify_request(request: SyncRequest) -> Result<VerifiedRequest, InvalidCh
         .flat_map(|offer| &offer.changes)
         .collect();
     let verify = |part: &[&SignedChange]| -> Vec<Result<VerifiedChange, ChangeError>> {
-        part.iter().map(|change| change.verify()).collect()
+        let mut keys = VerifyingKeys::new();
+        part.iter()
+            .map(|change| change.verify_with(&mut keys))
+            .collect()
     };
     let results: Vec<Result<VerifiedChange, ChangeError>> =
         if threads < 2 || all.len() < PARALLEL_VERIFY_MIN {
