@@ -215,6 +215,17 @@ impl Replica {
                  PRAGMA user_version = 6;",
             )?;
         }
+        if version < 7 {
+            // Each change's bytes beside its signature, so that a request is
+            // built from rows instead of rebuilding every pending change
+            // from the document's op set: half of what building a request
+            // cost (issue 16). NULL for rows written before: those changes
+            // are rebuilt as before.
+            tx.execute_batch(
+                "ALTER TABLE signatures ADD COLUMN bytes BLOB;
+                 PRAGMA user_version = 7;",
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -452,11 +463,8 @@ pub(super) fn load_document(
     id: &ReportId,
 ) -> Result<Option<StoredDoc>, ReplicaError> {
     let row: Option<(Vec<u8>, i64, String)> = conn
-        .query_row(
-            "SELECT snapshot, log_len, acked_heads FROM documents WHERE id = ?1",
-            [id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .prepare_cached("SELECT snapshot, log_len, acked_heads FROM documents WHERE id = ?1")?
+        .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((snapshot, log_len, acked)) = row else {
         return Ok(None);
@@ -523,7 +531,7 @@ pub(super) fn edit_in(
         std::slice::from_ref(&change.bytes),
         &stored.acked,
     )?;
-    store_signature(tx, id, &verified.hash(), &change.signature)?;
+    store_signature(tx, id, &verified.hash(), &change)?;
     Ok(Some(verified.hash()))
 }
 
@@ -587,20 +595,42 @@ pub(super) fn store_signed_change(
     let hash = automerge::Change::try_from(change.bytes.as_slice())
         .map_err(|e| ReplicaError::Corrupt(format!("change of report {id}: {e}")))?
         .hash();
-    store_signature(tx, id, &hash, &change.signature)
+    store_signature(tx, id, &hash, change)
 }
 
+/// Keeps a change's signature and bytes, whose hash is `hash`: what the
+/// device sends or relays for it.
 pub(super) fn store_signature(
     tx: &Transaction<'_>,
     id: &ReportId,
     hash: &ChangeHash,
-    signature: &[u8],
+    change: &SignedChange,
 ) -> Result<(), ReplicaError> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO signatures (doc_id, hash, signature) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO signatures (doc_id, hash, signature, bytes) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id.as_str(), hash.to_string(), signature])?;
+    .execute(params![
+        id.as_str(),
+        hash.to_string(),
+        change.signature,
+        change.bytes
+    ])?;
     Ok(())
+}
+
+/// A change as kept by [`store_signature`]: its signature, and its bytes
+/// unless it was kept before the replica kept them.
+pub(super) fn signed_change(
+    conn: &Connection,
+    id: &ReportId,
+    hash: &ChangeHash,
+) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, ReplicaError> {
+    Ok(conn
+        .prepare_cached("SELECT signature, bytes FROM signatures WHERE doc_id = ?1 AND hash = ?2")?
+        .query_row(params![id.as_str(), hash.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
 }
 
 /// A new report's signed creating change, made by
@@ -688,7 +718,7 @@ pub(super) fn insert_created(
         import_digest,
         format_heads(&[created.hash])
     ])?;
-    store_signature(tx, id, &created.hash, &created.change.signature)
+    store_signature(tx, id, &created.hash, &created.change)
 }
 
 /// Queues the attachments among `edits` for upload, inside the caller's

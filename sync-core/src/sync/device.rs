@@ -183,14 +183,16 @@ pub fn absorb(doc: &mut AutoCommit, update: &DocUpdate) -> Result<Absorbed, Abso
     Ok(Absorbed { applied, acked })
 }
 
-/// The device's pending changes for a document: everything past `acked`,
-/// less changes the server refused and everything built on them (the server
-/// would refuse those too, for a missing dependency).
-pub fn pending_changes(
+/// The device's pending changes for a document, by hash, in the order
+/// Automerge keeps them (every change after its dependencies): everything
+/// past `acked`, less changes the server refused and everything built on
+/// them (the server would refuse those too, for a missing dependency).
+/// Read from the document's metadata: no change is rebuilt from its ops.
+pub fn pending_hashes(
     doc: &mut AutoCommit,
     acked: &[ChangeHash],
     refused: &HashSet<ChangeHash>,
-) -> Vec<automerge::Change> {
+) -> Vec<ChangeHash> {
     let known_acked: Vec<ChangeHash> = acked
         .iter()
         .copied()
@@ -198,13 +200,12 @@ pub fn pending_changes(
         .collect();
     let mut poisoned: HashSet<ChangeHash> = HashSet::new();
     let mut out = Vec::new();
-    for change in doc.get_changes(&known_acked) {
-        let hash = change.hash();
-        if refused.contains(&hash) || change.deps().iter().any(|d| poisoned.contains(d)) {
-            poisoned.insert(hash);
+    for meta in doc.get_changes_meta(&known_acked) {
+        if refused.contains(&meta.hash) || meta.deps.iter().any(|d| poisoned.contains(d)) {
+            poisoned.insert(meta.hash);
             continue;
         }
-        out.push(change);
+        out.push(meta.hash);
     }
     out
 }
