@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::error::ReplicaError;
 use super::store::{
-    append_changes, format_heads, heads_differ, is_dirty, load_document, now, parse_heads,
-    signed_change, store_signature, Replica,
+    append_changes, format_heads, heads_differ, is_dirty, kept_change, load_document, now,
+    parse_heads, store_signature, Replica,
 };
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
@@ -127,7 +127,7 @@ impl Replica {
         }
         let mut signed = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            let (signature, kept) = signed_change(&self.conn, id, &hash)?.ok_or_else(|| {
+            let kept = kept_change(&self.conn, id, &hash)?.ok_or_else(|| {
                 ReplicaError::Corrupt(format!(
                     "no signature stored for change {hash} of report {id}"
                 ))
@@ -135,7 +135,7 @@ impl Replica {
             // The bytes kept beside the signature, if they are the change's
             // (rows from before schema 7 have none); else the change rebuilt
             // from the document, as every request was built before.
-            let bytes = match kept.filter(|b| is_change(b, &hash)) {
+            let bytes = match kept.bytes.filter(|b| is_change(b, &hash)) {
                 Some(bytes) => bytes,
                 None => stored
                     .doc
@@ -146,7 +146,10 @@ impl Replica {
                     .raw_bytes()
                     .to_vec(),
             };
-            signed.push(SignedChange { bytes, signature });
+            signed.push(SignedChange {
+                bytes,
+                signature: kept.signature,
+            });
         }
         Ok(Some(PendingDoc {
             id: id.clone(),

@@ -618,17 +618,26 @@ pub(super) fn store_signature(
     Ok(())
 }
 
-/// A change as kept by [`store_signature`]: its signature, and its bytes
-/// unless it was kept before the replica kept them.
-pub(super) fn signed_change(
+/// A change as kept by [`store_signature`].
+pub(super) struct KeptChange {
+    pub(super) signature: Vec<u8>,
+    /// `None` for a change kept before the replica kept bytes (schema 7).
+    pub(super) bytes: Option<Vec<u8>>,
+}
+
+/// The change of report `id` whose hash is `hash`, as kept.
+pub(super) fn kept_change(
     conn: &Connection,
     id: &ReportId,
     hash: &ChangeHash,
-) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, ReplicaError> {
+) -> Result<Option<KeptChange>, ReplicaError> {
     Ok(conn
         .prepare_cached("SELECT signature, bytes FROM signatures WHERE doc_id = ?1 AND hash = ?2")?
         .query_row(params![id.as_str(), hash.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
+            Ok(KeptChange {
+                signature: r.get(0)?,
+                bytes: r.get(1)?,
+            })
         })
         .optional()?)
 }
