@@ -12,7 +12,7 @@ use crate::ids::{DeviceId, ReportId};
 use crate::sync::device::AbsorbError;
 
 /// Schema version of the replica database this build writes.
-pub const REPLICA_SCHEMA: i64 = 7;
+pub const REPLICA_SCHEMA: i64 = 6;
 /// The fewest characters a passphrase may have.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
 #[derive(Debug, thiserror::Error)]

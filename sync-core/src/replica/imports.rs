@@ -363,7 +363,7 @@ mod tests {
         );
         let id = replica.create_report(&new).unwrap();
         // What a schema 3 home looks like: no digest column, no trigger,
-        // nor what schemas 5, 6 and 7 added.
+        // nor what schemas 5 and 6 added.
         replica
             .conn
             .execute_batch(
@@ -373,7 +373,6 @@ mod tests {
                  ALTER TABLE documents DROP COLUMN import_digest;
                  ALTER TABLE case_keys DROP COLUMN version;
                  DROP TABLE case_public_keys;
-                 ALTER TABLE signatures DROP COLUMN bytes;
                  PRAGMA user_version = 3;",
             )
             .unwrap();

@@ -215,17 +215,6 @@ impl Replica {
                  PRAGMA user_version = 6;",
             )?;
         }
-        if version < 7 {
-            // Each change's bytes beside its signature, so that a request is
-            // built from rows instead of rebuilding every pending change
-            // from the document's op set: half of what building a request
-            // cost (issue 16). NULL for rows written before: those changes
-            // are rebuilt as before.
-            tx.execute_batch(
-                "ALTER TABLE signatures ADD COLUMN bytes BLOB;
-                 PRAGMA user_version = 7;",
-            )?;
-        }
         tx.commit()?;
         Ok(())
     }
@@ -456,6 +445,11 @@ pub(super) struct StoredDoc {
     pub(super) doc: AutoCommit,
     pub(super) log_len: i64,
     pub(super) acked: Vec<ChangeHash>,
+    /// The bytes the document was loaded from: its snapshot, then each
+    /// change of its log, as written.
+    pub(super) bytes: Vec<u8>,
+    /// Where in `bytes` each of those chunks lies.
+    pub(super) chunks: Vec<std::ops::Range<usize>>,
 }
 
 pub(super) fn load_document(
@@ -471,13 +465,15 @@ pub(super) fn load_document(
     };
     // One load of snapshot and log together: automerge reads concatenated
     // chunks, and one call is far cheaper than a `load_incremental` each.
+    let mut chunks = vec![0..snapshot.len()];
     let mut bytes = snapshot;
     let mut stmt =
         conn.prepare_cached("SELECT bytes FROM change_log WHERE doc_id = ?1 ORDER BY seq")?;
     let mut rows = stmt.query([id.as_str()])?;
     while let Some(row) = rows.next()? {
-        let chunk: Vec<u8> = row.get(0)?;
-        bytes.extend_from_slice(&chunk);
+        let chunk = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        chunks.push(bytes.len()..bytes.len() + chunk.len());
+        bytes.extend_from_slice(chunk);
     }
     let doc =
         AutoCommit::load(&bytes).map_err(|e| ReplicaError::Corrupt(format!("report {id}: {e}")))?;
@@ -485,6 +481,8 @@ pub(super) fn load_document(
         doc,
         log_len,
         acked: parse_heads(&acked)?,
+        bytes,
+        chunks,
     }))
 }
 
@@ -531,7 +529,7 @@ pub(super) fn edit_in(
         std::slice::from_ref(&change.bytes),
         &stored.acked,
     )?;
-    store_signature(tx, id, &verified.hash(), &change)?;
+    store_signature(tx, id, &verified.hash(), &change.signature)?;
     Ok(Some(verified.hash()))
 }
 
@@ -595,51 +593,20 @@ pub(super) fn store_signed_change(
     let hash = automerge::Change::try_from(change.bytes.as_slice())
         .map_err(|e| ReplicaError::Corrupt(format!("change of report {id}: {e}")))?
         .hash();
-    store_signature(tx, id, &hash, change)
+    store_signature(tx, id, &hash, &change.signature)
 }
 
-/// Keeps a change's signature and bytes, whose hash is `hash`: what the
-/// device sends or relays for it.
 pub(super) fn store_signature(
     tx: &Transaction<'_>,
     id: &ReportId,
     hash: &ChangeHash,
-    change: &SignedChange,
+    signature: &[u8],
 ) -> Result<(), ReplicaError> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO signatures (doc_id, hash, signature, bytes) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO signatures (doc_id, hash, signature) VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![
-        id.as_str(),
-        hash.to_string(),
-        change.signature,
-        change.bytes
-    ])?;
+    .execute(params![id.as_str(), hash.to_string(), signature])?;
     Ok(())
-}
-
-/// A change as kept by [`store_signature`].
-pub(super) struct KeptChange {
-    pub(super) signature: Vec<u8>,
-    /// `None` for a change kept before the replica kept bytes (schema 7).
-    pub(super) bytes: Option<Vec<u8>>,
-}
-
-/// The change of report `id` whose hash is `hash`, as kept.
-pub(super) fn kept_change(
-    conn: &Connection,
-    id: &ReportId,
-    hash: &ChangeHash,
-) -> Result<Option<KeptChange>, ReplicaError> {
-    Ok(conn
-        .prepare_cached("SELECT signature, bytes FROM signatures WHERE doc_id = ?1 AND hash = ?2")?
-        .query_row(params![id.as_str(), hash.to_string()], |r| {
-            Ok(KeptChange {
-                signature: r.get(0)?,
-                bytes: r.get(1)?,
-            })
-        })
-        .optional()?)
 }
 
 /// A new report's signed creating change, made by
@@ -727,7 +694,7 @@ pub(super) fn insert_created(
         import_digest,
         format_heads(&[created.hash])
     ])?;
-    store_signature(tx, id, &created.hash, &created.change)
+    store_signature(tx, id, &created.hash, &created.change.signature)
 }
 
 /// Queues the attachments among `edits` for upload, inside the caller's
