@@ -465,7 +465,8 @@ pub(super) fn load_document(
     };
     // One load of snapshot and log together: automerge reads concatenated
     // chunks, and one call is far cheaper than a `load_incremental` each.
-    let mut chunks = Vec::from([0..snapshot.len()]);
+    let mut chunks = Vec::with_capacity(log_len.max(0) as usize + 1);
+    chunks.push(0..snapshot.len());
     let mut bytes = snapshot;
     let mut stmt =
         conn.prepare_cached("SELECT bytes FROM change_log WHERE doc_id = ?1 ORDER BY seq")?;
