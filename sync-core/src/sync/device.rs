@@ -12,6 +12,7 @@ use crate::signed_change::{
     causal_order, check_applicable, has_change, ChangeError, PendingObjects, SignedChange,
     VerifiedChange,
 };
+use crate::verifying_keys::VerifyingKeys;
 
 /// What a device has for one document that the server has not acknowledged.
 #[derive(Clone, Debug)]
@@ -139,11 +140,14 @@ pub struct Absorbed {
 /// `doc` (automerge may have queued part of it) and keep its stored state.
 pub fn absorb(doc: &mut AutoCommit, update: &DocUpdate) -> Result<Absorbed, AbsorbError> {
     let mut verified = Vec::with_capacity(update.changes.len());
+    let mut keys = VerifyingKeys::new();
     for change in &update.changes {
-        let v = change.verify().map_err(|source| AbsorbError::BadChange {
-            doc: update.id.clone(),
-            source,
-        })?;
+        let v = change
+            .verify_with(&mut keys)
+            .map_err(|source| AbsorbError::BadChange {
+                doc: update.id.clone(),
+                source,
+            })?;
         if !has_change(&*doc, &v.hash()) {
             verified.push(v);
         }
