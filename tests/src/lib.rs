@@ -498,6 +498,42 @@ pub fn enrolled_device(server: &ServerProcess, case: &str, role: &str) -> Device
     home
 }
 
+/// REPORTS and EDITS from a profiling example's arguments; 250 and 10
+/// unless both are given.
+pub fn reports_and_edits_from_args() -> Result<(usize, usize), String> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            a.parse()
+                .map_err(|_| "REPORTS EDITS are numbers".to_owned())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(match args[..] {
+        [r, e] => (r, e),
+        _ => (250, 10),
+    })
+}
+
+/// A device replica at `dir`, with its identity, in a case of a fixed id,
+/// holding [`fill_sync_workload`]: where the profiling examples start.
+/// Returns it and its number of changes.
+pub fn workload_replica(
+    dir: &Path,
+    reports: usize,
+    edits: usize,
+) -> (fieldsync_core::replica::Replica, usize) {
+    let mut replica = fieldsync_core::replica::Replica::open(dir).expect("open the replica");
+    replica.init_identity().expect("a device identity");
+    let case: fieldsync_core::CaseId = "0123456789abcdef0123456789abcdef"
+        .parse()
+        .expect("a case id");
+    replica
+        .set_meta("case_id", case.as_str())
+        .expect("the replica's case");
+    let changes = fill_sync_workload(&mut replica, &case, reports, edits);
+    (replica, changes)
+}
+
 /// The benchmarks' sync workload for one device: `reports` new reports
 /// (a title and a description) with `edits` appends to the description
 /// each, written in one transaction. Returns the number of changes.

@@ -8,29 +8,17 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use automerge::{Automerge, Change};
 use fieldsync_core::document::{fields_touched, read_report};
 use fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES;
-use fieldsync_core::replica::Replica;
 use fieldsync_core::signed_change::{check_applicable, PendingObjects};
-use fieldsync_core::CaseId;
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().context("REPORTS EDITS are numbers"))
-        .collect::<Result<_>>()?;
-    let (reports, edits) = match args[..] {
-        [r, e] => (r, e),
-        _ => (250, 10),
-    };
+    let (reports, edits) =
+        fieldsync_tests::reports_and_edits_from_args().map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir()?;
-    let mut replica = Replica::open(dir.path())?;
-    replica.init_identity()?;
-    let case: CaseId = "0123456789abcdef0123456789abcdef".parse()?;
-    replica.set_meta("case_id", case.as_str())?;
-    fieldsync_tests::fill_sync_workload(&mut replica, &case, reports, edits);
+    let (replica, _) = fieldsync_tests::workload_replica(dir.path(), reports, edits);
     let request = replica
         .prepare_sync(DEFAULT_MAX_REQUEST_BYTES * 64)?
         .request;

@@ -7,26 +7,14 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use fieldsync_core::protocol::DEFAULT_MAX_REQUEST_BYTES;
-use fieldsync_core::replica::Replica;
-use fieldsync_core::CaseId;
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().context("REPORTS EDITS are numbers"))
-        .collect::<Result<_>>()?;
-    let (reports, edits) = match args[..] {
-        [r, e] => (r, e),
-        _ => (250, 10),
-    };
+    let (reports, edits) =
+        fieldsync_tests::reports_and_edits_from_args().map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir()?;
-    let mut replica = Replica::open(dir.path())?;
-    replica.init_identity()?;
-    let case: CaseId = "0123456789abcdef0123456789abcdef".parse()?;
-    replica.set_meta("case_id", case.as_str())?;
-    let changes = fieldsync_tests::fill_sync_workload(&mut replica, &case, reports, edits);
+    let (replica, changes) = fieldsync_tests::workload_replica(dir.path(), reports, edits);
     for run in 0..3 {
         let started = Instant::now();
         let plan = replica.prepare_sync(DEFAULT_MAX_REQUEST_BYTES)?;
