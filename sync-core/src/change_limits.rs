@@ -78,6 +78,35 @@ pub fn max_ops(len: usize) -> u64 {
     (len as u64).saturating_mul(2).saturating_add(4096)
 }
 
+/// The hashes a change chunk says it depends on, read from its header
+/// alone (a device telling, without Automerge, whether its stored changes
+/// are in causal order). Nothing past the dependencies is read or checked.
+pub fn dependencies(bytes: &[u8]) -> Result<Vec<automerge::ChangeHash>, LimitError> {
+    let mut r = Reader { bytes, pos: 0 };
+    if r.take(4)? != MAGIC {
+        return Err(LimitError::NotAChange("bad magic bytes"));
+    }
+    r.take(4)?;
+    match r.byte()? {
+        CHUNK_CHANGE => {}
+        CHUNK_COMPRESSED => return Err(LimitError::Compressed),
+        _ => return Err(LimitError::NotAChange("not a change chunk")),
+    }
+    r.uleb()?; // length
+    let count = r.uleb()?;
+    // Bounded by the bytes before anything is allocated for it.
+    if count > (bytes.len() - r.pos) as u64 / 32 {
+        return Err(LimitError::Malformed("a field runs past the end"));
+    }
+    (0..count)
+        .map(|_| {
+            let hash = r.take(32)?;
+            automerge::ChangeHash::try_from(hash)
+                .map_err(|_| LimitError::Malformed("a dependency is not a hash"))
+        })
+        .collect()
+}
+
 /// Checks `bytes` against the bounds above without expanding anything.
 pub fn check(bytes: &[u8]) -> Result<ChangeShape, LimitError> {
     let len = bytes.len();

@@ -248,3 +248,66 @@ fn an_actor_index_past_the_changes_actors_is_refused() {
         ))
     );
 }
+
+#[test]
+fn the_dependencies_read_from_the_header_are_automerges() {
+    let key = DeviceKey::generate().unwrap();
+    let now = t("2016-05-21T11:00:00+06:00");
+    let (mut doc, created) = ReportDocument::create(&key, &report(), now).unwrap();
+    let edited = doc
+        .edit(&key, &[Edit::AddTag("night".into())], now)
+        .unwrap()
+        .unwrap();
+    for change in [&created, &edited] {
+        let automerge = automerge::Change::try_from(change.bytes.as_slice()).unwrap();
+        assert_eq!(dependencies(&change.bytes).unwrap(), automerge.deps());
+    }
+    assert_eq!(dependencies(&edited.bytes).unwrap().len(), 1);
+    // Two dependencies, crafted, in the order given.
+    let deps = [[1u8; 32], [2u8; 32]];
+    let actor = [9u8; 32];
+    let crafted = craft::change_chunk(
+        &Header {
+            deps: &deps,
+            ..header(&actor)
+        },
+        &[],
+    );
+    let read: Vec<[u8; 32]> = dependencies(&crafted)
+        .unwrap()
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(read, deps);
+}
+
+#[test]
+fn a_dependency_list_longer_than_its_chunk_is_refused_before_it_is_allocated() {
+    let mut body = Vec::new();
+    craft::uleb(&mut body, u64::MAX / 2);
+    body.extend_from_slice(&[0u8; 64]);
+    let bytes = craft::chunk(1, &body);
+    assert_eq!(
+        dependencies(&bytes),
+        Err(LimitError::Malformed("a field runs past the end"))
+    );
+    let key = DeviceKey::generate().unwrap();
+    let (mut doc, _) =
+        ReportDocument::create(&key, &report(), t("2016-05-21T11:00:00+06:00")).unwrap();
+    let edited = doc
+        .edit(
+            &key,
+            &[Edit::AddTag("x".into())],
+            t("2016-05-21T11:00:00+06:00"),
+        )
+        .unwrap()
+        .unwrap();
+    // Cut inside its one dependency.
+    assert!(dependencies(&edited.bytes[..20]).is_err());
+    let mut document = edited.bytes.clone();
+    document[8] = 0;
+    assert!(matches!(
+        dependencies(&document),
+        Err(LimitError::NotAChange(_))
+    ));
+}

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use super::error::ReplicaError;
 use super::store::{
     append_changes, format_heads, heads_differ, is_dirty, load_document, now, parse_heads,
-    store_signature, Replica,
+    read_chunks, store_signature, Replica, StoredChunks,
 };
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
@@ -117,27 +117,27 @@ impl Replica {
     }
 
     pub(super) fn pending_doc(&self, id: &ReportId) -> Result<Option<PendingDoc>, ReplicaError> {
-        let Some(mut stored) = load_document(&self.conn, id)? else {
+        let Some(stored) = read_chunks(&self.conn, id)? else {
             return Ok(None);
         };
         let refused = refused_hashes(&self.conn, id)?;
-        let hashes = pending_hashes(&mut stored.doc, &stored.acked, &refused);
-        if hashes.is_empty() {
-            return Ok(None);
-        }
         // A report's changes are usually still the chunks it was stored as
         // (its first change as the snapshot, each later one in the log,
         // until the log is compacted): send those bytes rather than rebuild
         // every change from the op set, which was half of what building a
         // request cost (issue 16).
-        let written: HashMap<ChangeHash, std::ops::Range<usize>> = stored
-            .chunks
-            .iter()
-            .filter_map(|range| {
-                let chunk = &stored.bytes[range.clone()];
-                change_chunk_hash(chunk).map(|hash| (hash, range.clone()))
-            })
-            .collect();
+        let written = written_changes(&stored);
+        let mut loaded = None;
+        let hashes = match every_change_unsent(&stored, &written, &refused) {
+            Some(hashes) => hashes,
+            None => {
+                let doc = loaded.insert(stored.load_doc(id)?);
+                pending_hashes(doc, &stored.acked, &refused)
+            }
+        };
+        if hashes.is_empty() {
+            return Ok(None);
+        }
         let mut signed = Vec::with_capacity(hashes.len());
         for hash in hashes {
             let signature = self.signature(id, &hash)?.ok_or_else(|| {
@@ -147,14 +147,18 @@ impl Replica {
             })?;
             let bytes = match written.get(&hash) {
                 Some(range) => stored.bytes[range.clone()].to_vec(),
-                None => stored
-                    .doc
-                    .get_change_by_hash(&hash)
-                    .ok_or_else(|| {
-                        ReplicaError::Corrupt(format!("report {id} lost its change {hash}"))
-                    })?
-                    .raw_bytes()
-                    .to_vec(),
+                None => {
+                    let doc = match &mut loaded {
+                        Some(doc) => doc,
+                        None => loaded.insert(stored.load_doc(id)?),
+                    };
+                    doc.get_change_by_hash(&hash)
+                        .ok_or_else(|| {
+                            ReplicaError::Corrupt(format!("report {id} lost its change {hash}"))
+                        })?
+                        .raw_bytes()
+                        .to_vec()
+                }
             };
             signed.push(SignedChange { bytes, signature });
         }
@@ -264,6 +268,49 @@ impl Replica {
     }
 }
 
+/// Where in a report's stored bytes each change stored as its own chunk
+/// lies, by hash.
+fn written_changes(stored: &StoredChunks) -> HashMap<ChangeHash, std::ops::Range<usize>> {
+    stored
+        .chunks
+        .iter()
+        .filter_map(|range| {
+            let chunk = &stored.bytes[range.clone()];
+            change_chunk_hash(chunk).map(|hash| (hash, range.clone()))
+        })
+        .collect()
+}
+
+/// A report's pending changes without loading it, when that is certain:
+/// the server never acknowledged any of it and refused none, and every
+/// stored chunk is one change, each after the changes it depends on. Then
+/// what [`pending_hashes`] would find in the loaded report is every chunk,
+/// and their stored order is a causal one. `None` when any of that does
+/// not hold: load the report and ask it. Loading was a third of what
+/// building a request cost a device back from the field with new reports
+/// (issue 16).
+fn every_change_unsent(
+    stored: &StoredChunks,
+    written: &HashMap<ChangeHash, std::ops::Range<usize>>,
+    refused: &HashSet<ChangeHash>,
+) -> Option<Vec<ChangeHash>> {
+    if !stored.acked.is_empty() || !refused.is_empty() || written.len() != stored.chunks.len() {
+        return None;
+    }
+    let mut seen: HashSet<ChangeHash> = HashSet::with_capacity(stored.chunks.len());
+    let mut order = Vec::with_capacity(stored.chunks.len());
+    for range in &stored.chunks {
+        let chunk = &stored.bytes[range.clone()];
+        let hash = change_chunk_hash(chunk)?;
+        let deps = crate::change_limits::dependencies(chunk).ok()?;
+        if !deps.iter().all(|d| seen.contains(d)) || !seen.insert(hash) {
+            return None;
+        }
+        order.push(hash);
+    }
+    Some(order)
+}
+
 /// The hash of a chunk that is one uncompressed change, `None` for any
 /// other chunk (a saved document, a compressed change). Automerge hashes a
 /// change as SHA-256 over its chunk past the magic bytes and the checksum,
@@ -271,10 +318,28 @@ impl Replica {
 /// a twentieth of the cost of parsing them.
 fn change_chunk_hash(chunk: &[u8]) -> Option<ChangeHash> {
     const CHANGE_CHUNK: u8 = 1;
-    if chunk.len() <= 8 || chunk[8] != CHANGE_CHUNK {
+    if chunk.len() <= 9 || chunk[8] != CHANGE_CHUNK {
+        return None;
+    }
+    // One chunk, whole: its length says where it ends, and its checksum is
+    // the start of the hash. (Two changes stored together are not one.)
+    let mut body = &chunk[9..];
+    let mut len = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = body.split_first()?;
+        body = rest;
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if len != body.len() as u64 {
         return None;
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, &chunk[8..]);
+    if digest.as_ref()[..4] != chunk[4..8] {
+        return None;
+    }
     ChangeHash::try_from(digest.as_ref()).ok()
 }
 
@@ -456,14 +521,15 @@ mod tests {
                 .unwrap();
         }
         let replica = &w.devices[0].replica;
-        let mut stored = load_document(&replica.conn, &id).unwrap().unwrap();
+        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
         assert!(
             change_chunk_hash(&stored.bytes[stored.chunks[0].clone()]).is_none(),
             "the log was compacted: the snapshot is a saved document"
         );
         assert!(stored.chunks.len() > 1, "and later changes are in the log");
         let rebuilt: HashMap<ChangeHash, Vec<u8>> = stored
-            .doc
+            .load_doc(&id)
+            .unwrap()
             .get_changes(&[])
             .into_iter()
             .map(|c| (c.hash(), c.raw_bytes().to_vec()))
@@ -477,19 +543,136 @@ mod tests {
                 .hash();
             assert_eq!(Some(&change.bytes), rebuilt.get(&hash));
         }
-        // A stored change chunk is recognised by its hash, and nothing else.
+        // A stored change chunk is recognised by its hash; a cut one, two
+        // together, or one whose checksum is not its hash's are not.
         let last = stored.chunks.last().unwrap().clone();
         let chunk = &stored.bytes[last];
         let hash = automerge::Change::try_from(chunk).unwrap().hash();
         assert_eq!(change_chunk_hash(chunk), Some(hash));
-        assert_eq!(
-            change_chunk_hash(&chunk[..chunk.len() - 1]).map(|h| h == hash),
-            Some(false)
-        );
+        assert_eq!(change_chunk_hash(&chunk[..chunk.len() - 1]), None);
+        assert_eq!(change_chunk_hash(&[chunk, chunk].concat()), None);
+        let mut checksum = chunk.to_vec();
+        checksum[4] ^= 1;
+        assert_eq!(change_chunk_hash(&checksum), None);
         // And the server takes them all.
         assert_eq!(w.sync(0, MIB).sent, edits + 1);
         w.sync(1, MIB);
         assert_eq!(w.devices[1].replica.report(&id).unwrap().tags.len(), edits);
+    }
+
+    /// The hashes a request offers for report `id`, in the order sent.
+    fn offered(replica: &Replica, id: &ReportId) -> Vec<ChangeHash> {
+        let request = replica.prepare_sync(MIB).unwrap().request;
+        let offer = request.docs.iter().find(|d| &d.id == id).unwrap();
+        offer
+            .changes
+            .iter()
+            .map(|c| {
+                automerge::Change::try_from(c.bytes.as_slice())
+                    .unwrap()
+                    .hash()
+            })
+            .collect()
+    }
+
+    /// Whether every change in `order` comes after those it depends on.
+    fn causal(doc: &mut AutoCommit, order: &[ChangeHash]) -> bool {
+        order.iter().enumerate().all(|(i, hash)| {
+            doc.get_change_by_hash(hash)
+                .unwrap()
+                .deps()
+                .iter()
+                .all(|d| order[..i].contains(d))
+        })
+    }
+
+    /// A report the server has never seen, as a device back from the field
+    /// holds many: its pending changes are read from the stored chunks
+    /// without loading it, and they are the ones loading it finds, each
+    /// after its dependencies.
+    #[test]
+    fn an_unsent_report_is_offered_without_loading_it_and_the_same_changes() {
+        let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+        let id = w.record(0, "Detentions at the market");
+        for n in 0..5 {
+            w.devices[0]
+                .replica
+                .edit_report(&id, &[Edit::AddTag(format!("t{n}"))])
+                .unwrap();
+        }
+        let replica = &w.devices[0].replica;
+        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
+        let fast = every_change_unsent(&stored, &written_changes(&stored), &HashSet::new())
+            .expect("read from the chunks");
+        let mut doc = stored.load_doc(&id).unwrap();
+        let loaded = pending_hashes(&mut doc, &[], &HashSet::new());
+        assert_eq!(fast.len(), 6);
+        assert_eq!(
+            fast.iter().collect::<HashSet<_>>(),
+            loaded.iter().collect::<HashSet<_>>()
+        );
+        assert!(causal(&mut doc, &fast));
+        assert_eq!(offered(replica, &id), fast);
+        // Anything the server refused, or acknowledged, needs the report.
+        let refused = HashSet::from([fast[3]]);
+        assert!(every_change_unsent(&stored, &written_changes(&stored), &refused).is_none());
+        assert_eq!(w.sync(0, MIB).sent, 6);
+        w.devices[0]
+            .replica
+            .edit_report(&id, &[Edit::AddTag("later".into())])
+            .unwrap();
+        let replica = &w.devices[0].replica;
+        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
+        assert!(every_change_unsent(&stored, &written_changes(&stored), &HashSet::new()).is_none());
+        assert_eq!(offered(replica, &id).len(), 1);
+        w.sync(0, MIB);
+        w.sync(1, MIB);
+        assert_eq!(w.devices[1].replica.report(&id).unwrap().tags.len(), 6);
+    }
+
+    /// A log whose rows are not in causal order (no device writes one, but
+    /// a replica is a file) is not trusted for the order: the report is
+    /// loaded, and what is sent is still a causal order the server takes.
+    #[test]
+    fn a_log_out_of_causal_order_is_offered_from_the_loaded_report() {
+        let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
+        let id = w.record(0, "Checkpoint on the ring road");
+        for n in 0..3 {
+            w.devices[0]
+                .replica
+                .edit_report(&id, &[Edit::AddTag(format!("t{n}"))])
+                .unwrap();
+        }
+        let conn = &w.devices[0].replica.conn;
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM change_log WHERE doc_id = ?1 ORDER BY seq")
+            .unwrap()
+            .query_map([id.as_str()], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs.len(), 3);
+        // The second edit before the first, which it depends on.
+        conn.execute_batch(&format!(
+            "UPDATE change_log SET seq = -1 WHERE seq = {a};
+             UPDATE change_log SET seq = {a} WHERE seq = {b};
+             UPDATE change_log SET seq = {b} WHERE seq = -1;",
+            a = seqs[0],
+            b = seqs[1]
+        ))
+        .unwrap();
+        let replica = &w.devices[0].replica;
+        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
+        assert!(every_change_unsent(&stored, &written_changes(&stored), &HashSet::new()).is_none());
+        let sent = offered(replica, &id);
+        let mut doc = stored.load_doc(&id).unwrap();
+        assert_eq!(sent.len(), 4);
+        assert!(causal(&mut doc, &sent));
+        let summary = w.sync(0, MIB);
+        assert_eq!(summary.sent, 4);
+        assert!(summary.refused.is_empty());
+        w.sync(1, MIB);
+        assert_eq!(w.devices[1].replica.report(&id).unwrap().tags.len(), 3);
     }
 
     #[test]

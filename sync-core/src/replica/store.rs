@@ -323,7 +323,7 @@ impl Replica {
             enqueue(&tx, outbox.as_deref(), &new.id, &edits)?;
         }
         let mut am = doc.into_automerge();
-        insert_document(&tx, &new.id, &mut am)?;
+        insert_changes(&tx, &new.id, &changes, &am.get_heads())?;
         for change in &changes {
             store_signed_change(&tx, &new.id, change)?;
         }
@@ -445,17 +445,48 @@ pub(super) struct StoredDoc {
     pub(super) doc: AutoCommit,
     pub(super) log_len: i64,
     pub(super) acked: Vec<ChangeHash>,
-    /// The bytes the document was loaded from: its snapshot, then each
-    /// change of its log, as written.
+}
+
+/// A report's rows as stored, not yet loaded into a document.
+pub(super) struct StoredChunks {
+    pub(super) log_len: i64,
+    pub(super) acked: Vec<ChangeHash>,
+    /// Its snapshot, then each change of its log, as written.
     pub(super) bytes: Vec<u8>,
     /// Where in `bytes` each of those chunks lies.
     pub(super) chunks: Vec<std::ops::Range<usize>>,
+}
+
+impl StoredChunks {
+    /// The report these chunks hold.
+    pub(super) fn load_doc(&self, id: &ReportId) -> Result<AutoCommit, ReplicaError> {
+        // One load of snapshot and log together: automerge reads
+        // concatenated chunks, and one call is far cheaper than a
+        // `load_incremental` each.
+        AutoCommit::load(&self.bytes)
+            .map_err(|e| ReplicaError::Corrupt(format!("report {id}: {e}")))
+    }
 }
 
 pub(super) fn load_document(
     conn: &Connection,
     id: &ReportId,
 ) -> Result<Option<StoredDoc>, ReplicaError> {
+    let Some(stored) = read_chunks(conn, id)? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredDoc {
+        doc: stored.load_doc(id)?,
+        log_len: stored.log_len,
+        acked: stored.acked,
+    }))
+}
+
+/// A report's snapshot, log and acknowledged heads, as stored.
+pub(super) fn read_chunks(
+    conn: &Connection,
+    id: &ReportId,
+) -> Result<Option<StoredChunks>, ReplicaError> {
     let row: Option<(Vec<u8>, i64, String)> = conn
         .prepare_cached("SELECT snapshot, log_len, acked_heads FROM documents WHERE id = ?1")?
         .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -463,8 +494,6 @@ pub(super) fn load_document(
     let Some((snapshot, log_len, acked)) = row else {
         return Ok(None);
     };
-    // One load of snapshot and log together: automerge reads concatenated
-    // chunks, and one call is far cheaper than a `load_incremental` each.
     let mut chunks = Vec::with_capacity(log_len.max(0) as usize + 1);
     chunks.push(0..snapshot.len());
     let mut bytes = snapshot;
@@ -476,10 +505,7 @@ pub(super) fn load_document(
         chunks.push(bytes.len()..bytes.len() + chunk.len());
         bytes.extend_from_slice(chunk);
     }
-    let doc =
-        AutoCommit::load(&bytes).map_err(|e| ReplicaError::Corrupt(format!("report {id}: {e}")))?;
-    Ok(Some(StoredDoc {
-        doc,
+    Ok(Some(StoredChunks {
         log_len,
         acked: parse_heads(&acked)?,
         bytes,
@@ -534,21 +560,33 @@ pub(super) fn edit_in(
     Ok(Some(verified.hash()))
 }
 
-pub(super) fn insert_document(
+/// Stores a new report as the changes that made it: the first as its
+/// snapshot, any others in its log, as an edit would. A request then sends
+/// them as stored, without loading the report (`rounds.rs`).
+fn insert_changes(
     tx: &Transaction<'_>,
     id: &ReportId,
-    doc: &mut AutoCommit,
+    changes: &[SignedChange],
+    heads: &[ChangeHash],
 ) -> Result<(), ReplicaError> {
+    let (first, rest) = changes
+        .split_first()
+        .ok_or_else(|| ReplicaError::Corrupt(format!("report {id} made without a change")))?;
     tx.execute(
         "INSERT INTO documents (id, snapshot, log_len, acked_heads, dirty, updated_at, heads)
-         VALUES (?1, ?2, 0, '', 1, ?3, ?4)",
+         VALUES (?1, ?2, ?3, '', 1, ?4, ?5)",
         params![
             id.as_str(),
-            doc.save(),
+            first.bytes,
+            rest.len() as i64,
             now().to_rfc3339(),
-            format_heads(&doc.get_heads())
+            format_heads(heads)
         ],
     )?;
+    let mut insert = tx.prepare_cached("INSERT INTO change_log (doc_id, bytes) VALUES (?1, ?2)")?;
+    for change in rest {
+        insert.execute(params![id.as_str(), change.bytes])?;
+    }
     Ok(())
 }
 
