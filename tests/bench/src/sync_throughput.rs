@@ -137,12 +137,25 @@ pub fn concurrent(table: &mut Table, work: &Workload) -> Result<()> {
         format!("{:.2}", e2e_rate / reference),
     );
 
+    let cpu_before = measure::cpu_seconds(std::process::id())?;
     let limit = in_process(&copies, work.devices, dir.path())?;
+    let limit_cpu = measure::cpu_seconds(std::process::id())? - cpu_before;
     let limit_rate = changes as f64 / limit.as_secs_f64();
     table.row(
         &section,
         "in-process limit (core apply + SQLite commit)",
         format!("{:.2} s, {:.0} changes/s", limit.as_secs_f64(), limit_rate),
+    );
+    // How much of the machine the in-process run kept busy: what is left
+    // between its rate and the cores' is waiting, not work.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    table.row(
+        &section,
+        "in-process: CPU, share of the cores busy",
+        format!(
+            "{limit_cpu:.2} CPU s, {:.0}% of {cores} cores",
+            100.0 * limit_cpu / (limit.as_secs_f64() * cores as f64)
+        ),
     );
     table.row(
         &section,
