@@ -560,6 +560,26 @@ mod tests {
         assert_eq!(w.devices[1].replica.report(&id).unwrap().tags.len(), edits);
     }
 
+    /// A report recorded on device 0, then tagged `t0`, `t1`, ... in
+    /// `tags` edits.
+    fn tagged_report(w: &mut World, title: &str, tags: usize) -> ReportId {
+        let id = w.record(0, title);
+        for n in 0..tags {
+            w.devices[0]
+                .replica
+                .edit_report(&id, &[Edit::AddTag(format!("t{n}"))])
+                .unwrap();
+        }
+        id
+    }
+
+    /// The report's pending changes as read without loading it, if they
+    /// can be.
+    fn unsent_without_loading(replica: &Replica, id: &ReportId) -> Option<Vec<ChangeHash>> {
+        let stored = read_chunks(&replica.conn, id).unwrap().unwrap();
+        every_change_unsent(&stored, &written_changes(&stored), &HashSet::new())
+    }
+
     /// The hashes a request offers for report `id`, in the order sent.
     fn offered(replica: &Replica, id: &ReportId) -> Vec<ChangeHash> {
         let request = replica.prepare_sync(MIB).unwrap().request;
@@ -593,17 +613,10 @@ mod tests {
     #[test]
     fn an_unsent_report_is_offered_without_loading_it_and_the_same_changes() {
         let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
-        let id = w.record(0, "Detentions at the market");
-        for n in 0..5 {
-            w.devices[0]
-                .replica
-                .edit_report(&id, &[Edit::AddTag(format!("t{n}"))])
-                .unwrap();
-        }
+        let id = tagged_report(&mut w, "Detentions at the market", 5);
         let replica = &w.devices[0].replica;
         let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
-        let fast = every_change_unsent(&stored, &written_changes(&stored), &HashSet::new())
-            .expect("read from the chunks");
+        let fast = unsent_without_loading(replica, &id).expect("read from the chunks");
         let mut doc = stored.load_doc(&id).unwrap();
         let loaded = pending_hashes(&mut doc, &[], &HashSet::new());
         assert_eq!(fast.len(), 6);
@@ -622,8 +635,7 @@ mod tests {
             .edit_report(&id, &[Edit::AddTag("later".into())])
             .unwrap();
         let replica = &w.devices[0].replica;
-        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
-        assert!(every_change_unsent(&stored, &written_changes(&stored), &HashSet::new()).is_none());
+        assert!(unsent_without_loading(replica, &id).is_none());
         assert_eq!(offered(replica, &id).len(), 1);
         w.sync(0, MIB);
         w.sync(1, MIB);
@@ -636,13 +648,7 @@ mod tests {
     #[test]
     fn a_log_out_of_causal_order_is_offered_from_the_loaded_report() {
         let mut w = World::new(&[DeviceRole::Reporter, DeviceRole::Coordinator]);
-        let id = w.record(0, "Checkpoint on the ring road");
-        for n in 0..3 {
-            w.devices[0]
-                .replica
-                .edit_report(&id, &[Edit::AddTag(format!("t{n}"))])
-                .unwrap();
-        }
+        let id = tagged_report(&mut w, "Checkpoint on the ring road", 3);
         let conn = &w.devices[0].replica.conn;
         let seqs: Vec<i64> = conn
             .prepare("SELECT seq FROM change_log WHERE doc_id = ?1 ORDER BY seq")
@@ -662,10 +668,9 @@ mod tests {
         ))
         .unwrap();
         let replica = &w.devices[0].replica;
-        let stored = read_chunks(&replica.conn, &id).unwrap().unwrap();
-        assert!(every_change_unsent(&stored, &written_changes(&stored), &HashSet::new()).is_none());
+        assert!(unsent_without_loading(replica, &id).is_none());
         let sent = offered(replica, &id);
-        let mut doc = stored.load_doc(&id).unwrap();
+        let mut doc = load_document(&replica.conn, &id).unwrap().unwrap().doc;
         assert_eq!(sent.len(), 4);
         assert!(causal(&mut doc, &sent));
         let summary = w.sync(0, MIB);
