@@ -78,54 +78,53 @@ pub fn max_ops(len: usize) -> u64 {
     (len as u64).saturating_mul(2).saturating_add(4096)
 }
 
-/// The hashes a change chunk says it depends on, read from its header
-/// alone (a device telling, without Automerge, whether its stored changes
-/// are in causal order). Nothing past the dependencies is read or checked.
-pub fn dependencies(bytes: &[u8]) -> Result<Vec<automerge::ChangeHash>, LimitError> {
+/// What a stored change chunk's header says, read without Automerge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeHeader {
+    /// Automerge's hash of the change: SHA-256 of the chunk from its type
+    /// byte on, so the bytes are, byte for byte, the change with this hash.
+    pub hash: automerge::ChangeHash,
+    /// The changes it depends on, in the order it names them.
+    pub deps: Vec<automerge::ChangeHash>,
+}
+
+/// The hash and dependencies of `bytes` when they are one whole
+/// uncompressed change chunk: its declared length is its length, and its
+/// checksum is the start of its hash (two changes stored together are not
+/// one). A device reads its own stored changes so, without Automerge, to
+/// tell whether they are in causal order; nothing past the dependencies is
+/// read or checked.
+pub fn change_header(bytes: &[u8]) -> Result<ChangeHeader, LimitError> {
     let mut r = Reader { bytes, pos: 0 };
-    if r.take(4)? != MAGIC {
-        return Err(LimitError::NotAChange("bad magic bytes"));
-    }
-    r.take(4)?;
-    match r.byte()? {
-        CHUNK_CHANGE => {}
-        CHUNK_COMPRESSED => return Err(LimitError::Compressed),
-        _ => return Err(LimitError::NotAChange("not a change chunk")),
-    }
-    r.uleb()?; // length
+    r.change_chunk()?;
     let count = r.uleb()?;
     // Bounded by the bytes before anything is allocated for it.
     if count > (bytes.len() - r.pos) as u64 / 32 {
         return Err(LimitError::Malformed("a field runs past the end"));
     }
-    (0..count)
+    let deps = (0..count)
         .map(|_| {
             let hash = r.take(32)?;
             automerge::ChangeHash::try_from(hash)
                 .map_err(|_| LimitError::Malformed("a dependency is not a hash"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes[8..]);
+    if digest.as_ref()[..4] != bytes[4..8] {
+        return Err(LimitError::Malformed(
+            "the checksum is not the change's hash",
+        ));
+    }
+    let hash = automerge::ChangeHash::try_from(digest.as_ref())
+        .map_err(|_| LimitError::Malformed("a hash of another length"))?;
+    Ok(ChangeHeader { hash, deps })
 }
 
 /// Checks `bytes` against the bounds above without expanding anything.
 pub fn check(bytes: &[u8]) -> Result<ChangeShape, LimitError> {
     let len = bytes.len();
     let mut r = Reader { bytes, pos: 0 };
-    if r.take(4)? != MAGIC {
-        return Err(LimitError::NotAChange("bad magic bytes"));
-    }
-    r.take(4)?; // checksum, which Automerge checks
-    match r.byte()? {
-        CHUNK_CHANGE => {}
-        CHUNK_COMPRESSED => return Err(LimitError::Compressed),
-        _ => return Err(LimitError::NotAChange("not a change chunk")),
-    }
-    let body_len = r.uleb()?;
-    if body_len != (len - r.pos) as u64 {
-        return Err(LimitError::Malformed(
-            "the chunk length does not match its bytes",
-        ));
-    }
+    r.change_chunk()?; // the checksum is left to Automerge
     let deps = r.uleb()?;
     for _ in 0..deps {
         r.take(32)?;
@@ -289,6 +288,28 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Reads the chunk header up to the change's body: magic, checksum
+    /// (skipped), type (one uncompressed change) and a length that is the
+    /// rest of the bytes.
+    fn change_chunk(&mut self) -> Result<(), LimitError> {
+        if self.take(4)? != MAGIC {
+            return Err(LimitError::NotAChange("bad magic bytes"));
+        }
+        self.take(4)?;
+        match self.byte()? {
+            CHUNK_CHANGE => {}
+            CHUNK_COMPRESSED => return Err(LimitError::Compressed),
+            _ => return Err(LimitError::NotAChange("not a change chunk")),
+        }
+        let body_len = self.uleb()?;
+        if body_len != (self.bytes.len() - self.pos) as u64 {
+            return Err(LimitError::Malformed(
+                "the chunk length does not match its bytes",
+            ));
+        }
+        Ok(())
+    }
+
     fn done(&self) -> bool {
         self.pos >= self.bytes.len()
     }

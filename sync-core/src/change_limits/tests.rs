@@ -260,9 +260,9 @@ fn the_dependencies_read_from_the_header_are_automerges() {
         .unwrap();
     for change in [&created, &edited] {
         let automerge = automerge::Change::try_from(change.bytes.as_slice()).unwrap();
-        assert_eq!(dependencies(&change.bytes).unwrap(), automerge.deps());
+        assert_eq!(change_header(&change.bytes).unwrap().deps, automerge.deps());
     }
-    assert_eq!(dependencies(&edited.bytes).unwrap().len(), 1);
+    assert_eq!(change_header(&edited.bytes).unwrap().deps.len(), 1);
     // Two dependencies, crafted, in the order given.
     let deps = [[1u8; 32], [2u8; 32]];
     let actor = [9u8; 32];
@@ -273,8 +273,9 @@ fn the_dependencies_read_from_the_header_are_automerges() {
         },
         &[],
     );
-    let read: Vec<[u8; 32]> = dependencies(&crafted)
+    let read: Vec<[u8; 32]> = change_header(&crafted)
         .unwrap()
+        .deps
         .iter()
         .map(|h| h.0)
         .collect();
@@ -288,7 +289,7 @@ fn a_dependency_list_longer_than_its_chunk_is_refused_before_it_is_allocated() {
     body.extend_from_slice(&[0u8; 64]);
     let bytes = craft::chunk(1, &body);
     assert_eq!(
-        dependencies(&bytes),
+        change_header(&bytes).map(|h| h.deps),
         Err(LimitError::Malformed("a field runs past the end"))
     );
     let key = DeviceKey::generate().unwrap();
@@ -303,11 +304,11 @@ fn a_dependency_list_longer_than_its_chunk_is_refused_before_it_is_allocated() {
         .unwrap()
         .unwrap();
     // Cut inside its one dependency.
-    assert!(dependencies(&edited.bytes[..20]).is_err());
+    assert!(change_header(&edited.bytes[..20]).is_err());
     let mut document = edited.bytes.clone();
     document[8] = 0;
     assert!(matches!(
-        dependencies(&document),
+        change_header(&document),
         Err(LimitError::NotAChange(_))
     ));
 }

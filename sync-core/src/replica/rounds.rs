@@ -11,6 +11,7 @@ use super::store::{
     append_changes, format_heads, heads_differ, is_dirty, load_document, now, parse_heads,
     read_chunks, store_signature, Replica, StoredChunks,
 };
+use crate::change_limits::{self, ChangeHeader};
 use crate::ids::ReportId;
 use crate::protocol::{DocUpdate, RefusedChange, SyncRequest, SyncResponse};
 use crate::signed_change::SignedChange;
@@ -126,9 +127,10 @@ impl Replica {
         // until the log is compacted): send those bytes rather than rebuild
         // every change from the op set, which was half of what building a
         // request cost (issue 16).
-        let written = written_changes(&stored);
+        let headers = chunk_headers(&stored);
+        let written = written_changes(&stored, &headers);
         let mut loaded = None;
-        let hashes = match every_change_unsent(&stored, &written, &refused) {
+        let hashes = match every_change_unsent(&stored.acked, &headers, &refused) {
             Some(hashes) => hashes,
             None => {
                 let doc = loaded.insert(stored.load_doc(id)?);
@@ -268,16 +270,28 @@ impl Replica {
     }
 }
 
-/// Where in a report's stored bytes each change stored as its own chunk
-/// lies, by hash.
-fn written_changes(stored: &StoredChunks) -> HashMap<ChangeHash, std::ops::Range<usize>> {
+/// Each stored chunk's header, in stored order: `None` for a chunk that is
+/// not one whole change (a saved document, a compressed change).
+fn chunk_headers(stored: &StoredChunks) -> Vec<Option<ChangeHeader>> {
     stored
         .chunks
         .iter()
-        .filter_map(|range| {
-            let chunk = &stored.bytes[range.clone()];
-            change_chunk_hash(chunk).map(|hash| (hash, range.clone()))
-        })
+        .map(|range| change_limits::change_header(&stored.bytes[range.clone()]).ok())
+        .collect()
+}
+
+/// Where in a report's stored bytes each change stored as its own chunk
+/// lies, by hash: its bytes, byte for byte, are the change with that hash,
+/// found at a twentieth of the cost of parsing them.
+fn written_changes(
+    stored: &StoredChunks,
+    headers: &[Option<ChangeHeader>],
+) -> HashMap<ChangeHash, std::ops::Range<usize>> {
+    stored
+        .chunks
+        .iter()
+        .zip(headers)
+        .filter_map(|(range, header)| Some((header.as_ref()?.hash, range.clone())))
         .collect()
 }
 
@@ -290,57 +304,23 @@ fn written_changes(stored: &StoredChunks) -> HashMap<ChangeHash, std::ops::Range
 /// building a request cost a device back from the field with new reports
 /// (issue 16).
 fn every_change_unsent(
-    stored: &StoredChunks,
-    written: &HashMap<ChangeHash, std::ops::Range<usize>>,
+    acked: &[ChangeHash],
+    headers: &[Option<ChangeHeader>],
     refused: &HashSet<ChangeHash>,
 ) -> Option<Vec<ChangeHash>> {
-    if !stored.acked.is_empty() || !refused.is_empty() || written.len() != stored.chunks.len() {
+    if !acked.is_empty() || !refused.is_empty() {
         return None;
     }
-    let mut seen: HashSet<ChangeHash> = HashSet::with_capacity(stored.chunks.len());
-    let mut order = Vec::with_capacity(stored.chunks.len());
-    for range in &stored.chunks {
-        let chunk = &stored.bytes[range.clone()];
-        let hash = change_chunk_hash(chunk)?;
-        let deps = crate::change_limits::dependencies(chunk).ok()?;
-        if !deps.iter().all(|d| seen.contains(d)) || !seen.insert(hash) {
+    let mut seen: HashSet<ChangeHash> = HashSet::with_capacity(headers.len());
+    let mut order = Vec::with_capacity(headers.len());
+    for header in headers {
+        let header = header.as_ref()?;
+        if !header.deps.iter().all(|d| seen.contains(d)) || !seen.insert(header.hash) {
             return None;
         }
-        order.push(hash);
+        order.push(header.hash);
     }
     Some(order)
-}
-
-/// The hash of a chunk that is one uncompressed change, `None` for any
-/// other chunk (a saved document, a compressed change). Automerge hashes a
-/// change as SHA-256 over its chunk past the magic bytes and the checksum,
-/// so these bytes are, byte for byte, the change with that hash, found at
-/// a twentieth of the cost of parsing them.
-fn change_chunk_hash(chunk: &[u8]) -> Option<ChangeHash> {
-    const CHANGE_CHUNK: u8 = 1;
-    if chunk.len() <= 9 || chunk[8] != CHANGE_CHUNK {
-        return None;
-    }
-    // One chunk, whole: its length says where it ends, and its checksum is
-    // the start of the hash. (Two changes stored together are not one.)
-    let mut body = &chunk[9..];
-    let mut len = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = body.split_first()?;
-        body = rest;
-        len |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    if len != body.len() as u64 {
-        return None;
-    }
-    let digest = ring::digest::digest(&ring::digest::SHA256, &chunk[8..]);
-    if digest.as_ref()[..4] != chunk[4..8] {
-        return None;
-    }
-    ChangeHash::try_from(digest.as_ref()).ok()
 }
 
 fn refused_hashes(conn: &Connection, id: &ReportId) -> Result<HashSet<ChangeHash>, ReplicaError> {
@@ -577,7 +557,12 @@ mod tests {
     /// can be.
     fn unsent_without_loading(replica: &Replica, id: &ReportId) -> Option<Vec<ChangeHash>> {
         let stored = read_chunks(&replica.conn, id).unwrap().unwrap();
-        every_change_unsent(&stored, &written_changes(&stored), &HashSet::new())
+        every_change_unsent(&stored.acked, &chunk_headers(&stored), &HashSet::new())
+    }
+
+    /// The hash of a chunk that is one whole uncompressed change.
+    fn change_chunk_hash(chunk: &[u8]) -> Option<ChangeHash> {
+        change_limits::change_header(chunk).ok().map(|h| h.hash)
     }
 
     /// The hashes a request offers for report `id`, in the order sent.
@@ -628,7 +613,7 @@ mod tests {
         assert_eq!(offered(replica, &id), fast);
         // Anything the server refused, or acknowledged, needs the report.
         let refused = HashSet::from([fast[3]]);
-        assert!(every_change_unsent(&stored, &written_changes(&stored), &refused).is_none());
+        assert!(every_change_unsent(&stored.acked, &chunk_headers(&stored), &refused).is_none());
         assert_eq!(w.sync(0, MIB).sent, 6);
         w.devices[0]
             .replica
