@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
-  phone, recordReport, newReport, waitForOfflineReady, field, tab, waitUntil, TIMEOUT,
+  phone, recordReport, newReport, waitForOfflineReady, field, tab, waitUntil, shownText, TIMEOUT,
   dumpStorage, dumpSize, findInDump, dumpControl, leftovers, hold, reportIds,
 } from "./harness.mjs";
 import { enrollPhone } from "./record-offline.mjs";
@@ -94,7 +94,8 @@ export async function atRest({ env, coord, checks, phones }) {
   await page.getByRole("navigation").waitFor({ timeout: 60_000 });
   const ids = await reportIds(page);
   checks.equal(ids, [id], "unlocked, the report is there");
-  checks.that((await page.locator(`[data-report-id="${id}"]`).innerText()).includes(report.title), "unlocked, its title reads again");
+  const titleText = await shownText(page.locator(`[data-report-id="${id}"]`), (text) => text.includes(report.title));
+  checks.that(titleText.includes(report.title), "unlocked, its title reads again", titleText);
 
   // 7. Quick delete: a short hold does nothing...
   const button = page.getByRole("button", { name: "Quick delete" }).first();

@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import {
-  phone, recordReport, waitForStates, waitUntil, waitForOfflineReady, TIMEOUT,
+  phone, recordReport, waitForStates, waitUntil, waitForOfflineReady, shownText, TIMEOUT,
   decryptedRecords, inRecords, dumpStorage, dumpSize, reportIds,
 } from "./harness.mjs";
 import { enrollPhone, expected, shown } from "./record-offline.mjs";
@@ -72,8 +72,9 @@ export async function deleteAfterSync({ env, coord, checks, phones }) {
   // What the reporter sees: the report listed as deleted from the phone, and a count.
   await reportIds(page);
   const item = page.locator(`[data-report-id="${id}"]`);
-  const itemText = await item.innerText();
-  checks.that(itemText.includes("(deleted from this phone)") && !itemText.includes(report.title), "My reports lists it without its title, as deleted from this phone", itemText);
+  const listedAsDeleted = (text) => text.includes("(deleted from this phone)") && !text.includes(report.title);
+  const itemText = await shownText(item, listedAsDeleted);
+  checks.that(listedAsDeleted(itemText), "My reports lists it without its title, as deleted from this phone", itemText);
   checks.that(await page.getByText("1 report was deleted from this phone after the server received it.").isVisible(), "My reports counts the deleted report");
   await page.evaluate((id) => { location.hash = `#report/${encodeURIComponent(id)}`; }, id);
   await page.getByText(/The content of this report was deleted from this phone/).waitFor({ timeout: TIMEOUT.ui });

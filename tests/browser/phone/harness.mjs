@@ -365,6 +365,24 @@ export async function waitUntil(condition, what, { timeout = TIMEOUT.ui, every =
   }
 }
 
+/**
+ * The text a list item shows once Chromium has drawn it, polled until
+ * `shows(text)` holds or the time is up; returns the text seen last.
+ * Report items are `content-visibility: auto`: right after the list is
+ * redrawn (a tab switch, a sync) and before the next frame, Chromium has
+ * not yet decided they are on screen, and their innerText is "". Reading
+ * once at that moment sees nothing although the reporter, a frame later,
+ * sees everything (CI failed on exactly that read).
+ */
+export async function shownText(locator, shows, { timeout = TIMEOUT.ui } = {}) {
+  let text = "";
+  await waitUntil(async () => {
+    text = await locator.innerText({ timeout }).catch(() => "");
+    return shows(text);
+  }, "the item's text", { timeout, every: 100 }).catch(() => {});
+  return text;
+}
+
 /** Holds a button pressed (pointer down, `ms`, pointer up), as a finger would. */
 export async function hold(page, locator, ms) {
   const box = await locator.boundingBox();

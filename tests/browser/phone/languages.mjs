@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
-  phone, recordReport, waitForStates, field, tab, waitUntil, TIMEOUT,
+  phone, recordReport, waitForStates, field, tab, waitUntil, shownText, TIMEOUT,
 } from "./harness.mjs";
 import { enrollPhone, expected, shown } from "./record-offline.mjs";
 
@@ -73,8 +73,9 @@ export async function languages({ env, coord, checks, phones }) {
     checks.equal(found, { imgX: 0, onerror: 0, bodyScripts: 0, scripts: scriptsAtStart }, `${where}: elements made from hostile text`);
   };
   const listItem = page.locator(`[data-report-id="${id}"]`);
-  const listText = await listItem.innerText();
-  checks.that(listText.includes(HOSTILE) && listText.includes(note), "My reports shows the hostile title and review note as text", listText);
+  const hostileShown = (text) => text.includes(HOSTILE) && text.includes(note);
+  const listText = await shownText(listItem, hostileShown);
+  checks.that(hostileShown(listText), "My reports shows the hostile title and review note as text", listText);
   await hostileChecks("My reports");
   await page.evaluate((id) => { location.hash = `#report/${encodeURIComponent(id)}`; }, id);
   await field(page, "Title").waitFor({ timeout: TIMEOUT.ui });

@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import {
   phone, enroll, recordReport, waitForOfflineReady, reportIds, reportStates, waitForStates,
-  field, tab, waitUntil, TIMEOUT,
+  field, tab, waitUntil, shownText, TIMEOUT,
 } from "./harness.mjs";
 
 const sha256 = (b) => createHash("sha256").update(b).digest("hex");
@@ -202,8 +202,9 @@ async function merge({ p, coord, checks, id, original }) {
   await reportIds(page);
   await waitForStates(page, [id], "reviewed");
   const item = page.locator(`[data-report-id="${id}"]`);
-  const itemText = await item.innerText();
-  checks.that(/verified/.test(itemText) && itemText.includes("two witnesses confirm"), "My reports shows the coordinator's status and note", itemText);
+  const reviewShown = (text) => /verified/.test(text) && text.includes("two witnesses confirm");
+  const itemText = await shownText(item, reviewShown);
+  checks.that(reviewShown(itemText), "My reports shows the coordinator's status and note", itemText);
   // The phone's copy of the report: open it and read the merged description.
   await page.evaluate((id) => { location.hash = `#report/${encodeURIComponent(id)}`; }, id);
   await description.waitFor({ timeout: TIMEOUT.ui });
