@@ -226,65 +226,73 @@ pub(crate) fn fetch_to_path(
     // another device wrote, and reading the report checked its form.
     // Fail before downloading anything when the key is missing.
     header_meta(attachment, keys)?;
-    let (source, downloaded) = match device.replica().outbox_file(attachment.blob.as_str())? {
-        Some(local) => (local, false),
-        None => {
-            let client = client_of(device.replica(), &enrollment.server)?;
-            let dir = home.join("downloads");
-            fieldsync_core::private_fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let partial = dir.join(format!("{}.part", attachment.blob));
-            let progress = Bar::with_total(attachment.size, false, "downloading");
-            // Checked against the blob id while it is decrypted, below.
-            let fetched = device::download_unchecked(
-                &client,
-                attachment.blob.as_str(),
-                attachment.size,
-                &partial,
-                &progress,
-            );
-            progress.finish();
-            // As `sync` does: a clock the server corrected stays corrected.
-            keep_clock_offset(device, &client)?;
-            fetched.with_context(|| {
-                format!(
-                    "downloading attachment {} of report {report}",
-                    attachment.id
-                )
-            })?;
-            (partial, true)
-        }
+    let downloading = || {
+        format!(
+            "downloading attachment {} of report {report}",
+            attachment.id
+        )
     };
-    let file = std::fs::File::open(&source)
-        .with_context(|| format!("cannot read {}", source.display()))?;
-    let mut input = BufReader::new(file);
-    let opened = if downloaded {
-        envelope::open_to_path_as(&lookup(keys), &mut input, out, &attachment.blob)
-    } else {
-        envelope::open_to_path(&lookup(keys), &mut input, out)
-    };
-    // Bytes that are not the blob fail to decrypt before their hash is
-    // known; say so rather than that they do not authenticate.
-    let not_the_blob = opened.is_err() && downloaded && !matches_id(&source, attachment);
-    if downloaded {
-        // Ciphertext is not kept: it was fetched for this one decryption.
-        let _ = std::fs::remove_file(&source);
-    }
-    if not_the_blob {
-        return Err(anyhow!(device::TransferError::Mismatch)).with_context(|| {
-            format!(
-                "downloading attachment {} of report {report}",
-                attachment.id
-            )
-        });
-    }
-    opened.map_err(|e| {
+    let undecryptable = |e: envelope::EnvelopeError| {
         anyhow!(
             "attachment {} of report {report} cannot be decrypted: {e}\nno file was written to {}",
             attachment.id,
             out.display()
         )
-    })
+    };
+    if let Some(local) = device.replica().outbox_file(attachment.blob.as_str())? {
+        let file = std::fs::File::open(&local)
+            .with_context(|| format!("cannot read {}", local.display()))?;
+        return envelope::open_to_path(&lookup(keys), &mut BufReader::new(file), out)
+            .map_err(undecryptable);
+    }
+    let client = client_of(device.replica(), &enrollment.server)?;
+    let dir = home.join("downloads");
+    fieldsync_core::private_fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let partial = dir.join(format!("{}.part", attachment.blob));
+    let progress = Bar::with_total(attachment.size, false, "downloading");
+    // Fetched, checked against the blob id and decrypted in one pass; the
+    // ciphertext is kept in `partial` only for a later run to resume from.
+    let mut stream = device::Download::start(
+        &client,
+        attachment.blob.as_str(),
+        attachment.size,
+        &partial,
+        &progress,
+    )
+    .with_context(downloading)?;
+    let opened = envelope::open_to_path_as(&lookup(keys), &mut stream, out, &attachment.blob);
+    // Only a network that failed for good leaves bytes worth resuming from.
+    let failed = stream.failure();
+    let not_the_blob = match (&opened, failed) {
+        (Ok(_), _) => false,
+        (Err(_), Some(failure)) => {
+            progress.finish();
+            keep_clock_offset(device, &client)?;
+            return Err(anyhow!(failure)).with_context(downloading);
+        }
+        // Bytes that are not the blob fail to decrypt before their hash is
+        // known: fetch the rest to tell that from a blob its key does not
+        // open, and say which.
+        (Err(_), None) => {
+            let rest = std::io::copy(&mut stream, &mut std::io::sink());
+            if let (Err(_), Some(failure)) = (rest, stream.failure()) {
+                progress.finish();
+                keep_clock_offset(device, &client)?;
+                return Err(anyhow!(failure)).with_context(downloading);
+            }
+            !matches_id(&partial, attachment)
+        }
+    };
+    progress.finish();
+    // Ciphertext is not kept: it was fetched for this one decryption.
+    let _ = std::fs::remove_file(&partial);
+    // As `sync` does: a clock the server corrected stays corrected.
+    keep_clock_offset(device, &client)?;
+    if not_the_blob {
+        return Err(anyhow!(device::TransferError::Mismatch)).with_context(downloading);
+    }
+    opened.map_err(undecryptable)
 }
 
 /// Whether the file at `path` is the attachment's blob: its size and the

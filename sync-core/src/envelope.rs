@@ -413,7 +413,7 @@ impl hpke::rand_core::TryCryptoRng for SeededRng {}
 /// hashing and writing overlapped, see [`opening`]), checking size and
 /// SHA-256 at the end. On error `output` holds unauthenticated data: discard it
 /// ([`open_to_path`] does).
-pub fn open<R: Read + Send, W: Write + Send>(
+pub fn open<R: Read, W: Write + Send>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     output: &mut W,
@@ -423,7 +423,7 @@ pub fn open<R: Read + Send, W: Write + Send>(
 
 /// [`open`], and with `blob` also checks that the whole of `input` hashes
 /// to that blob id, in the same pass.
-fn open_checked<R: Read + Send, W: Write + Send>(
+fn open_checked<R: Read, W: Write + Send>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     output: &mut W,
@@ -561,7 +561,7 @@ fn open_header<R: Read>(
 /// Decrypts into `path` through a temporary file beside it, renamed into
 /// place only when everything authenticated: a failed decryption leaves no
 /// file that looks valid.
-pub fn open_to_path<R: Read + Send>(
+pub fn open_to_path<R: Read>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     path: &Path,
@@ -572,7 +572,7 @@ pub fn open_to_path<R: Read + Send>(
 /// [`open_to_path`] of a blob that came from elsewhere: in the same pass,
 /// also checks that `input` hashes to `blob`, its id, before the file is
 /// renamed into place ([`EnvelopeError::NotItsId`] if not).
-pub fn open_to_path_as<R: Read + Send>(
+pub fn open_to_path_as<R: Read>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     path: &Path,
@@ -581,7 +581,7 @@ pub fn open_to_path_as<R: Read + Send>(
     open_to_path_checked(keys, input, path, Some(blob))
 }
 
-fn open_to_path_checked<R: Read + Send>(
+fn open_to_path_checked<R: Read>(
     keys: &dyn Fn(u32) -> Option<CaseSecret>,
     input: &mut R,
     path: &Path,

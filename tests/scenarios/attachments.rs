@@ -35,6 +35,45 @@ fn case_with_key() -> Case {
 }
 
 impl Case {
+    /// A second coordinator, enrolled through `proxy`, holding the case key
+    /// and synced.
+    fn coordinator_through(&self, proxy: &FaultProxy) -> DeviceHome {
+        let coordinator = DeviceHome::new();
+        let token = self.server.invite("almaty", "coordinator");
+        coordinator.ok(&[
+            "device", "enroll", "--server", &proxy.url, "--token", &token,
+        ]);
+        let code = self.coordinator.ok(&["key", "show", "--case", "almaty"]);
+        coordinator.ok(&[
+            "key",
+            "add",
+            "--case",
+            "almaty",
+            code.lines().next().unwrap(),
+        ]);
+        coordinator.ok(&["sync"]);
+        coordinator
+    }
+
+    /// A file of `len` random bytes the reporter recorded and synced, and
+    /// the coordinator synced: its bytes, attachment id and blob id.
+    fn synced_attachment(
+        &self,
+        rng: &mut Rng,
+        len: usize,
+        name: &str,
+        title: &str,
+    ) -> (Vec<u8>, String, String) {
+        let plain = random_bytes(rng, len);
+        let file = self.file(name, &plain);
+        let report = record_with(&self.reporter, title, &[&file]);
+        self.reporter.ok(&["sync"]);
+        self.coordinator.ok(&["sync"]);
+        let item = &self.coordinator.attachments(&report)[0];
+        let id = item["id"].as_str().unwrap().to_owned();
+        (plain, id, item["blob"].as_str().unwrap().to_owned())
+    }
+
     fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.files.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -197,7 +236,6 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
     reporter.ok(&[
         "device", "enroll", "--server", &proxy.url, "--token", &token,
     ]);
-    let code = case.coordinator.ok(&["key", "show", "--case", "almaty"]);
     // The reporter takes the case public key with its first sync.
     reporter.ok(&["sync"]);
     let report = record_with(&reporter, "The march", &[&file]);
@@ -238,19 +276,7 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
 
     // The download is cut too, resumes with ranges and decrypts exactly.
     case.coordinator.ok(&["sync"]);
-    let coordinator = DeviceHome::new();
-    let token = case.server.invite("almaty", "coordinator");
-    coordinator.ok(&[
-        "device", "enroll", "--server", &proxy.url, "--token", &token,
-    ]);
-    coordinator.ok(&[
-        "key",
-        "add",
-        "--case",
-        "almaty",
-        code.lines().next().unwrap(),
-    ]);
-    coordinator.ok(&["sync"]);
+    let coordinator = case.coordinator_through(&proxy);
     proxy.set_faults(Faults {
         cut_upstream_after: None,
         cut_downstream_after: Some((128 * 1024, 1024 * 1024)),
@@ -275,14 +301,13 @@ fn an_upload_cut_at_random_offsets_many_times_completes_and_decrypts_exactly() {
 fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no_file() {
     let mut rng = Rng::from_env_or_random();
     let case = case_with_key();
-    let original = random_bytes(&mut rng, 5 * 64 * 1024 + 7);
-    let file = case.file("photo.jpg", &original);
-    let report = record_with(&case.reporter, "Photo of the arrest", &[&file]);
-    case.reporter.ok(&["sync"]);
-    case.coordinator.ok(&["sync"]);
-    let item = case.coordinator.attachments(&report)[0].clone();
-    let id = item["id"].as_str().unwrap();
-    let blob_id = item["blob"].as_str().unwrap();
+    let (original, id, blob_id) = case.synced_attachment(
+        &mut rng,
+        5 * 64 * 1024 + 7,
+        "photo.jpg",
+        "Photo of the arrest",
+    );
+    let (id, blob_id) = (id.as_str(), blob_id.as_str());
     // In the data directory, or the bucket with FIELDSYNC_TEST_S3_ENDPOINT.
     let blobs = case.server.blobs();
     let stored = blobs
@@ -346,6 +371,68 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
     // The untouched blob still decrypts exactly.
     case.coordinator.fetch_attachment(id, &target);
     assert_eq!(std::fs::read(&target).unwrap(), original);
+}
+
+#[test]
+fn a_later_run_resumes_a_download_from_the_bytes_an_earlier_one_kept() {
+    let mut rng = Rng::from_env_or_random();
+    let case = case_with_key();
+    let (photo, id, blob_id) = case.synced_attachment(
+        &mut rng,
+        3 * 1024 * 1024 + 11,
+        "crowd.jpg",
+        "The crowd at noon",
+    );
+    let (id, blob_id) = (id.as_str(), blob_id.as_str());
+    let blobs = case.server.blobs();
+    let sealed = blobs.read(&blobs.find_blob(blob_id).unwrap());
+
+    // A coordinator that reaches the server through a proxy that counts.
+    let proxy = FaultProxy::start(
+        &case.server.addr,
+        Faults::default(),
+        Rng::seeded(rng.next_u64()),
+    );
+    let coordinator = case.coordinator_through(&proxy);
+
+    // What an earlier run, killed part-way, kept in the home.
+    let downloads = Path::new(coordinator.path()).join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let partial = downloads.join(format!("{blob_id}.part"));
+    let kept = sealed.len() * 2 / 3;
+    std::fs::write(&partial, &sealed[..kept]).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("crowd.jpg");
+    let before = proxy.bytes_down();
+    coordinator.fetch_attachment(id, &target);
+    let received = proxy.bytes_down() - before;
+    assert!(std::fs::read(&target).unwrap() == photo, "decrypts exactly");
+    let rest = (sealed.len() - kept) as u64;
+    assert!(
+        received >= rest && received < rest + 64 * 1024,
+        "{received} bytes came down for the {rest} the earlier run lacked"
+    );
+    assert!(
+        !partial.exists(),
+        "the ciphertext is not kept after the download"
+    );
+
+    // A kept file a crash damaged: the blob id check fails, nothing is
+    // written, the damaged bytes are dropped, and the next run succeeds.
+    let mut damaged = sealed[..kept].to_vec();
+    damaged[kept / 2] ^= 0x40;
+    std::fs::write(&partial, &damaged).unwrap();
+    let again = out_dir.path().join("again.jpg");
+    let out = coordinator.run(&["attachment", "get", id, "--out", again.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a damaged partial download was accepted"
+    );
+    assert!(stderr.contains("does not match its id"), "{stderr}");
+    assert!(!again.exists() && !partial.exists());
+    coordinator.fetch_attachment(id, &again);
+    assert!(std::fs::read(&again).unwrap() == photo);
 }
 
 fn assert_no_leftovers(dir: &Path) {

@@ -9,6 +9,7 @@
 //! It never prints either; what happened comes back as values and events.
 
 mod calls;
+mod download;
 mod enrollment;
 mod import_ids;
 pub mod meta_keys;
@@ -17,11 +18,14 @@ mod transport;
 mod upload_outbox;
 
 pub use calls::{case_info, case_keys, enroll, invite, publish_case_key, roster, sync_round};
+pub use download::{download, Download};
 pub use enrollment::{clock_offset, Device, DeviceError, Enrollment, SyncAll, SyncEvent};
 pub use import_ids::ImportIds;
-pub use transfer::{download, download_unchecked, upload, Progress, TransferError, UploadEvent};
+pub use transfer::{upload, Progress, TransferError, UploadEvent};
 pub use transport::{Body, Request, Response, Transport, TransportError};
 pub use upload_outbox::{FailedUpload, OutboxProgress, UploadSummary};
+#[cfg(test)]
+mod download_tests;
 #[cfg(test)]
 mod encoding_tests;
 #[cfg(test)]

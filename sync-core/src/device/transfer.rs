@@ -5,8 +5,7 @@
 //! against the blob id, their SHA-256.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -18,7 +17,7 @@ use crate::replica::OutboxEntry;
 
 const TUS_RESUMABLE: &str = "1.0.0";
 /// Failed attempts in a row, with no byte gained, before giving up.
-const MAX_FAILURES_WITHOUT_PROGRESS: u32 = 6;
+pub(super) const MAX_FAILURES_WITHOUT_PROGRESS: u32 = 6;
 
 /// Where a transfer is, for a progress bar.
 pub trait Progress {
@@ -74,7 +73,7 @@ pub enum UploadEvent<'a> {
     Forgotten,
 }
 
-fn unreachable(e: &TransferError) -> bool {
+pub(super) fn unreachable(e: &TransferError) -> bool {
     matches!(
         e,
         TransferError::Transport(TransportError::Unreachable { .. })
@@ -169,144 +168,6 @@ fn check_local_copy(entry: &OutboxEntry) -> Result<(), TransferError> {
         Ok((len, hash)) if len == entry.size && hash == entry.blob => Ok(()),
         _ => Err(TransferError::LocalDamaged),
     }
-}
-
-/// Downloads blob `blob` into `partial`, resuming from the bytes already
-/// there, and checks the whole file against the blob id; a file that does
-/// not match is deleted.
-pub fn download(
-    t: &impl Transport,
-    blob: &str,
-    size: u64,
-    partial: &Path,
-    progress: &dyn Progress,
-) -> Result<(), TransferError> {
-    download_unchecked(t, blob, size, partial, progress)?;
-    let (got, hash) = sha256_file(partial).map_err(|source| TransferError::Io {
-        what: format!("cannot read {}", partial.display()),
-        source,
-    })?;
-    if got != size || hash != blob {
-        let _ = std::fs::remove_file(partial);
-        return Err(TransferError::Mismatch);
-    }
-    Ok(())
-}
-
-/// [`download`] without the final check against the blob id, for a caller
-/// that hashes the file in a pass it makes anyway (decrypting it: see
-/// `envelope::open_to_path_as`) and discards it if it does not match.
-pub fn download_unchecked(
-    t: &impl Transport,
-    blob: &str,
-    size: u64,
-    partial: &Path,
-    progress: &dyn Progress,
-) -> Result<(), TransferError> {
-    let len = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut failures = 0u32;
-    loop {
-        let have = len(partial);
-        progress.set_position(have.min(size));
-        if have >= size {
-            break;
-        }
-        let result = fetch_from(t, blob, size, have, partial, progress);
-        if let Err(TransferError::Transport(TransportError::Refused { status: 416, .. })) = result {
-            // The server's blob is shorter than the report says it is.
-            let _ = std::fs::remove_file(partial);
-            return Err(TransferError::Mismatch);
-        }
-        if let Err(e) = &result {
-            if !retryable(e) {
-                return Err(result.unwrap_err());
-            }
-        }
-        failures = if len(partial) > have { 0 } else { failures + 1 };
-        if failures >= MAX_FAILURES_WITHOUT_PROGRESS {
-            return Err(TransferError::GaveUp {
-                attempts: failures,
-                unreachable: result.as_ref().is_err_and(unreachable),
-                last: match result {
-                    Err(e) => e.to_string(),
-                    Ok(()) => "the server sent no new bytes".into(),
-                },
-            });
-        }
-        if let Err(e) = result {
-            progress.note(&format!("  interrupted ({e}); resuming"));
-            std::thread::sleep(backoff(failures.max(1)));
-        }
-    }
-    Ok(())
-}
-
-/// One GET from `have` on, appended to `partial`. Bytes that arrived
-/// before a failure are kept for the next attempt.
-fn fetch_from(
-    t: &impl Transport,
-    blob: &str,
-    size: u64,
-    have: u64,
-    partial: &Path,
-    progress: &dyn Progress,
-) -> Result<(), TransferError> {
-    let io = |source| TransferError::Io {
-        what: format!("cannot write {}", partial.display()),
-        source,
-    };
-    let mut headers = Vec::new();
-    if have > 0 {
-        headers.push(("Range", format!("bytes={have}-")));
-    }
-    let response = t.send(Request {
-        method: "GET",
-        path: format!("/v1/blobs/{blob}"),
-        headers,
-        body: Body::Empty,
-    })?;
-    let resumed = response.status == 206;
-    let mut file = crate::private_fs::open_options()
-        .create(true)
-        .write(true)
-        .append(resumed)
-        .truncate(!resumed)
-        .open(partial)
-        .map_err(io)?;
-    if !resumed {
-        progress.set_position(0);
-    }
-    // Never more than the blob (plus one byte, to notice a longer one).
-    let mut reader = response.body.take(size + 1);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut in_file = if resumed { have } else { 0 };
-    let outcome = loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                file.write_all(&buf[..n]).map_err(io)?;
-                in_file += n as u64;
-                progress.inc(n as u64);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                break Err(TransportError::Unreachable {
-                    url: t.base().to_owned(),
-                    reason: e.to_string(),
-                }
-                .into())
-            }
-        }
-    };
-    // Only bytes kept for a later attempt need to survive a crash. A
-    // complete file is checked against the blob id right away and then
-    // decrypted and deleted (flushing it would double the disk writes of
-    // a download); one a crash damaged fails that check and is fetched
-    // again.
-    if outcome.is_err() || in_file < size {
-        file.sync_data().map_err(io)?;
-    }
-    outcome
 }
 
 fn tus(method: &'static str, path: String, headers: &[(&'static str, String)]) -> Request<'static> {
@@ -412,7 +273,7 @@ fn patch(
 /// Whether trying again may help: the network, a busy or restarting
 /// server, a lock held by a dying earlier request. A refusal (403, 413…)
 /// will not change by retrying.
-fn retryable(e: &TransferError) -> bool {
+pub(super) fn retryable(e: &TransferError) -> bool {
     match e {
         TransferError::Transport(TransportError::Unreachable { .. }) => true,
         TransferError::Transport(TransportError::Refused { status, .. }) => {
@@ -437,7 +298,7 @@ fn retryable(e: &TransferError) -> bool {
     }
 }
 
-fn backoff(failures: u32) -> Duration {
+pub(super) fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64 << failures.min(5))
 }
 

@@ -29,7 +29,7 @@ struct Opening {
 /// `prefix` into `output`; returns the plaintext's length and SHA-256.
 /// With `blob`, the hash of the blob so far (its head), also hashes every
 /// sealed byte read, before it is decrypted, on a thread of its own.
-pub(super) fn open_chunks<R: Read + Send, W: Write + Send>(
+pub(super) fn open_chunks<R: Read, W: Write + Send>(
     key: &LessSafeKey,
     prefix: &[u8; 7],
     input: &mut R,
