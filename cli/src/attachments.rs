@@ -271,6 +271,9 @@ pub(crate) fn fetch_to_path(
             keep_clock_offset(device, &client)?;
             return Err(anyhow!(failure)).with_context(downloading);
         }
+        // Writing the file failed (a full disk): say so, without fetching
+        // the rest.
+        (Err(envelope::EnvelopeError::Io(_)), None) => false,
         // Bytes that are not the blob fail to decrypt before their hash is
         // known: fetch the rest to tell that from a blob its key does not
         // open, and say which.

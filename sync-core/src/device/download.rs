@@ -59,7 +59,9 @@ pub struct Download<'a, T: Transport> {
     partial: PathBuf,
     /// The partial file, appended to in large writes: written a read at a
     /// time (often a few KiB from the socket), it cost more CPU than
-    /// receiving, hashing or decrypting the same bytes.
+    /// receiving, hashing or decrypting the same bytes. Flushed when
+    /// dropped too, so a stream its consumer stopped reading still leaves
+    /// what arrived for a later run.
     file: BufWriter<File>,
     /// What an earlier run kept, served before anything is fetched.
     kept: Option<std::io::Take<File>>,
@@ -130,16 +132,6 @@ impl<'a, T: Transport> Download<'a, T> {
         self.failure.take()
     }
 
-    /// Where the bytes that arrived are kept.
-    pub fn partial(&self) -> &Path {
-        &self.partial
-    }
-
-    /// Bytes served so far.
-    pub fn position(&self) -> u64 {
-        self.at
-    }
-
     fn io(&self, source: std::io::Error) -> TransferError {
         TransferError::Io {
             what: format!("cannot write {}", self.partial.display()),
@@ -186,7 +178,7 @@ impl<'a, T: Transport> Download<'a, T> {
             .sync_data()
             .map_err(|source| self.io(source))?;
         self.failures = if self.at > self.attempt_at {
-            1
+            0
         } else {
             self.failures + 1
         };
@@ -199,7 +191,7 @@ impl<'a, T: Transport> Download<'a, T> {
         }
         self.progress
             .note(&format!("  interrupted ({e}); resuming"));
-        std::thread::sleep(backoff(self.failures));
+        std::thread::sleep(backoff(self.failures.max(1)));
         Ok(())
     }
 
@@ -271,14 +263,6 @@ impl<'a, T: Transport> Download<'a, T> {
                 }
             }
         }
-    }
-}
-
-/// Bytes still gathered reach the partial file when the stream is dropped
-/// early (the consumer stopped reading), for a later run to resume from.
-impl<T: Transport> Drop for Download<'_, T> {
-    fn drop(&mut self) {
-        let _ = self.file.flush();
     }
 }
 
