@@ -262,31 +262,33 @@ pub(crate) fn fetch_to_path(
     )
     .with_context(downloading)?;
     let opened = envelope::open_to_path_as(&lookup(keys), &mut stream, out, &attachment.blob);
-    // Only a network that failed for good leaves bytes worth resuming from.
-    let failed = stream.failure();
-    let not_the_blob = match (&opened, failed) {
-        (Ok(_), _) => false,
-        (Err(_), Some(failure)) => {
-            progress.finish();
-            keep_clock_offset(device, &client)?;
-            return Err(anyhow!(failure)).with_context(downloading);
-        }
+    let mut failure = stream.failure();
+    let not_the_blob = match &opened {
+        Ok(_) => false,
+        Err(_) if failure.is_some() => false,
         // Writing the file failed (a full disk): say so, without fetching
         // the rest.
-        (Err(envelope::EnvelopeError::Io(_)), None) => false,
+        Err(envelope::EnvelopeError::Io(_)) => false,
         // Bytes that are not the blob fail to decrypt before their hash is
         // known: fetch the rest to tell that from a blob its key does not
         // open, and say which.
-        (Err(_), None) => {
+        Err(_) => {
             let rest = std::io::copy(&mut stream, &mut std::io::sink());
-            if let (Err(_), Some(failure)) = (rest, stream.failure()) {
-                progress.finish();
-                keep_clock_offset(device, &client)?;
-                return Err(anyhow!(failure)).with_context(downloading);
-            }
-            !matches_id(&partial, attachment)
+            failure = rest.err().and(stream.failure());
+            failure.is_none() && !matches_id(&partial, attachment)
         }
     };
+    if let Some(failure) = failure {
+        progress.finish();
+        // Only a network that failed for good leaves bytes worth resuming
+        // from; a blob shorter than its size would only be met again.
+        let empty = std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0);
+        if empty || matches!(failure, device::TransferError::Mismatch) {
+            let _ = std::fs::remove_file(&partial);
+        }
+        keep_clock_offset(device, &client)?;
+        return Err(anyhow!(failure)).with_context(downloading);
+    }
     progress.finish();
     // Ciphertext is not kept: it was fetched for this one decryption.
     let _ = std::fs::remove_file(&partial);

@@ -344,6 +344,11 @@ fn a_tampered_truncated_or_swapped_blob_and_a_wrong_key_are_errors_that_leave_no
         );
         assert!(!target.exists(), "{what} left a file behind");
         assert_no_leftovers(out_dir.path());
+        // Nor any ciphertext to resume from: it is not the blob.
+        let downloads = Path::new(case.coordinator.path()).join("downloads");
+        if downloads.exists() {
+            assert_no_leftovers(&downloads);
+        }
     }
 
     blobs.write(&stored, &pristine);

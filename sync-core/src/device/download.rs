@@ -37,10 +37,15 @@ pub fn download(
     let mut stream = Download::start(t, blob, size, partial, progress)?;
     let mut hashing = crate::hashing::Hashing::new(std::io::sink());
     if let Err(source) = std::io::copy(&mut stream, &mut hashing) {
-        return Err(stream.failure().unwrap_or(TransferError::Io {
+        let failure = stream.failure().unwrap_or(TransferError::Io {
             what: format!("cannot read {}", partial.display()),
             source,
-        }));
+        });
+        if matches!(failure, TransferError::Mismatch) {
+            // Resuming would only meet the same short blob.
+            let _ = std::fs::remove_file(partial);
+        }
+        return Err(failure);
     }
     if hashing.len != size || hashing.hex() != blob {
         let _ = std::fs::remove_file(partial);
@@ -128,6 +133,8 @@ impl<'a, T: Transport> Download<'a, T> {
     }
 
     /// Why the transfer failed, when `read` returned an error for it.
+    /// After [`TransferError::Mismatch`] (the server's blob is shorter
+    /// than its size) the partial file is worth nothing: delete it.
     pub fn failure(&mut self) -> Option<TransferError> {
         self.failure.take()
     }

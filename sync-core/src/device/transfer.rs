@@ -1,8 +1,8 @@
-//! Attachment transfers that survive a bad network: uploads by the tus
-//! resumable upload protocol (create, ask the offset, send from it), and
-//! downloads by HTTP ranges into a partial file. Requests are signed over
-//! an empty body (see [`Body::Stream`]); the bytes themselves are checked
-//! against the blob id, their SHA-256.
+//! Attachment uploads that survive a bad network, by the tus resumable
+//! upload protocol (create, ask the offset, send from it), and the retry
+//! rules they share with downloads (`download.rs`). Requests are signed
+//! over an empty body (see [`Body::Stream`]); the bytes themselves are
+//! checked against the blob id, their SHA-256.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
