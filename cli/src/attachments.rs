@@ -278,22 +278,20 @@ pub(crate) fn fetch_to_path(
             failure.is_none() && !matches_id(&partial, attachment)
         }
     };
+    progress.finish();
+    // As `sync` does: a clock the server corrected stays corrected.
+    keep_clock_offset(device, &client)?;
     if let Some(failure) = failure {
-        progress.finish();
         // Only a network that failed for good leaves bytes worth resuming
         // from; a blob shorter than its size would only be met again.
         let empty = std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0);
         if empty || matches!(failure, device::TransferError::Mismatch) {
             let _ = std::fs::remove_file(&partial);
         }
-        keep_clock_offset(device, &client)?;
         return Err(anyhow!(failure)).with_context(downloading);
     }
-    progress.finish();
     // Ciphertext is not kept: it was fetched for this one decryption.
     let _ = std::fs::remove_file(&partial);
-    // As `sync` does: a clock the server corrected stays corrected.
-    keep_clock_offset(device, &client)?;
     if not_the_blob {
         return Err(anyhow!(device::TransferError::Mismatch)).with_context(downloading);
     }

@@ -8,8 +8,10 @@
 //! a file did: the bytes an earlier run kept in the partial file are
 //! served first, the rest is fetched by HTTP ranges, resumed after each
 //! cut, and every byte that arrives is appended to the partial file, so a
-//! later run resumes from it. The caller deletes the partial file once it
-//! is done with it, whichever way that went.
+//! later run resumes from it. The caller deletes the partial file when
+//! nothing in it is worth resuming from: after the download, after bytes
+//! that are not the blob, after [`TransferError::Mismatch`]; a network
+//! that failed for good leaves it for the next run.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -22,37 +24,6 @@ use super::transport::{Body, Request, Transport, TransportError};
 
 /// Bytes gathered before they are appended to the partial file.
 const TEE_BUFFER: usize = 1024 * 1024;
-
-/// Downloads blob `blob` into `partial`, resuming from the bytes already
-/// there, and checks the whole file against the blob id; a file that does
-/// not match is deleted. A caller that reads the bytes anyway (to decrypt
-/// them) streams them with [`Download`] instead, in one pass.
-pub fn download(
-    t: &impl Transport,
-    blob: &str,
-    size: u64,
-    partial: &Path,
-    progress: &dyn Progress,
-) -> Result<(), TransferError> {
-    let mut stream = Download::start(t, blob, size, partial, progress)?;
-    let mut hashing = crate::hashing::Hashing::new(std::io::sink());
-    if let Err(source) = std::io::copy(&mut stream, &mut hashing) {
-        let failure = stream.failure().unwrap_or(TransferError::Io {
-            what: format!("cannot read {}", partial.display()),
-            source,
-        });
-        if matches!(failure, TransferError::Mismatch) {
-            // Resuming would only meet the same short blob.
-            let _ = std::fs::remove_file(partial);
-        }
-        return Err(failure);
-    }
-    if hashing.len != size || hashing.hex() != blob {
-        let _ = std::fs::remove_file(partial);
-        return Err(TransferError::Mismatch);
-    }
-    Ok(())
-}
 
 /// Reads blob `blob` of `size` bytes from the server (see the module's
 /// documentation). A transfer that fails for good makes `read` return an
@@ -144,6 +115,15 @@ impl<'a, T: Transport> Download<'a, T> {
             what: format!("cannot write {}", self.partial.display()),
             source,
         }
+    }
+
+    /// An answer that stopped before the blob did: retried like a server
+    /// that could not be reached.
+    fn cut(&self, reason: String) -> TransferError {
+        TransferError::Transport(TransportError::Unreachable {
+            url: self.t.base().to_owned(),
+            reason,
+        })
     }
 
     /// Asks for the bytes from `at` on.
@@ -240,11 +220,9 @@ impl<'a, T: Transport> Download<'a, T> {
                     if self.at >= self.size {
                         return self.ended();
                     }
-                    let cut = TransferError::Transport(TransportError::Unreachable {
-                        url: self.t.base().to_owned(),
-                        reason: format!("the answer ended after byte {} of {}", self.at, self.size),
-                    });
-                    self.interrupted(cut)?;
+                    let reason =
+                        format!("the answer ended after byte {} of {}", self.at, self.size);
+                    self.interrupted(self.cut(reason))?;
                 }
                 Ok(n) if (n as u64) <= self.skip => self.skip -= n as u64,
                 Ok(n) => {
@@ -262,11 +240,7 @@ impl<'a, T: Transport> Download<'a, T> {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let cut = TransferError::Transport(TransportError::Unreachable {
-                        url: self.t.base().to_owned(),
-                        reason: e.to_string(),
-                    });
-                    self.interrupted(cut)?;
+                    self.interrupted(self.cut(e.to_string()))?;
                 }
             }
         }

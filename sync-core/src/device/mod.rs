@@ -18,7 +18,7 @@ mod transport;
 mod upload_outbox;
 
 pub use calls::{case_info, case_keys, enroll, invite, publish_case_key, roster, sync_round};
-pub use download::{download, Download};
+pub use download::Download;
 pub use enrollment::{clock_offset, Device, DeviceError, Enrollment, SyncAll, SyncEvent};
 pub use import_ids::ImportIds;
 pub use transfer::{upload, Progress, TransferError, UploadEvent};
